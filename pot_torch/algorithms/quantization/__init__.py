@@ -1,0 +1,1 @@
+"""Quantization algorithms; importing this package registers each of them."""

@@ -1,0 +1,6 @@
+"""The three user-facing abstractions of the POT API: ``DataLoader``, ``Metric`` and ``Engine``."""
+from pot_torch.api.data_loader import DataLoader
+from pot_torch.api.engine import Engine
+from pot_torch.api.metric import Metric
+
+__all__ = ["DataLoader", "Metric", "Engine"]

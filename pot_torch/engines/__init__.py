@@ -1,0 +1,1 @@
+"""OpenVINO inference engines: ``IEEngine`` and helpers for custom engines."""

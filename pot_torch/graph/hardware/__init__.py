@@ -1,0 +1,1 @@
+"""Hardware descriptions: where FakeQuantize goes for each target device (JSON data)."""

@@ -1,0 +1,1 @@
+"""Statistics: per-batch reducers, aggregators across samples, and collection through an engine."""

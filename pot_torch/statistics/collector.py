@@ -1,0 +1,65 @@
+"""Collecting the statistics that algorithms ask for, with as few passes over the data as possible."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
+
+from pot_torch.api.engine import Engine
+from pot_torch.samplers.batch_sampler import BatchSampler
+
+#: A statistics layout as POT's ``Engine.predict`` takes it: ``{node_key: {stat_name: fn}}``. ``node_key`` is
+#: an op's friendly name (its output 0) or ``(friendly_name, output_index)``; ``fn`` maps the batch output
+#: (numpy, batch first) to a value.
+StatsLayout = Dict[Hashable, Dict[str, Callable[[Any], Any]]]
+#: Collected statistics as ``Engine.predict`` returns them: ``{node_key: {stat_name: [value per batch]}}``.
+Statistics = Dict[Hashable, Dict[str, List[Any]]]
+
+
+@dataclass
+class StatisticsRequest:
+    """What one algorithm needs collected on a model.
+
+    :param layout: the statistics layout.
+    :param subset_indices: data set indices to run over (``None``: the whole data set).
+    :param batch_size: items per inference batch.
+    """
+
+    layout: StatsLayout
+    subset_indices: Optional[Sequence[int]] = None
+    batch_size: int = 1
+    tag: str = field(default="", compare=False)
+
+    def sampling_key(self) -> Tuple[Optional[Tuple[int, ...]], int]:
+        """Requests with equal keys are served by one pass over the data."""
+        subset = None if self.subset_indices is None else tuple(int(i) for i in self.subset_indices)
+        return subset, self.batch_size
+
+
+def collect_statistics(engine: Engine, model: Any, requests: Sequence[StatisticsRequest],
+                       print_progress: bool = False) -> List[Statistics]:
+    """Run ``model`` through ``engine`` and return the statistics of each request, in request order.
+
+    Requests that read the same samples in the same batches share one ``engine.predict`` call.
+    """
+    results: List[Statistics] = [{} for _ in requests]
+    passes: Dict[Tuple[Optional[Tuple[int, ...]], int], List[int]] = {}
+    for index, request in enumerate(requests):
+        if request.layout:
+            passes.setdefault(request.sampling_key(), []).append(index)
+    if not passes:
+        return results
+    engine.set_model(model)
+    for (subset, batch_size), members in passes.items():
+        merged: StatsLayout = {}
+        for index in members:
+            for node_key, stats in requests[index].layout.items():
+                for stat_name, fn in stats.items():
+                    merged.setdefault(node_key, {})[f"{index}/{stat_name}"] = fn
+        sampler = BatchSampler(engine.data_loader, batch_size=batch_size,
+                               subset_indices=list(subset) if subset is not None else None)
+        _, collected = engine.predict(stats_layout=merged, sampler=sampler, print_progress=print_progress)
+        for node_key, stats in (collected or {}).items():
+            for merged_name, values in stats.items():
+                index_text, stat_name = merged_name.split("/", 1)
+                results[int(index_text)].setdefault(node_key, {})[stat_name] = values
+    return results

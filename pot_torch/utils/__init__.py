@@ -1,0 +1,1 @@
+"""Small shared helpers: attribute-access configs and logging."""
