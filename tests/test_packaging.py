@@ -1,0 +1,42 @@
+"""Packaging: every package folder is installed, the core never imports torch, README and CI agree."""
+import pathlib
+import re
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _declared_packages():
+    text = (ROOT / "pyproject.toml").read_text()
+    block = text[text.index("packages = ["):]
+    return set(re.findall(r'"(pot_torch[\w.]*)"', block[:block.index("]")]))
+
+
+def test_every_package_folder_is_declared():
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "pot_torch").rglob("__init__.py")}
+    found.add("pot_torch.adapters")
+    assert found == _declared_packages()
+
+
+def test_core_import_does_not_import_torch():
+    code = "import sys, pot_torch, pot_torch.pipeline, pot_torch.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def _readme_commands():
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", text, flags=re.S)
+    return [line.strip() for block in blocks for line in block.splitlines()
+            if line.strip() and not line.strip().startswith("#")]
+
+
+def test_ci_runs_the_readme_install_and_test_commands():
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = _readme_commands()
+    setup = [c for c in commands if "pip install" in c or "venv" in c]
+    tests = [c for c in commands if "pytest" in c]
+    assert setup and tests
+    for command in setup + tests:
+        assert command in ci, f"README command not run by .ci/run: {command}"
