@@ -37,7 +37,9 @@ def conv_model(seed: int = 0, channels: int = 8, size: int = 16, batch: int = 1)
     relu2.set_friendly_name("relu2")
     pool = ops.avg_pool(relu2, [1, 1], [0, 0], [0, 0], [size, size], exclude_pad=True)
     pool.set_friendly_name("pool")
-    flat = ops.reshape(pool, ops.constant(np.array([batch, channels], dtype=np.int64)), special_zero=False)
+    shape = ops.constant(np.array([batch, channels], dtype=np.int64))
+    shape.set_friendly_name("flatten_shape")
+    flat = ops.reshape(pool, shape, special_zero=False)
     flat.set_friendly_name("flatten")
     fc = ops.matmul(flat, _const(rng, [channels, 10], 0.3, "fc_weights"), False, False)
     fc.set_friendly_name("fc")
@@ -68,3 +70,36 @@ def reference_infer(model: ov.Model, inputs: Sequence[np.ndarray] | dict, precis
     compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision})
     result = compiled(inputs)
     return [result[output] for output in compiled.outputs]
+
+
+def outlier_classifier(seed: int = 0, features: int = 16, hidden: int = 32, classes: int = 4):
+    """A 2-layer MLP whose last input feature is a huge, irrelevant outlier (scale 1000).
+
+    8-bit per-tensor quantization of its input wipes out the small informative features, so default INT8
+    loses most of its accuracy; leaving the first MatMul in floating point restores it. Returns
+    ``(model, inputs [n, 1, features], labels)`` with labels = the FP model's own predictions (FP accuracy 1.0).
+    Ops: input, fc1, fc1_bias, relu, fc2, fc2_bias, logits.
+    """
+    rng = np.random.default_rng(seed)
+    w1 = rng.standard_normal((features, hidden)).astype(np.float32) * 0.5
+    w1[-1, :] = 1e-5
+    w2 = rng.standard_normal((hidden, classes)).astype(np.float32) * 0.5
+    x = ops.parameter([1, features], np.float32, name="input")
+    fc1 = ops.matmul(x, ops.constant(w1), False, False)
+    fc1.set_friendly_name("fc1")
+    b1 = ops.add(fc1, ops.constant(np.zeros((1, hidden), np.float32)))
+    b1.set_friendly_name("fc1_bias")
+    relu = ops.relu(b1)
+    relu.set_friendly_name("relu")
+    fc2 = ops.matmul(relu, ops.constant(w2), False, False)
+    fc2.set_friendly_name("fc2")
+    b2 = ops.add(fc2, ops.constant(np.zeros((1, classes), np.float32)))
+    b2.set_friendly_name("fc2_bias")
+    result = ops.result(b2)
+    result.set_friendly_name("logits")
+    model = ov.Model([result], [x], "outlier_classifier")
+    inputs = rng.standard_normal((240, 1, features)).astype(np.float32)
+    inputs[:, :, -1] = rng.standard_normal((240, 1)).astype(np.float32) * 1000.0
+    hidden_values = np.maximum(inputs[:, 0] @ w1, 0)
+    labels = np.argmax(hidden_values @ w2, axis=1)
+    return model, inputs, labels

@@ -1,0 +1,174 @@
+"""Build small ``openvino.opset13`` subgraphs that reduce an activation inside the model.
+
+The statistics engine appends these subgraphs to the outputs it measures, so a reducer's value is computed
+by OpenVINO instead of copying the whole activation back to numpy. Every builder takes the ``openvino.Output``
+to measure and returns an ``openvino.Output`` holding the reduced value in ``f32``, with the same numbers as
+the numpy reducers when the model runs at ``f32`` inference precision. Names of the new ops are derived from
+``name`` only, so building the same statistics twice gives identical graphs.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+
+#: Reductions :func:`reduce_output` knows, in the names reducers use.
+GRAPH_REDUCTIONS = ("min", "max", "abs_max", "mean")
+
+
+def static_rank(output: ov.Output, what: str = "statistics") -> int:
+    """Return the rank of ``output``; raise ``ValueError`` when it is not known when building the graph."""
+    shape = output.get_partial_shape()
+    if shape.rank.is_dynamic:
+        raise ValueError(
+            f"cannot compute {what} in-graph on {output_label(output)!r}: its rank is dynamic ({shape}); "
+            f"collect this statistic in numpy (inplace=False) or reshape the model to a static rank")
+    return shape.rank.get_length()
+
+
+def static_size(output: ov.Output, axes: Sequence[int]) -> Optional[int]:
+    """Number of elements of ``output`` over ``axes``, or ``None`` when one of those dimensions is dynamic."""
+    shape = output.get_partial_shape()
+    if shape.rank.is_dynamic or any(shape[axis].is_dynamic for axis in axes):
+        return None
+    return int(np.prod([shape[axis].get_length() for axis in axes], dtype=np.int64))
+
+
+def output_label(output: ov.Output) -> str:
+    """A stable text label for ``output``: ``friendly_name`` for output 0, else ``friendly_name.index``."""
+    name = output.get_node().get_friendly_name()
+    return name if output.get_index() == 0 else f"{name}.{output.get_index()}"
+
+
+def _named(node: ov.Node, name: str) -> ov.Output:
+    node.set_friendly_name(name)
+    return node.output(0)
+
+
+def _const(value: np.ndarray, name: str) -> ov.Output:
+    return _named(ops.constant(value), name)
+
+
+def _prepared(output: ov.Output, absolute: bool, name: str) -> ov.Output:
+    """``output`` as ``f32``, rank 0 reshaped to ``[1]``, absolute value when ``absolute``."""
+    value = output
+    if value.get_element_type() != ov.Type.f32:
+        value = _named(ops.convert(value, ov.Type.f32), f"{name}/to_f32")
+    if static_rank(output) == 0:
+        shape_1d = _const(np.array([1], np.int64), f"{name}/shape_1d")
+        value = _named(ops.reshape(value, shape_1d, special_zero=False), f"{name}/to_1d")
+    if absolute:
+        value = _named(ops.abs(value), f"{name}/abs")
+    return value
+
+
+def reduce_output(output: ov.Output, kind: str, axes: Sequence[int], name: str) -> ov.Output:
+    """Reduce ``output`` in-graph with ``kind`` (one of :data:`GRAPH_REDUCTIONS`) over ``axes``.
+
+    The result is ``f32`` with the reduced axes dropped. A rank-0 ``output`` is first reshaped to ``[1]``
+    (``axes`` then refer to that shape). With no ``axes`` the (converted, for ``abs_max`` absolute) output is
+    returned as is.
+
+    :param output: the activation to measure.
+    :param kind: ``'min'``, ``'max'``, ``'abs_max'`` or ``'mean'``.
+    :param axes: non-negative axes to reduce.
+    :param name: friendly name of the result op (and prefix of the helper ops).
+    """
+    if kind not in GRAPH_REDUCTIONS:
+        raise ValueError(f"unknown in-graph reduction '{kind}'; expected one of "
+                         f"{', '.join(GRAPH_REDUCTIONS)}")
+    value = _prepared(output, kind == "abs_max", name)
+    if not axes:
+        return value
+    axes_const = _const(np.asarray(list(axes), dtype=np.int64), f"{name}/axes")
+    if kind == "min":
+        node = ops.reduce_min(value, axes_const, keep_dims=False)
+    elif kind == "mean":
+        node = ops.reduce_mean(value, axes_const, keep_dims=False)
+    else:
+        node = ops.reduce_max(value, axes_const, keep_dims=False)
+    return _named(node, name)
+
+
+def quantile_output(output: ov.Output, q: float, channel_axis: Optional[int], absolute: bool,
+                    name: str) -> ov.Output:
+    """The ``q`` quantile of ``output``, in-graph, per sample (``channel_axis=None``) or sample and channel.
+
+    Gives the numbers of ``numpy.quantile(x, q, axis=...)`` (linear method, ``q`` a Python float) at ``f32``
+    inference precision: a ``TopK`` takes the two order statistics around the virtual index
+    ``(n - 1) * q`` from the cheaper end, and they are interpolated with numpy's two-sided formula. The number
+    of reduced elements ``n`` must be static; the activation's rank must be at least 2 per channel.
+
+    :param output: the activation to measure (batch axis 0).
+    :param q: the quantile in ``[0, 1]``.
+    :param channel_axis: non-negative channel axis to keep, or ``None`` for per tensor.
+    :param absolute: take the quantile of ``|x|``.
+    :param name: friendly name of the result op (and prefix of the helper ops).
+    :raises ValueError: when ``n`` is dynamic.
+    """
+    value = _prepared(output, absolute, name)
+    rank = max(static_rank(output), 1)
+    reduced = [axis for axis in range(1, rank) if axis != channel_axis]
+    if not reduced:
+        return value
+    count = static_size(output, reduced)
+    if count is None:
+        raise ValueError(
+            f"cannot compute a quantile in-graph on {output_label(output)!r}: the reduced dimensions "
+            f"{reduced} of {output.get_partial_shape()} are not all static; collect it in numpy "
+            f"(inplace=False) or reshape the model to static dimensions")
+    if channel_axis is None:
+        value = _named(ops.reshape(value, _const(np.array([0, -1], np.int64), f"{name}/shape_2d"),
+                                   special_zero=True), f"{name}/flatten")
+    else:
+        if channel_axis != 1:
+            order = [0, channel_axis] + reduced
+            value = _named(ops.transpose(value, _const(np.array(order, np.int64), f"{name}/order")),
+                           f"{name}/channels_first")
+        value = _named(ops.reshape(value, _const(np.array([0, 0, -1], np.int64), f"{name}/shape_3d"),
+                                   special_zero=True), f"{name}/flatten")
+    return _interpolated_order_statistic(value, count, q, name)
+
+
+def _interpolated_order_statistic(flat: ov.Output, count: int, q: float, name: str) -> ov.Output:
+    """numpy's linear quantile along the last axis (length ``count``) of ``flat``, the last axis dropped."""
+    virtual = (count - 1) * q
+    low = min(int(math.floor(virtual)), count - 1)
+    high = min(low + 1, count - 1)
+    fraction = virtual - math.floor(virtual)
+    if high + 1 <= count - low:  # fewer elements from the bottom: ascending TopK, sorted
+        keep, mode, low_pos, high_pos = high + 1, "min", low, high
+    else:  # fewer from the top: descending TopK, sorted
+        keep, mode, low_pos, high_pos = count - low, "max", count - 1 - low, count - 1 - high
+    axis = flat.get_partial_shape().rank.get_length() - 1
+    topk = ops.topk(flat, _const(np.array(keep, np.int64), f"{name}/k"), axis=axis, mode=mode, sort="value",
+                    index_element_type=ov.Type.i32)
+    topk.set_friendly_name(f"{name}/topk")
+    axis_const = _const(np.array(axis, np.int64), f"{name}/axis")
+    below = _named(ops.gather(topk.output(0), _const(np.array(low_pos, np.int64), f"{name}/low_index"),
+                              axis_const), f"{name}/low")
+    above = _named(ops.gather(topk.output(0), _const(np.array(high_pos, np.int64), f"{name}/high_index"),
+                              axis_const), f"{name}/high")
+    step = _named(ops.subtract(above, below), f"{name}/step")
+    # numpy: below + step * t for t < 0.5, else above - step * (1 - t), each weight rounded to float32
+    near_low = fraction < 0.5
+    weight = np.float32(fraction if near_low else 1.0 - fraction)
+    delta = _named(ops.multiply(step, _const(weight, f"{name}/weight")), f"{name}/delta")
+    delta = _rounded(delta, name)
+    if near_low:
+        return _named(ops.add(below, delta), name)
+    return _named(ops.subtract(above, delta), name)
+
+
+def _rounded(value: ov.Output, name: str) -> ov.Output:
+    """``value`` routed through Concat + Gather, so the CPU plugin cannot fuse the multiply producing it with
+    the next add into one fused multiply-add (which rounds once instead of twice, unlike numpy)."""
+    axis = value.get_partial_shape().rank.get_length()
+    stack_axis = _const(np.array(axis, np.int64), f"{name}/stack_axis")
+    column = _named(ops.unsqueeze(value, stack_axis), f"{name}/column")
+    stacked = _named(ops.concat([column, column], axis), f"{name}/stack")
+    return _named(ops.gather(stacked, _const(np.array(0, np.int64), f"{name}/first"),
+                             _const(np.array(axis, np.int64), f"{name}/gather_axis")), f"{name}/unstack")
