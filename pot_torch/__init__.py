@@ -3,6 +3,7 @@
 Replace ``from openvino.tools.pot import ...`` with ``from pot_torch import ...``.
 """
 from pot_torch.api import DataLoader, Engine, Metric
+from pot_torch.engines.ie_engine import IEEngine
 from pot_torch.graph.model_io import load_model, save_model
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.graph.weights_compression import compress_model_weights

@@ -1,0 +1,162 @@
+"""``AccuracyAwareQuantization``: INT8 within a promised accuracy drop, reverting the most harmful layers."""
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+from tqdm import tqdm
+
+from pot_torch.algorithms.algorithm import Algorithm
+from pot_torch.algorithms.params import resolve_params, sub_params
+from pot_torch.algorithms.quantization.accuracy_evaluation import (MetricSpec, check_annotations, choose_metric,
+                                                                    evaluate, hardest_samples)
+from pot_torch.algorithms.quantization.default import DefaultQuantization
+from pot_torch.algorithms.quantization.quantizer_groups import QuantizerGroup, quantizer_groups, revert_group
+from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
+from pot_torch.graph.nx_model import CompressedModel
+from pot_torch.statistics.collector import Statistics
+from pot_torch.utils.logger import get_logger, progress_bar_enabled
+
+logger = get_logger(__name__)
+
+#: A quantizer group of one member of a (possibly cascaded) model.
+MemberGroup = Tuple[Optional[str], QuantizerGroup]
+
+
+class AccuracyDropNotMetWarning(UserWarning):
+    """AccuracyAwareQuantization could not bring the accuracy drop within ``maximal_drop``."""
+
+
+@dataclass
+class _Candidate:
+    model: CompressedModel
+    drop: float
+    value: float
+    reverted: List[MemberGroup] = field(default_factory=list)
+
+
+@COMPRESSION_ALGORITHMS.register("AccuracyAwareQuantization")
+class AccuracyAwareQuantization(Algorithm):
+    """DefaultQuantization, then layers returned to floating point, most harmful first, until the metric drop
+    is within ``maximal_drop``.
+
+    The steps: evaluate the FP model and the default INT8 model on the validation data (per sample); if the
+    drop is too large, optionally try the mixed preset (``convert_to_mixed_preset``); rank the quantizer
+    groups once by the metric each one's removal gives on the ``ranking_subset_size`` samples the INT8 model
+    got most wrong; then revert groups in that order, evaluating each step, keeping a step only if it does
+    not increase the drop (``use_prev_if_drop_increase``), until the drop is met, nothing is left to revert,
+    or ``max_iter_num`` steps were taken. When the target cannot be met it warns
+    (``AccuracyDropNotMetWarning``) and returns the best model found.
+    """
+
+    def __init__(self, config: Any, engine: Any) -> None:
+        super().__init__(resolve_params("AccuracyAwareQuantization", config), engine)
+        #: Layers left in floating point by the last ``run`` (op friendly names, in revert order).
+        self.reverted_layers: List[str] = []
+        #: Metric drop of the model returned by the last ``run``.
+        self.final_drop: Optional[float] = None
+
+    def run(self, model: CompressedModel, statistics: Optional[List[Statistics]] = None) -> CompressedModel:
+        """Quantize ``model`` (left unchanged) within the accuracy budget; return the new model."""
+        config = self.config
+        spec = choose_metric(self.engine, config.metrics)
+        check_annotations(self.engine)
+        if config.tune_hyperparams:
+            warnings.warn("tune_hyperparams is not supported by pot_torch and is ignored", UserWarning)
+        indices = self._evaluation_indices(spec)
+        fp_value, fp_per_sample = evaluate(self.engine, model, spec, indices, per_sample=True)
+        reference = spec.baseline_value if spec.baseline_value is not None else fp_value
+        allowed = config.maximal_drop * (abs(reference) if config.drop_type == "relative" else 1.0)
+        logger.info("Baseline %s: %.6g (FP model %.6g); allowed drop %.6g", spec.name, reference, fp_value, allowed)
+
+        best, per_sample = self._quantize(model, spec, reference, indices, config.preset)
+        logger.info("Default INT8 model: %s = %.6g, drop %.6g", spec.name, best.value, best.drop)
+        if best.drop > allowed and config.convert_to_mixed_preset and config.preset == "performance":
+            mixed, mixed_per_sample = self._quantize(model, spec, reference, indices, "mixed")
+            logger.info("Mixed preset: %s = %.6g, drop %.6g", spec.name, mixed.value, mixed.drop)
+            if mixed.drop < best.drop:
+                best, per_sample = mixed, mixed_per_sample
+        if best.drop <= allowed:
+            return self._finish(best)
+        ranking = self._rank_groups(best.model, spec, hardest_samples(
+            spec, fp_per_sample, per_sample, indices, config.ranking_subset_size or min(len(indices), 300)))
+        result = self._revert_until_met(best, ranking, spec, reference, indices, allowed)
+        if result.drop > allowed:
+            message = (f"AccuracyAwareQuantization could not achieve the required accuracy drop: best drop "
+                       f"{result.drop:.6g} > allowed {allowed:.6g} ({len(result.reverted)} layer groups "
+                       f"reverted); returning the best model found")
+            logger.warning(message)
+            warnings.warn(message, AccuracyDropNotMetWarning)
+        return self._finish(result)
+
+    def _finish(self, result: _Candidate) -> CompressedModel:
+        self.reverted_layers = [layer for _, group in result.reverted for layer in group.layers]
+        self.final_drop = result.drop
+        return result.model
+
+    def _evaluation_indices(self, spec: MetricSpec) -> Sequence[int]:
+        size = len(self.engine.data_loader)
+        if spec.baseline_value is None:
+            return range(size)
+        count = max(1, int(size * self.config.metric_subset_ratio))
+        rng = np.random.default_rng(int(self.config.seed))
+        return sorted(int(i) for i in rng.choice(size, size=count, replace=False))
+
+    def _quantize(self, model: CompressedModel, spec: MetricSpec, reference: float, indices: Sequence[int],
+                  preset: str) -> Tuple[_Candidate, np.ndarray]:
+        params = sub_params(self.config, "DefaultQuantization")
+        params["preset"] = preset
+        quantized = DefaultQuantization(params, self.engine).run(copy.deepcopy(model))
+        value, per_sample = evaluate(self.engine, quantized, spec, indices, per_sample=True)
+        return _Candidate(quantized, spec.drop(reference, value), value), per_sample
+
+    def _rank_groups(self, model: CompressedModel, spec: MetricSpec,
+                     ranking_subset: Sequence[int]) -> List[MemberGroup]:
+        groups: List[MemberGroup] = [
+            (member["name"] if model.is_cascade else None, group)
+            for member in model.models for group in quantizer_groups(member["model"])
+        ]
+        logger.info("Ranking %d quantizer groups on %d samples", len(groups), len(ranking_subset))
+        scores = []
+        show = progress_bar_enabled()
+        for position, member_group in enumerate(tqdm(groups, desc="Ranking layers", disable=not show)):
+            candidate = _reverted(model, [member_group])
+            value, _ = evaluate(self.engine, candidate, spec, ranking_subset)
+            gain = value if spec.higher_better else -value
+            scores.append((-gain, position))
+        return [groups[position] for _, position in sorted(scores)]
+
+    def _revert_until_met(self, start: _Candidate, ranking: List[MemberGroup], spec: MetricSpec,
+                          reference: float, indices: Sequence[int], allowed: float) -> _Candidate:
+        current = best = start
+        limit = self.config.max_iter_num
+        for step, member_group in enumerate(ranking, start=1):
+            if limit is not None and step > limit:
+                logger.info("Reached max_iter_num = %d", limit)
+                break
+            model = _reverted(current.model, [member_group])
+            value, _ = evaluate(self.engine, model, spec, indices)
+            candidate = _Candidate(model, spec.drop(reference, value), value, current.reverted + [member_group])
+            layers = ", ".join(member_group[1].layers)
+            if candidate.drop > current.drop and self.config.use_prev_if_drop_increase:
+                logger.info("Step %d: reverting [%s] raised the drop to %.6g; kept quantized", step, layers,
+                            candidate.drop)
+                continue
+            logger.info("Step %d: reverted [%s] to floating point: %s = %.6g, drop %.6g", step, layers,
+                        spec.name, value, candidate.drop)
+            current = candidate
+            if current.drop < best.drop:
+                best = current
+            if current.drop <= allowed:
+                return current
+        return best
+
+
+def _reverted(model: CompressedModel, groups: List[MemberGroup]) -> CompressedModel:
+    result = copy.deepcopy(model)
+    for member, group in groups:
+        revert_group(result.get_model(member), group)
+    return result

@@ -1,0 +1,100 @@
+"""Metric evaluation for accuracy control: per-sample values, accuracy drop, the metric to optimise."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from pot_torch.api.engine import Engine
+from pot_torch.engines.data_items import annotations_valid, parse_batch
+from pot_torch.samplers.batch_sampler import BatchSampler
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """The metric accuracy control optimises: its ``name``, direction and optional baseline value."""
+
+    name: str
+    higher_better: bool
+    baseline_value: Optional[float] = None
+
+    def drop(self, reference: float, value: float) -> float:
+        """How much worse ``value`` is than ``reference`` (positive = worse)."""
+        return reference - value if self.higher_better else value - reference
+
+
+def choose_metric(engine: Engine, metrics_param: Optional[Sequence[Mapping[str, Any]]]) -> MetricSpec:
+    """The metric to optimise: the first of ``metrics_param`` (POT's ``metrics``) or the engine's first metric.
+
+    :raises ValueError: when the engine has no metric, or ``metrics_param`` names a metric it does not report.
+    """
+    if engine.metric is None:
+        raise ValueError(
+            "AccuracyAwareQuantization needs a metric to keep the accuracy drop within maximal_drop: create the "
+            "engine with metric=YourMetric() (a pot_torch.Metric subclass) and a data loader whose items carry "
+            "annotations"
+        )
+    attributes = engine.get_metric_attributes()
+    if metrics_param:
+        wanted = metrics_param[0]
+        name = str(wanted["name"])
+        if attributes and name not in attributes:
+            raise ValueError(f"'metrics' names '{name}', but the engine's metric reports {sorted(attributes)}")
+        baseline = wanted.get("baseline_value")
+    else:
+        name, baseline = (next(iter(attributes)) if attributes else ""), None
+    direction = attributes.get(name, {}).get("direction", "higher-better")
+    if direction not in ("higher-better", "higher-worse"):
+        raise ValueError(f"metric '{name}' has direction {direction!r}; expected 'higher-better' or 'higher-worse'")
+    return MetricSpec(name, direction == "higher-better", None if baseline is None else float(baseline))
+
+
+def check_annotations(engine: Engine) -> None:
+    """Fail clearly when the data loader's first item carries no annotation (the metric cannot be computed)."""
+    loader = engine.data_loader
+    if loader is None or len(loader) == 0:
+        raise ValueError("AccuracyAwareQuantization needs an engine with a non-empty data loader")
+    annotations, _, _ = parse_batch([loader[0]])
+    if not annotations_valid(annotations):
+        raise ValueError(
+            "AccuracyAwareQuantization needs annotations to compute the metric, but the data loader returned "
+            "item 0 without one: return (data, annotation) items with a real annotation (e.g. the class label)"
+        )
+
+
+def evaluate(engine: Engine, model: Any, spec: MetricSpec, indices: Sequence[int],
+             per_sample: bool = False) -> Tuple[float, Optional[np.ndarray]]:
+    """Metric of ``model`` over data set ``indices``; with ``per_sample`` also the values of each sample.
+
+    :returns: ``(value, per-sample values in the order of indices or None)``.
+    """
+    engine.set_model(model)
+    sampler = BatchSampler(engine.data_loader, subset_indices=list(indices))
+    metrics, _ = engine.predict(sampler=sampler, metric_per_sample=per_sample)
+    if metrics is None:
+        raise ValueError("the engine returned no metric values: check that the data loader gives annotations")
+    if not per_sample:
+        return float(_pick(metrics, spec.name)), None
+    records, overall = metrics
+    values = [r["result"] for r in sorted(records, key=lambda r: r["sample_id"]) if r["metric_name"] == spec.name]
+    if len(values) != len(indices):
+        raise ValueError(f"metric '{spec.name}' gave {len(values)} per-sample values for {len(indices)} samples: "
+                         "its 'value' property must return one value per sample of the last update")
+    return float(_pick(overall, spec.name)), np.asarray([np.nanmean(v) for v in values], dtype=np.float64)
+
+
+def _pick(metrics: Dict[str, Any], name: str) -> float:
+    if name in metrics:
+        return float(metrics[name])
+    if len(metrics) == 1:
+        return float(next(iter(metrics.values())))
+    raise ValueError(f"metric '{name}' missing from the engine's results {sorted(metrics)}")
+
+
+def hardest_samples(spec: MetricSpec, reference: np.ndarray, quantized: np.ndarray, indices: Sequence[int],
+                    count: int) -> List[int]:
+    """The ``count`` data set indices where the quantized model lost the most against the reference."""
+    loss = np.array([spec.drop(r, q) for r, q in zip(reference, quantized)])
+    order = np.argsort(-loss, kind="stable")[:count]
+    return sorted(int(indices[i]) for i in order)

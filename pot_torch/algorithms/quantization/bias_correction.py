@@ -1,0 +1,284 @@
+"""``BiasCorrection``: POT's full (layer-by-layer) bias correction, used when ``use_fast_bias`` is False.
+
+What it corrects, as POT and NNCF did: the shift of each layer's per-channel output mean caused by weight
+quantization, including what the corrected layers before it pass on. It works on a copy of the quantized model
+without the activation FakeQuantize ops (weights stay quantized) and compares with the floating-point model:
+
+1. Statistics (floating-point model, POT's subset: 20% of the calibration subset, at least one sample): the
+   per-channel mean of each layer's bias ``Add`` output, and the model inputs as fed (raw, per batch).
+2. Layers are grouped by *level*: a layer's level is one more than the highest level among the layers it
+   depends on. Layers of one level do not depend on each other, so they are corrected together.
+3. Level by level, the segment of the model between the tensors cached so far (at first the model inputs) and
+   the outputs of this level's layers is cut out, compiled at f32 and run over the cached tensors. It yields
+   the layers' per-channel output means (the quantized means are those plus the current bias) and the tensors
+   later segments read (the layers' own outputs are cut *before* their bias Add, so the corrected bias is
+   applied by the next segment). Each bias is shifted by ``FP mean - quantized mean`` unless the shift is too
+   large relative to it (:func:`~pot_torch.algorithms.quantization.bias_shift.shift_magnitude` not below
+   ``threshold``, default 1000; a bias with a zero value is never changed).
+
+So the whole model is run about once over the subset, one compilation per level, instead of once per layer.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Hashable, List, Mapping, Optional, Set
+
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+
+from pot_torch.algorithms.algorithm import Algorithm
+from pot_torch.algorithms.params import calibration_indices, resolve_params
+from pot_torch.algorithms.quantization.bias_shift import (BiasedLayer, apply_bias_shift, compile_f32,
+                                                          find_biased_layers, first_statistics, fp_reference,
+                                                          mean_layout, mean_of)
+from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
+from pot_torch.graph.editor import fake_quantize_ops, remove_fake_quantize, weight_constant_of
+from pot_torch.graph.layer_patterns import find_bias_add, output_key
+from pot_torch.graph.nx_model import CompressedModel
+from pot_torch.statistics.aggregators import aggregate
+from pot_torch.statistics.collector import Statistics, StatisticsRequest, collect_statistics
+from pot_torch.statistics.reducers import make_reducer
+from pot_torch.utils.logger import get_logger
+
+logger = get_logger(__name__)
+
+#: Name of the statistic holding a model input as fed, per batch.
+RAW_STAT = "raw"
+#: Share of the calibration subset BiasCorrection runs over (POT's).
+SUBSET_SHARE = 0.2
+
+
+def raw_value(batch_output: np.ndarray) -> np.ndarray:
+    """The batch output itself (a statistic function keeping the model inputs as fed)."""
+    return batch_output
+
+
+@COMPRESSION_ALGORITHMS.register("BiasCorrection")
+class BiasCorrection(Algorithm):
+    """Shift the bias of each quantized layer, layer by layer, so its output mean matches the FP model's.
+
+    Parameters (POT's): ``threshold`` (1000.0), ``apply_for_all_nodes`` (False: only layers with quantized
+    weights; True: every layer with a bias), ``stat_subset_size`` (of which 20% are used), ``stat_batch_size``,
+    ``shuffle_data``, ``seed``, ``inplace_statistics``.
+
+    ``statistics_requests`` must be given the floating-point model; ``run`` the quantized one (with the
+    statistics). Called as ``run(model)`` alone, the statistics are collected on ``model`` with its
+    FakeQuantize ops removed.
+    """
+
+    change_original_model = True
+
+    def __init__(self, config: Any, engine: Any) -> None:
+        super().__init__(config, engine)
+        self._params = resolve_params("BiasCorrection", self.config)
+
+    def subset_indices(self) -> List[int]:
+        """The data set indices BiasCorrection runs over: 20% of the calibration subset, at least one."""
+        size = len(self.engine.data_loader)
+        calibration = self._params.stat_subset_size
+        calibration = size if calibration is None else min(int(calibration), size)
+        return list(calibration_indices(self._params, size, max(int(calibration * SUBSET_SHARE), 1)))
+
+    def statistics_requests(self, model: CompressedModel) -> List[StatisticsRequest]:
+        """Per-channel means of every biased layer's output and the raw model inputs (FP model)."""
+        layout: Dict[Hashable, Dict[str, Any]] = {}
+        for member in model.models:
+            ov_model = member["model"]
+            layers = find_biased_layers(ov_model, quantized_only=False)
+            if not layers:
+                continue
+            for key, stats in mean_layout(ov_model, layers, self._params.inplace_statistics, inputs=False).items():
+                layout.setdefault(key, {}).update(stats)
+            for parameter in ov_model.get_parameters():
+                layout.setdefault(output_key(parameter.output(0)), {})[RAW_STAT] = raw_value
+        if not layout:
+            return []
+        return [StatisticsRequest(layout, self.subset_indices(), self._params.stat_batch_size, tag=self.name)]
+
+    def run(self, model: CompressedModel, statistics: Optional[List[Statistics]] = None) -> CompressedModel:
+        """Correct the biases of ``model`` (quantized) in place and return it."""
+        if statistics is None:
+            reference = fp_reference(model)
+            statistics = collect_statistics(self.engine, reference, self.statistics_requests(reference))
+        stats = first_statistics(statistics)
+        for member in model.models:
+            self._correct(member["model"], stats)
+        return model
+
+    def _correct(self, model: ov.Model, stats: Mapping[Hashable, Dict[str, list]]) -> None:
+        work = model.clone()
+        for fq in fake_quantize_ops(work):
+            if weight_constant_of(fq, 0) is None:
+                remove_fake_quantize(fq)
+        layers = [layer for layer in find_biased_layers(work, not self._params.apply_for_all_nodes)
+                  if mean_of(stats, layer.bias_key, layer.output_axis) is not None]
+        if not layers:
+            return
+        inputs = _model_inputs(work, stats)
+        if inputs is None:
+            logger.warning("BiasCorrection skipped: the model inputs were not collected")
+            return
+        runner = SegmentRunner(work, [layer.name for layer in layers], inputs)
+        by_name = {op.get_friendly_name(): op for op in model.get_ops()}
+        threshold = float(self._params.threshold)
+        for level_layers in _by_level(layers, runner.levels):
+            means = runner.run_next(level_layers)
+            work_ops = {op.get_friendly_name(): op for op in work.get_ops()}
+            for layer in level_layers:
+                bias = find_bias_add(work_ops[layer.name])
+                quantized_mean = means[layer.name] + bias.per_channel()
+                shift = mean_of(stats, layer.bias_key, layer.output_axis) - quantized_mean
+                new_bias = apply_bias_shift(work_ops[layer.name], shift.astype(np.float32), threshold)
+                target = find_bias_add(by_name[layer.name])
+                if new_bias is not None and target is not None:
+                    target.set_value(new_bias)
+
+
+def _by_level(layers: List[BiasedLayer], levels: Mapping[str, int]) -> List[List[BiasedLayer]]:
+    grouped: Dict[int, List[BiasedLayer]] = {}
+    for layer in layers:
+        grouped.setdefault(levels[layer.name], []).append(layer)
+    return [grouped[level] for level in sorted(grouped)]
+
+
+def _model_inputs(model: ov.Model, stats: Mapping[Hashable, Dict[str, list]]
+                  ) -> Optional[Dict[Hashable, List[np.ndarray]]]:
+    """The model inputs as collected, per batch, by statistics key (``None`` if one is missing)."""
+    inputs = {}
+    for parameter in model.get_parameters():
+        key = output_key(parameter.output(0))
+        batches = stats.get(key, {}).get(RAW_STAT)
+        if not batches:
+            return None
+        inputs[key] = [np.asarray(batch) for batch in batches]
+    counts = {len(batches) for batches in inputs.values()}
+    if len(counts) > 1:
+        raise ValueError(f"BiasCorrection: the model inputs were collected with different numbers of batches "
+                         f"{ {key: len(batches) for key, batches in inputs.items()} }; collect all inputs over the "
+                         f"same samples")
+    return inputs
+
+
+class SegmentRunner:
+    """Runs a model segment by segment over cached tensors, so each layer is measured after the layers before it
+    were corrected.
+
+    :param model: the model to run (its biases are read afresh by every segment).
+    :param layer_names: the layers to measure, by friendly name.
+    :param inputs: the model inputs per batch, by statistics key of the Parameter's output.
+    """
+
+    def __init__(self, model: ov.Model, layer_names: List[str], inputs: Dict[Hashable, List[np.ndarray]]) -> None:
+        self._model = model
+        ordered = model.get_ordered_ops()
+        self._ops = {op.get_friendly_name(): op for op in ordered}
+        self._constant = _constant_ops(ordered)
+        self.levels = _levels(ordered, set(layer_names), self._constant)
+        self._needed = self._ancestors(layer_names, set())
+        self._computed: Set[str] = {p.get_friendly_name() for p in model.get_parameters()}
+        self._cache = inputs
+
+    def _ancestors(self, names: List[str], stop: Set[str]) -> Set[str]:
+        """``names`` and the non-constant ops they depend on, stopping at ``stop``."""
+        found: Set[str] = set()
+        queue = [name for name in names if name not in stop]
+        while queue:
+            name = queue.pop()
+            if name in found:
+                continue
+            found.add(name)
+            for value in self._ops[name].input_values():
+                source = value.get_node().get_friendly_name()
+                if source not in self._constant and source not in stop and source not in found:
+                    queue.append(source)
+        return found
+
+    def _frontier(self, computed: Set[str]) -> List[ov.Output]:
+        """Outputs of ``computed`` ops read by needed ops not computed yet, in topological order."""
+        outputs = []
+        for name, op in self._ops.items():
+            if name not in computed:
+                continue
+            for output in op.outputs():
+                if any(target.get_node().get_friendly_name() in self._needed
+                       and target.get_node().get_friendly_name() not in computed
+                       for target in output.get_target_inputs()):
+                    outputs.append(output)
+        return outputs
+
+    def run_next(self, layers: List[BiasedLayer]) -> Dict[str, np.ndarray]:
+        """Run the segment ending at ``layers`` (the next level); return each layer's ``[C]`` output mean."""
+        segment = self._ancestors([layer.name for layer in layers], self._computed)
+        computed = self._computed | segment
+        frontier = [output_key(output) for output in self._frontier(computed)]
+        fresh = [key for key in frontier if key not in self._cache]
+        model, feeds = self._segment_model(segment, layers, fresh)
+        compiled = compile_f32(model)
+        request = compiled.create_infer_request()
+        batches = len(next(iter(self._cache.values())))
+        values: List[List[np.ndarray]] = [[] for _ in compiled.outputs]
+        for batch in range(batches):
+            request.infer({index: self._cache[key][batch] for index, key in enumerate(feeds)})
+            for index, output in enumerate(compiled.outputs):
+                values[index].append(request.get_tensor(output).data.copy())
+        new_cache = {key: self._cache[key] for key in frontier if key in self._cache}
+        new_cache.update({key: values[len(layers) + index] for index, key in enumerate(fresh)})
+        self._cache = new_cache
+        self._computed = computed
+        return {layer.name: np.asarray(aggregate("mean", values[index]), dtype=np.float32)
+                for index, layer in enumerate(layers)}
+
+    def _segment_model(self, segment: Set[str], layers: List[BiasedLayer], fresh: List[Hashable]):
+        """The segment as a model: Parameters for the cached tensors it reads; results: the layers' channel
+        means, then the ``fresh`` tensors. Returns it and the cache keys of its Parameters, in order."""
+        clone = self._model.clone()
+        clone_ops = {op.get_friendly_name(): op for op in clone.get_ops()}
+        parameters, feeds = [], []
+        for key in self._cache:
+            name, port = (key, 0) if isinstance(key, str) else key
+            output = clone_ops[name].output(port)
+            targets = [t for t in output.get_target_inputs() if t.get_node().get_friendly_name() in segment]
+            if not targets:
+                continue
+            parameter = ops.parameter(output.get_partial_shape(), output.get_element_type(),
+                                      name=f"{name}/bc_input_{port}")
+            for target in targets:
+                target.replace_source_output(parameter.output(0))
+            parameters.append(parameter)
+            feeds.append(key)
+        results = []
+        for layer in layers:
+            reducer = make_reducer("mean", per_channel=True, channel_axis=layer.output_axis, inplace=True)
+            results.append(ops.result(reducer.graph_reduce(clone_ops[layer.name].output(0),
+                                                           name=f"{layer.name}/bc_mean")))
+        for key in fresh:
+            name, port = (key, 0) if isinstance(key, str) else key
+            results.append(ops.result(clone_ops[name].output(port)))
+        return ov.Model(results, parameters, "bias_correction_segment"), feeds
+
+
+def _constant_ops(ordered: List[ov.Node]) -> Set[str]:
+    """Ops computed from constants only (weights and their FakeQuantize, shape constants...)."""
+    constant: Set[str] = set()
+    for op in ordered:
+        kind = op.get_type_name()
+        if kind == "Constant" or (kind not in ("Parameter", "ReadValue") and op.get_input_size() > 0 and all(
+                value.get_node().get_friendly_name() in constant for value in op.input_values())):
+            constant.add(op.get_friendly_name())
+    return constant
+
+
+def _levels(ordered: List[ov.Node], layers: Set[str], constant: Set[str]) -> Dict[str, int]:
+    """Level of each layer: 1 + the highest level among the layers it depends on (1 with none)."""
+    depth: Dict[str, int] = {}
+    levels: Dict[str, int] = {}
+    for op in ordered:
+        name = op.get_friendly_name()
+        if name in constant:
+            continue
+        below = max((depth.get(v.get_node().get_friendly_name(), 0) for v in op.input_values()), default=0)
+        if name in layers:
+            levels[name] = below + 1
+            below = levels[name]
+        depth[name] = below
+    return levels

@@ -1,0 +1,137 @@
+"""``ActivationChannelAlignment``: POT's alignment of activation channel ranges before quantization.
+
+For each Convolution -> (bias Add) -> Convolution pair (:func:`~pot_torch.graph.layer_patterns.find_conv_pairs`)
+the activation between them is measured per channel: quantiles ``q = 1e-4`` and ``1 - 1e-4`` per sample,
+then the median over samples (``low``, ``high``). The pair is then rewritten so the floating-point function
+is unchanged while each channel's range moves to a common scale around zero:
+
+- means: with a bias on both convolutions, ``mean = (low + high) / 2`` is subtracted from the producer's bias
+  and ``sum_spatial(W_consumer) @ mean`` added to the consumer's bias (exact because the consumer has no
+  padding);
+- scales: ``s = (high - low) / median(high - low over channels with a range)`` (1 for channels without a range),
+  clipped to ``[1e-2, 1e2]``; the producer's output channels (weights and bias) are divided by ``s`` and the
+  consumer's input channels (weights) multiplied by it.
+
+A per-tensor quantizer on that activation then loses less resolution to channels with small ranges.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Hashable, List, Optional
+
+import numpy as np
+import openvino as ov
+
+from pot_torch.algorithms.algorithm import Algorithm
+from pot_torch.algorithms.params import calibration_indices, resolve_params
+from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
+from pot_torch.graph.editor import replace_constant
+from pot_torch.graph.layer_patterns import ConvPair, conv_weight_constant, find_bias_add, find_conv_pairs
+from pot_torch.graph.nx_model import CompressedModel
+from pot_torch.statistics.aggregators import aggregate
+from pot_torch.statistics.collector import Statistics, StatisticsRequest
+from pot_torch.statistics.reducers import make_reducer
+from pot_torch.utils.logger import get_logger
+
+logger = get_logger(__name__)
+
+#: The quantile POT measures each channel's range with (and ``1 - QUANTILE`` for the top).
+QUANTILE = 1e-4
+#: Limits of the per-channel scale factors.
+SCALE_LIMITS = (1e-2, 1e2)
+RANGE_MIN, RANGE_MAX = "channel_range_min", "channel_range_max"
+
+
+@COMPRESSION_ALGORITHMS.register("ActivationChannelAlignment")
+class ActivationChannelAlignment(Algorithm):
+    """Rescale and shift activation channels between two convolutions so their ranges align (FP unchanged).
+
+    Parameters: the common ones (``stat_subset_size``, ``stat_batch_size``, ``shuffle_data``, ``seed``...).
+    ``change_original_model`` is True: statistics for later algorithms are collected on the aligned model.
+    """
+
+    change_original_model = True
+
+    def __init__(self, config: Any, engine: Any) -> None:
+        super().__init__(config, engine)
+        self._params = resolve_params("ActivationChannelAlignment", self.config)
+
+    def statistics_requests(self, model: CompressedModel) -> List[StatisticsRequest]:
+        """Per-channel quantile ranges of the activation of every pair; ``[]`` when the model has no pair."""
+        layout: Dict[Hashable, Dict[str, Any]] = {}
+        for member in model.models:
+            for pair in find_conv_pairs(member["model"]):
+                layout[pair.activation_key] = {
+                    RANGE_MIN: make_reducer("quantile", per_channel=True, quantile=QUANTILE),
+                    RANGE_MAX: make_reducer("quantile", per_channel=True, quantile=1.0 - QUANTILE),
+                }
+        if not layout:
+            return []
+        indices = calibration_indices(self._params, len(self.engine.data_loader))
+        return [StatisticsRequest(layout, list(indices), self._params.stat_batch_size, tag=self.name)]
+
+    def run(self, model: CompressedModel, statistics: Optional[List[Statistics]] = None) -> CompressedModel:
+        """Align the pairs of ``model`` in place and return it."""
+        if statistics is None:
+            statistics = self.collect_own_statistics(model)
+        stats = statistics[0] if statistics else {}
+        for member in model.models:
+            for pair in find_conv_pairs(member["model"]):
+                ranges = stats.get(pair.activation_key, {})
+                if ranges.get(RANGE_MIN) and ranges.get(RANGE_MAX):
+                    align_pair(member["model"], pair, aggregate("median", ranges[RANGE_MIN]),
+                               aggregate("median", ranges[RANGE_MAX]))
+        return model
+
+
+def align_pair(model: ov.Model, pair: ConvPair, low: np.ndarray, high: np.ndarray) -> bool:
+    """Shift and rescale the activation channels of ``pair`` in ``model`` given their ranges ``[low, high]``.
+
+    :returns: False (nothing changed) when the ranges do not match the pair's channel count.
+    """
+    by_name = {op.get_friendly_name(): op for op in model.get_ops()}
+    producer, consumer = by_name[pair.producer], by_name[pair.consumer]
+    low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+    channels = int(_weights(producer).shape[0])
+    if low.shape != (channels,) or high.shape != (channels,) or _weights(consumer).shape[1] != channels:
+        logger.debug("%s -> %s not aligned: ranges of shape %s for %d channels", pair.producer, pair.consumer,
+                     low.shape, channels)
+        return False
+    _align_means(producer, consumer, (low + high) * 0.5)
+    _align_scales(producer, consumer, high - low)
+    logger.debug("aligned %s -> %s", pair.producer, pair.consumer)
+    return True
+
+
+def _weights(conv: ov.Node) -> np.ndarray:
+    return np.asarray(conv_weight_constant(conv).get_data(), dtype=np.float64)
+
+
+def _set_weights(conv: ov.Node, value: np.ndarray) -> None:
+    replace_constant(conv_weight_constant(conv), value)
+
+
+def _align_means(producer: ov.Node, consumer: ov.Node, mean: np.ndarray) -> None:
+    bias_in, bias_out = find_bias_add(producer), find_bias_add(consumer)
+    if bias_in is None or bias_out is None:
+        return
+    bias_in.set_value(bias_in.per_channel() - mean)
+    weights_out = _weights(consumer)
+    summed = weights_out.sum(axis=tuple(range(2, weights_out.ndim)))  # [C_out, C_in]
+    bias_out.set_value(bias_out.per_channel() + summed @ mean)
+
+
+def _align_scales(producer: ov.Node, consumer: ov.Node, spread: np.ndarray) -> None:
+    has_range = spread > 0
+    if not np.any(has_range):
+        return
+    scale = spread / np.median(spread[has_range])
+    scale[~has_range] = 1.0
+    scale = np.clip(scale, *SCALE_LIMITS)
+    weights_in = _weights(producer)
+    _set_weights(producer, weights_in / scale.reshape([-1] + [1] * (weights_in.ndim - 1)))
+    bias_in = find_bias_add(producer)
+    if bias_in is not None:
+        bias_in.set_value(bias_in.per_channel() / scale)
+    weights_out = _weights(consumer)
+    _set_weights(consumer, weights_out * scale.reshape([1, -1] + [1] * (weights_out.ndim - 2)))
+

@@ -1,0 +1,185 @@
+"""``MinMaxQuantization``: FakeQuantize ops placed by the hardware description, ranges from min/max statistics.
+
+Run on its own, ``run(model)`` inserts the FakeQuantize ops into the ``openvino.Model`` of ``model`` in place
+(``Pipeline.run`` hands it a copy, so the caller's model is unchanged there).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+import openvino as ov
+
+from pot_torch.algorithms.algorithm import Algorithm
+from pot_torch.algorithms.params import calibration_indices, resolve_params
+from pot_torch.algorithms.quantization.fake_quantize import (
+    SATURATION_SCALE, activation_fq_range, choose_quantizer, levels_of, per_channel_shape, saturation_fix_layers,
+    weight_fq_range)
+from pot_torch.algorithms.quantization.placement import (ActivationSite, Placement, WeightSite,
+                                                         place_quantizers)
+from pot_torch.algorithms.quantization.range_estimator import (activation_range, activation_reducers,
+                                                               estimator_config, weight_statistics)
+from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
+from pot_torch.graph.editor import (constant_value, find_op, insert_fake_quantize, ops_by_name, replace_constant,
+                                    weight_constant_of, weight_source_output)
+from pot_torch.graph.hardware.config import HardwareConfig, load_hardware_config
+from pot_torch.statistics.collector import Statistics, StatisticsRequest
+
+_IGNORED_KEYS = ("scope", "operations", "skip_model")
+
+
+def effective_preset(algorithm: str, config: Mapping[str, Any]) -> Dict[str, Any]:
+    """``resolve_params(algorithm, config)`` where ``model_type`` may change the default ``preset``.
+
+    A transformer gets the hardware description's ``default_preset`` (``mixed``) unless ``preset`` is given.
+    """
+    params = resolve_params(algorithm, config)
+    if params.model_type and "preset" not in config:
+        rules = load_hardware_config(params.target_device).model_type_rules(params.model_type)
+        params.preset = rules.get("default_preset", params.preset)
+    return params
+
+
+@dataclass
+class PlannedQuantizer:
+    """A FakeQuantize site with its chosen quantizer, levels and range estimator."""
+
+    site: Any
+    quantizer: Dict[str, Any]
+    levels: int
+    estimator: Dict[str, Any]
+
+
+@dataclass
+class MemberPlan:
+    """The quantization plan of one ``openvino.Model`` (a cascade member)."""
+
+    member: Optional[str]
+    placement: Placement
+    activations: List[PlannedQuantizer]
+    weights: List[PlannedQuantizer]
+
+
+@COMPRESSION_ALGORITHMS.register("MinMaxQuantization")
+class MinMaxQuantization(Algorithm):
+    """Insert FakeQuantize ops where the target device runs INT8 and set their ranges from statistics.
+
+    Parameters (POT's, see ``pot_torch.algorithms.params``): ``preset``, ``target_device``, ``model_type``,
+    ``ignored``, ``weights``/``activations``/``range_estimator`` overrides, ``saturation_fix``,
+    ``inplace_statistics``, ``stat_subset_size``, ``stat_batch_size``, ``shuffle_data``, ``seed``.
+    """
+
+    def __init__(self, config: Any, engine: Any) -> None:
+        super().__init__(effective_preset("MinMaxQuantization", dict(config or {})), engine)
+        self._hardware: HardwareConfig = load_hardware_config(self.config.target_device)
+
+    # ------------------------------------------------------------------------------------------- planning
+    def _ignored_for(self, model: Any, member: Optional[str]) -> Optional[Mapping[str, Any]]:
+        ignored = self.config.ignored
+        if not ignored or not model.is_cascade:
+            return ignored
+        if all(key in _IGNORED_KEYS for key in ignored):
+            return ignored
+        return ignored.get(member)
+
+    def _plan_member(self, ov_model: ov.Model, ignored: Optional[Mapping[str, Any]],
+                     member: Optional[str]) -> MemberPlan:
+        placement = place_quantizers(ov_model, self._hardware, ignored, self.config.model_type)
+        preset = self.config.preset
+
+        def planned(site: Any, kind: str) -> PlannedQuantizer:
+            quantizer = choose_quantizer(site.options, preset, kind, self.config.get(kind), where=site.name)
+            estimator = estimator_config(self.config, kind, quantizer["granularity"], quantizer["mode"])
+            return PlannedQuantizer(site, quantizer, levels_of(quantizer, kind == "weights"), estimator)
+
+        return MemberPlan(member, placement, [planned(s, "activations") for s in placement.activations],
+                          [planned(s, "weights") for s in placement.weights])
+
+    def plan(self, model: Any) -> List[MemberPlan]:
+        """The FakeQuantize sites, quantizers and estimators for every member of ``model`` (nothing changes)."""
+        plans = []
+        for entry in model.models:
+            member = entry["name"] if model.is_cascade else None
+            plans.append(self._plan_member(entry["model"], self._ignored_for(model, member), member))
+        return plans
+
+    # ----------------------------------------------------------------------------------------- statistics
+    def statistics_requests(self, model: Any) -> List[StatisticsRequest]:
+        """One request: the activation statistics of every activation FakeQuantize site."""
+        layout: Dict[Any, Dict[str, Any]] = {}
+        for plan in self.plan(model):
+            for planned in plan.activations:
+                layout[planned.site.stat_key] = activation_reducers(
+                    planned.estimator, bool(self.config.inplace_statistics), planned.site.channel_axis)
+        data_loader = self.engine.data_loader if self.engine is not None else None
+        if data_loader is None:
+            raise ValueError(f"{self.name} needs an engine with a data_loader to collect activation statistics")
+        indices = calibration_indices(self.config, len(data_loader))
+        return [StatisticsRequest(layout, list(indices), int(self.config.stat_batch_size), tag=self.name)]
+
+    # ---------------------------------------------------------------------------------------------- apply
+    def run(self, model: Any, statistics: Optional[List[Statistics]] = None) -> Any:
+        """Insert and fill the FakeQuantize ops of every member of ``model`` (edited in place) and return it."""
+        if statistics is None:
+            statistics = self.collect_own_statistics(model)
+        collected = statistics[0] if statistics else {}
+        for plan in self.plan(model):
+            ov_model = model.get_model(plan.member)
+            self._apply(ov_model, plan, collected)
+            ov_model.validate_nodes_and_infer_types()
+        return model
+
+    def _activation_ranges(self, plan: MemberPlan, collected: Statistics) -> Dict[str, Tuple[np.ndarray, ...]]:
+        ranges: Dict[str, Tuple[np.ndarray, ...]] = {}
+        for planned in plan.activations:
+            site: ActivationSite = planned.site
+            stats = collected.get(site.stat_key)
+            if stats is None:
+                raise KeyError(f"no statistics were collected for {site.stat_key!r} (the input of "
+                               f"FakeQuantize '{site.name}'); the engine's predict must return every node of "
+                               "the stats_layout it was given")
+            low, high = activation_range(planned.estimator, stats, repr(site.stat_key))
+            low, high = activation_fq_range(planned.quantizer, planned.levels, low, high, planned.estimator)
+            if planned.quantizer["granularity"] == "perchannel":
+                low = per_channel_shape(low, site.rank, site.channel_axis)
+                high = per_channel_shape(high, site.rank, site.channel_axis)
+            ranges[site.name] = (low, high)
+        for group in plan.placement.unified:
+            low = np.min([ranges[name][0] for name in group])
+            high = np.max([ranges[name][1] for name in group])
+            for name in group:
+                ranges[name] = (np.asarray(low, np.float32), np.asarray(high, np.float32))
+        return ranges
+
+    def _apply(self, ov_model: ov.Model, plan: MemberPlan, collected: Statistics) -> None:
+        ranges = self._activation_ranges(plan, collected)
+        rescaled = set()
+        if (self._hardware.saturation_fix_applies and
+                any(op.get_type_name() == "Convolution" for op in ov_model.get_ordered_ops())):
+            rescaled = saturation_fix_layers(ov_model, self.config.saturation_fix)
+        weight_inserts = []
+        for planned in plan.weights:
+            site: WeightSite = planned.site
+            consumer = find_op(ov_model, site.consumer)
+            source = weight_source_output(consumer, site.port)
+            stats = weight_statistics(planned.estimator, constant_value(source), site.channel_axes)
+            low, high = weight_fq_range(planned.quantizer, stats, planned.estimator)
+            out_low, out_high = low, high
+            if site.consumer in rescaled:
+                constant = weight_constant_of(consumer, site.port)
+                replace_constant(constant, constant.get_data().astype(np.float32) / SATURATION_SCALE)
+                out_low, out_high = low * SATURATION_SCALE, high * SATURATION_SCALE
+            weight_inserts.append((site, planned.levels, (low, high, out_low, out_high)))
+        by_name = ops_by_name(ov_model)
+        for planned in plan.activations:
+            site = planned.site
+            low, high = ranges[site.name]
+            consumers = [by_name[name].input(port) for name, port in site.consumers]
+            insert_fake_quantize(ov_model, by_name[site.producer].output(site.port), planned.levels,
+                                 (low, high, low, high), consumers, name=site.name)
+        for site, levels, limits in weight_inserts:
+            consumer = find_op(ov_model, site.consumer)
+            insert_fake_quantize(ov_model, weight_source_output(consumer, site.port), levels, limits,
+                                 [consumer.input(site.port)], name=site.name)
+

@@ -1,0 +1,135 @@
+"""POT's range estimators: which statistic and aggregator give each side (``min``/``max``) of a range.
+
+``estimator_config`` returns POT's preset for a tensor kind, granularity and mode with the user's
+``range_estimator`` overrides applied; ``activation_reducers`` turns it into the statistics layout entries of
+one quantized output and ``activation_range`` aggregates the collected values; ``weight_statistics`` measures
+a weight constant directly.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from pot_torch.statistics.aggregators import aggregate
+from pot_torch.statistics.reducers import Reducer, make_reducer, pot_quantile
+
+_SIDES = ("min", "max")
+_OUTLIER_PROB = 1e-4
+
+
+def _activation_presets(low: Dict[str, Any], high: Dict[str, Any]) -> Dict[str, Any]:
+    return {
+        "perchannel": {
+            "symmetric": {"min": {"aggregator": "min", "type": "min", "granularity": "pertensor"},
+                          "max": {"aggregator": "max", **high["abs"]}},
+            "asymmetric": {"min": {"aggregator": "min", **low["plain"]}, "max": {"aggregator": "max", **high["plain"]}},
+        },
+        "pertensor": {
+            "symmetric": {"min": {"aggregator": "min", "type": "min"}, "max": {"aggregator": "mean", **high["abs"]}},
+            "asymmetric": {"min": {"aggregator": "mean", **low["plain"]},
+                           "max": {"aggregator": "mean", **high["plain"]}},
+        },
+    }
+
+
+_MINMAX = {"plain": {"type": "min"}}, {"plain": {"type": "max"}, "abs": {"type": "abs_max"}}
+_QUANTILE = ({"plain": {"type": "quantile", "outlier_prob": _OUTLIER_PROB}},
+             {"plain": {"type": "quantile", "outlier_prob": _OUTLIER_PROB},
+              "abs": {"type": "abs_quantile", "outlier_prob": _OUTLIER_PROB}})
+
+#: POT's estimator presets: ``PRESETS[preset]['activations'][granularity][mode]`` and
+#: ``PRESETS[preset]['weights'][mode]``.
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "default": {
+        "activations": _activation_presets(*_MINMAX),
+        "weights": {"symmetric": {"max": {"type": "abs_max"}},
+                    "asymmetric": {"min": {"type": "min"}, "max": {"type": "max"}}},
+    },
+    "quantile": {
+        "activations": _activation_presets(*_QUANTILE),
+        "weights": {"symmetric": {"max": {"type": "abs_quantile", "outlier_prob": _OUTLIER_PROB}},
+                    "asymmetric": {"min": {"type": "quantile", "outlier_prob": _OUTLIER_PROB},
+                                   "max": {"type": "quantile", "outlier_prob": _OUTLIER_PROB}}},
+    },
+}
+
+
+def estimator_config(config: Mapping[str, Any], kind: str, granularity: str, mode: str) -> Dict[str, Any]:
+    """The range estimator of a ``kind`` (``'weights'`` or ``'activations'``) quantizer, as POT builds it.
+
+    ``config['<kind>']['range_estimator']`` wins over the global ``config['range_estimator']``; its ``preset``
+    picks the base, its ``min``/``max`` entries override fields of each side.
+    """
+    overrides = (config.get(kind) or {}).get("range_estimator") or config.get("range_estimator") or {}
+    preset = PRESETS[overrides.get("preset") or "default"][kind]
+    result = copy.deepcopy(preset[granularity][mode] if kind == "activations" else preset[mode])
+    for side in _SIDES:
+        if side in overrides:
+            result.setdefault(side, {}).update(overrides[side])
+    for side_config in result.values():
+        side_config.setdefault("granularity", granularity)
+    return result
+
+
+def stat_name(side_config: Mapping[str, Any], side: str) -> str:
+    """POT's statistic name of one side, e.g. ``'max_abs_max'`` or ``'min_quantile_0.0001'``."""
+    parts = [side, side_config["type"]]
+    if side_config["type"] in ("quantile", "abs_quantile"):
+        parts.append(str(side_config["outlier_prob"]))
+    return "_".join(parts)
+
+
+def activation_reducers(estimator: Mapping[str, Any], inplace: bool, channel_axis: int = 1) -> Dict[str, Reducer]:
+    """``{stat_name: reducer}`` measuring ``estimator``'s sides on one activation."""
+    reducers = {}
+    for side in _SIDES:
+        if side in estimator:
+            side_config = estimator[side]
+            reducers[stat_name(side_config, side)] = make_reducer(
+                side_config["type"], side_config["granularity"] == "perchannel", channel_axis=channel_axis,
+                inplace=inplace, outlier_prob=side_config.get("outlier_prob"), side=side)
+    return reducers
+
+
+def activation_range(estimator: Mapping[str, Any], stats: Mapping[str, Sequence[Any]],
+                     what: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Aggregate the collected per-batch values of both sides into ``(min, max)``.
+
+    :param what: the quantized output, for the error when a statistic is missing.
+    """
+    values = {}
+    for side in _SIDES:
+        name = stat_name(estimator[side], side)
+        if name not in stats or len(stats[name]) == 0:
+            raise KeyError(f"statistic '{name}' of {what} was not collected (collected: {sorted(stats)}); the "
+                           "engine's predict must return every statistic of the layout it was given")
+        values[side] = aggregate(estimator[side]["aggregator"], list(stats[name]))
+    return values["min"], values["max"]
+
+
+def _reduce_weight(weights: np.ndarray, side_config: Mapping[str, Any], side: str,
+                   axes: Optional[Tuple[int, ...]]) -> np.ndarray:
+    kind = side_config["type"]
+    data = np.abs(weights) if kind.startswith("abs_") else weights
+    if kind in ("quantile", "abs_quantile"):
+        return np.quantile(data, pot_quantile(side, side_config["outlier_prob"]), axis=axes, keepdims=True)
+    reduce = np.min if kind == "min" else np.max
+    return reduce(data, axis=axes, keepdims=True)
+
+
+def weight_statistics(estimator: Mapping[str, Any], weights: np.ndarray,
+                      channel_axes: Sequence[int]) -> Dict[str, np.ndarray]:
+    """``{'min': ..., 'max': ...}`` of a weight constant (shape kept for broadcasting; a missing side is absent).
+
+    Per channel, every axis but ``channel_axes`` is reduced; per tensor, all of them.
+    """
+    weights = np.asarray(weights, dtype=np.float32)
+    result = {}
+    for side in _SIDES:
+        if side in estimator:
+            per_channel = estimator[side]["granularity"] == "perchannel" and len(channel_axes) > 0
+            axes = tuple(a for a in range(weights.ndim) if a not in channel_axes) if per_channel else None
+            result[side] = _reduce_weight(weights, estimator[side], side, axes)
+    return result

@@ -1,0 +1,352 @@
+"""``IEEngine``: POT's inference engine on the current OpenVINO runtime.
+
+Runs a ``CompressedModel`` over a data set with ``openvino.AsyncInferQueue`` (or one synchronous request),
+computing metrics and collecting activation statistics on any op output, as POT 2023.3's ``IEEngine`` did.
+"""
+from __future__ import annotations
+
+import multiprocessing
+from collections import OrderedDict
+from typing import Any, Dict, Hashable, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import openvino as ov
+from tqdm import tqdm
+
+from pot_torch.api.data_loader import DataLoader
+from pot_torch.api.engine import Engine
+from pot_torch.api.metric import Metric
+from pot_torch.engines.data_items import (Annotations, DataItemError, annotations_valid, has_own_sample_ids,
+                                          parse_batch)
+from pot_torch.engines.input_feeding import fill_inputs
+from pot_torch.engines.utils import (StatsOutputs, add_stats_outputs, append_stats, copy_if_shared,
+                                     output_names, process_accumulated_stats, stat_kind)
+from pot_torch.graph.nx_model import CompressedModel
+from pot_torch.samplers.batch_sampler import BatchSampler
+from pot_torch.utils.logger import get_logger, progress_bar_enabled
+
+logger = get_logger(__name__)
+
+#: How many compiled models (one per statistics layout and precision) an engine keeps per ``set_model``.
+_COMPILED_CACHE_SIZE = 4
+
+
+class _Run:
+    """What one ``predict`` call needs on every batch."""
+
+    def __init__(self, compiled: ov.CompiledModel, stat_sources: List[Tuple[Hashable, str, int, bool, Any]],
+                 model_outputs: int, need_outputs: bool, per_sample: bool) -> None:
+        self.compiled = compiled
+        self.stat_sources = stat_sources  # (node_key, stat_name, output index, in-graph?, fn)
+        self.model_outputs = model_outputs
+        self.need_outputs = need_outputs
+        self.per_sample = per_sample
+
+
+class IEEngine(Engine):
+    """Inference on OpenVINO: metrics, per-sample metrics and statistics on any op output.
+
+    Config keys: ``device`` (default ``'CPU'``), ``stat_requests_number`` / ``eval_requests_number``
+    (inference requests run in parallel when collecting statistics / evaluating; unset or 0 = the device's
+    optimal number, 1 = synchronous), ``batch_dim`` (default 0), ``inference_precision`` (evaluation
+    precision, ``None`` = device default, bf16 on CPUs that have it) and ``stat_inference_precision``
+    (precision whenever statistics are collected, default ``'f32'``).
+
+    Subclasses may override ``postprocess_output``, ``_process_batch`` and ``_fill_input`` as with POT.
+    """
+
+    def __init__(self, config: Any, data_loader: Optional[DataLoader] = None,
+                 metric: Optional[Metric] = None) -> None:
+        super().__init__(config if config is not None else {}, data_loader, metric)
+        self._ie = ov.Core()
+        self._device = self.config.get("device", "CPU") or "CPU"
+        self._stat_requests_number = self.config.get("stat_requests_number", None)
+        self._eval_requests_number = self.config.get("eval_requests_number", None)
+        self._nx_model: Optional[CompressedModel] = None
+        self._model: Optional[ov.Model] = None
+        self._output_layers: List[str] = []
+        self._compiled: "OrderedDict[Hashable, Tuple[ov.CompiledModel, Optional[StatsOutputs]]]" = OrderedDict()
+        self._accumulated_layer_stats: Dict[Hashable, Dict[str, list]] = {}
+        self._per_sample_metrics: List[Dict[str, Any]] = []
+
+    # ----------------------------------------------------------------------------------------------- model
+    def set_model(self, model: CompressedModel) -> None:
+        """Use ``model`` (a single-model ``CompressedModel``) for the next ``predict`` calls.
+
+        The model is compiled lazily by ``predict`` and never modified: statistics outputs go on a clone.
+
+        :raises ValueError: ``model`` is a cascade; run cascades with an ``IEEngine`` subclass that overrides
+            ``set_model`` and ``predict`` to run each stage.
+        """
+        if not isinstance(model, CompressedModel):
+            raise TypeError(f"IEEngine.set_model expects a pot_torch.CompressedModel (from load_model or "
+                            f"CompressedModel(ov_model)), got {type(model).__name__}")
+        if model.is_cascade:
+            raise ValueError(
+                f"IEEngine cannot run the cascade {model.member_names}: as in POT, cascade models are not "
+                "supported by IEEngine; subclass IEEngine and override set_model and predict to run the stages")
+        self._nx_model = model
+        self._model = self._set_model(model)[0]["model"]
+        self._output_layers = output_names(self._model.outputs)
+        self._compiled.clear()
+
+    def _set_model(self, model: CompressedModel) -> List[Dict[str, Any]]:
+        """The ``openvino.Model`` of each member: ``[{'name': str, 'model': openvino.Model}]`` (POT's shape)."""
+        return [{"name": member["name"], "model": member["model"]} for member in model.models]
+
+    # --------------------------------------------------------------------------------------------- predict
+    def predict(self, stats_layout: Optional[Mapping[Hashable, Mapping[str, Any]]] = None, sampler: Any = None,
+                stat_aliases: Any = None, metric_per_sample: bool = False,
+                print_progress: bool = False) -> Tuple[Any, Optional[Dict[Hashable, Dict[str, list]]]]:
+        """Run the model over ``sampler`` (default: the whole data set); return ``(metrics, stats)``.
+
+        :param stats_layout: ``{node_key: {stat_name: fn}}``; ``node_key`` is an op friendly name (output 0)
+            or ``(friendly_name, output_index)``. ``fn`` gets the node's batch output; an in-graph reducer
+            (``inplace = True`` with ``graph_reduce``) is computed by OpenVINO and its output is appended.
+        :param sampler: a sampler yielding batches of data items (``BatchSampler``).
+        :param stat_aliases: accepted for POT compatibility; node keys are used as given.
+        :param metric_per_sample: also return per-sample metric values.
+        :param print_progress: show a progress bar.
+        :returns: ``(metrics, stats)``: ``metrics`` is ``None`` without a metric, else ``{name: value}``, or
+            with ``metric_per_sample`` ``(sorted [{'sample_id', 'metric_name', 'result'}], {name: value})``;
+            ``stats`` is ``{node_key: {stat_name: [value per batch, data set order]}}`` or ``None``.
+        """
+        if self._model is None:
+            raise ValueError("IEEngine.predict was called before set_model; call engine.set_model(model) first")
+        if sampler is None:
+            if self.data_loader is None:
+                raise ValueError("IEEngine has no data_loader: pass one to IEEngine(config, data_loader, metric) "
+                                 "or give predict a sampler")
+            sampler = BatchSampler(self.data_loader)
+        stats_layout = stats_layout or None
+        try:
+            run = self._prepare_run(stats_layout, metric_per_sample)
+            requests = self._get_requests_number(stats_layout)
+            (logger.info if print_progress else logger.debug)("Start inference of %d images", len(sampler))
+            with tqdm(total=len(sampler), disable=not (print_progress or progress_bar_enabled()),
+                      desc="Inference", unit="sample") as progress:
+                if requests == 1:
+                    self._process_dataset(run, sampler, progress)
+                else:
+                    self._process_dataset_async(run, sampler, progress, requests)
+            stats = process_accumulated_stats(self._accumulated_layer_stats) if stats_layout else None
+            metrics = None
+            if self._metric is not None:
+                metrics = self._metric.avg_value
+                if metric_per_sample:
+                    metrics = (_sorted_records(self._per_sample_metrics), metrics)
+        finally:
+            self._reset()
+        return metrics, stats
+
+    @staticmethod
+    def postprocess_output(outputs: Dict[str, np.ndarray], _metadata: List[Any]) -> List[np.ndarray]:
+        """Turn the model's outputs into what ``metric.update`` takes (default: the list of output arrays).
+
+        :param outputs: ``{output name: batched array}`` for the model's own outputs, in output order.
+        :param _metadata: the items' metadata (``{}`` per item when they have none).
+        """
+        return list(outputs.values())
+
+    def _collect_statistics(self, outputs: Mapping[Any, Any], stats_layout: Mapping[Hashable, Mapping[str, Any]],
+                            annotations: Optional[Annotations] = None) -> None:
+        """Append statistics of raw inference ``outputs`` (POT's helper for engines that infer themselves).
+
+        Values are ordered by the first annotation's id (0 without annotations); ``predict`` overrides that
+        run their own inference turn them into lists with ``process_accumulated_stats``.
+        """
+        order = annotations[0][0] if annotations and annotations[0][0] else 0
+        append_stats(self._accumulated_layer_stats, stats_layout, outputs, order)
+
+    def _reset(self) -> None:
+        """Forget the metric's state, per-sample metrics and collected statistics."""
+        if self._metric is not None:
+            self._metric.reset()
+        self._per_sample_metrics = []
+        self._accumulated_layer_stats = {}
+
+    # ------------------------------------------------------------------------------------------ compiling
+    def _prepare_run(self, stats_layout: Optional[Mapping], per_sample: bool) -> _Run:
+        slots = [(node_key, stat_name, fn, stat_kind(fn))
+                 for node_key, stats in (stats_layout or {}).items() for stat_name, fn in stats.items()]
+        compiled, plan = self._compile(stats_layout, slots)
+        sources = []
+        for node_key, stat_name, fn, kind in slots:
+            self._accumulated_layer_stats.setdefault(node_key, {})[stat_name] = []
+            sources.append((node_key, stat_name, plan.source(node_key, kind), kind is not None, fn))  # type: ignore
+        need_outputs = self._metric is not None or type(self).postprocess_output is not IEEngine.postprocess_output
+        return _Run(compiled, sources, len(self._model.outputs), need_outputs, per_sample)  # type: ignore[union-attr]
+
+    def _compile(self, stats_layout: Optional[Mapping], slots: Sequence[Tuple[Hashable, str, Any, Hashable]]
+                 ) -> Tuple[ov.CompiledModel, Optional[StatsOutputs]]:
+        """The compiled model for ``stats_layout``, from the cache when the same outputs were compiled before.
+
+        ``slots`` are the layout's ``(node_key, stat_name, fn, stat_kind(fn))``.
+        """
+        if stats_layout:
+            precision = self.config.get("stat_inference_precision", "f32")
+        else:
+            precision = self.config.get("inference_precision", None)
+        asynchronous = self._get_requests_number(stats_layout) != 1
+        signature = tuple(sorted({(node_key, kind) for node_key, _, _, kind in slots}, key=repr)) or None
+        key = (signature, precision, asynchronous)
+        if key in self._compiled:
+            self._compiled.move_to_end(key)
+            return self._compiled[key]
+        plan = add_stats_outputs(self._model, stats_layout) if stats_layout else None  # type: ignore[arg-type]
+        properties: Dict[str, Any] = {}
+        if asynchronous:
+            properties["PERFORMANCE_HINT"] = "THROUGHPUT"
+        if precision:
+            properties["INFERENCE_PRECISION_HINT"] = precision
+        model = plan.model if plan is not None else self._model
+        logger.debug("compiling '%s' for %s with %s", model.get_friendly_name(), self._device, properties)
+        compiled = self._ie.compile_model(model, self._device, properties)
+        self._compiled[key] = (compiled, plan)
+        while len(self._compiled) > _COMPILED_CACHE_SIZE:
+            self._compiled.popitem(last=False)
+        return compiled, plan
+
+    def _get_requests_number(self, stats_layout: Optional[Mapping]) -> int:
+        """Requests to run in parallel (0 = the device's optimal number, 1 = synchronous inference)."""
+        requested = self._stat_requests_number if stats_layout else self._eval_requests_number
+        if not requested:
+            return 0
+        cpus = multiprocessing.cpu_count()
+        clipped = int(np.clip(int(requested), 1, cpus))
+        if clipped != requested:
+            logger.warning("Number of requests %s is out of range [1, %d]. Will be used %d.", requested, cpus, clipped)
+        return clipped
+
+    # ----------------------------------------------------------------------------------- batch preparation
+    @staticmethod
+    def _process_batch(batch: Sequence[Any]) -> Tuple[Annotations, List[Any], List[Any]]:
+        """Split a batch of data items into ``(annotations [(id, annotation)], data, metadata)``."""
+        return parse_batch(batch)
+
+    def _fill_input(self, model: Any, image_batch: List[Any]) -> Dict[Any, np.ndarray]:
+        """Return the inputs for ``model`` (a compiled model) from the data of a batch: ``{input: array}``."""
+        return fill_inputs(model.inputs, image_batch, int(self.config.get("batch_dim", 0)))
+
+    def _prepare_batch(self, run: _Run, indices: List[int], batch: Sequence[Any]
+                       ) -> Tuple[Dict[Any, np.ndarray], Tuple[List[int], Annotations, List[Any]]]:
+        """The input feed of a batch and what consuming its results needs; errors name the data set indices."""
+        try:
+            annotations, data, metadata = self._process_batch(batch)
+            feed = self._fill_input(run.compiled, data)
+        except DataItemError as error:
+            where = f"data set item {indices[0]}" if len(indices) == 1 else f"batch of data set items {indices}"
+            raise type(error)(f"{where}: {error}") from error
+        if annotations and not has_own_sample_ids(batch) and len(annotations) == len(indices):
+            annotations = [(index, annotation) for index, (_, annotation) in zip(indices, annotations)]
+        return feed, (indices, annotations, metadata)
+
+    # ------------------------------------------------------------------------------------------ inference
+    def _read_request(self, run: _Run, request: ov.InferRequest) -> Tuple[Optional[List[np.ndarray]], list]:
+        """Copy what ``run`` needs from a finished request: model outputs and statistic values."""
+        outputs = None
+        if run.need_outputs:
+            outputs = [request.get_output_tensor(i).data.copy() for i in range(run.model_outputs)]
+        values = []
+        for _, _, index, inplace, fn in run.stat_sources:
+            activation = request.get_output_tensor(index).data
+            if inplace:
+                values.append(activation.copy())
+            else:
+                values.append(copy_if_shared(fn(activation), activation))
+        return outputs, values
+
+    def _consume(self, run: _Run, context: Tuple[List[int], Annotations, List[Any]],
+                 record: Tuple[Optional[List[np.ndarray]], list]) -> None:
+        """Record a batch's statistics and update the metric, in sample order."""
+        indices, annotations, metadata = context
+        outputs, values = record
+        order = indices[0] if indices else 0
+        for (node_key, stat_name, _, _, _), value in zip(run.stat_sources, values):
+            self._accumulated_layer_stats[node_key][stat_name].append((order, value))
+        if outputs is None:
+            return
+        logits = self.postprocess_output(dict(zip(self._output_layers, outputs)), metadata)
+        if self._metric is not None and annotations_valid(annotations):
+            self._update_metrics(logits, annotations, run.per_sample)
+
+    def _update_metrics(self, output: Any, annotations: Annotations, need_metrics_per_sample: bool = False) -> None:
+        """Update the metric with a batch; record per-sample values ``metric.value`` when asked."""
+        self._metric.update(output, [annotation for _, annotation in annotations])  # type: ignore[union-attr]
+        if need_metrics_per_sample:
+            for metric_name, values in self._metric.value.items():  # type: ignore[union-attr]
+                for position, (sample_id, _) in enumerate(annotations):
+                    self._per_sample_metrics.append(
+                        {"sample_id": sample_id, "metric_name": metric_name, "result": values[position]})
+
+    def _process_dataset(self, run: _Run, sampler: Any, progress: tqdm) -> None:
+        """Synchronous inference with one request."""
+        request = run.compiled.create_infer_request()
+        for indices, batch in _indexed_batches(sampler):
+            feed, context = self._prepare_batch(run, indices, batch)
+            request.infer(feed, share_inputs=True, share_outputs=True)  # outputs are read as views below
+            self._consume(run, context, self._read_request(run, request))
+            progress.update(len(batch))
+
+    def _process_dataset_async(self, run: _Run, sampler: Any, progress: tqdm, requests: int) -> None:
+        """Asynchronous inference with ``requests`` requests (0 = optimal); results consumed in sample order.
+
+        Finished requests are read on this thread just before they are reused (no Python callback runs on
+        OpenVINO's threads), and batches that finish early wait until the ones before them are consumed.
+        """
+        queue = ov.AsyncInferQueue(run.compiled, requests)
+        logger.debug("async inference with %d requests", len(queue))
+        running: Dict[int, Tuple[int, Any, int, Any]] = {}  # request id -> (batch id, context, size, feed)
+        finished: Dict[int, Tuple[Any, int, Any]] = {}  # batch id -> (context, size, record)
+        next_id = 0
+
+        def collect(request_id: int) -> None:
+            batch_id, context, size, _ = running.pop(request_id)
+            finished[batch_id] = (context, size, self._read_request(run, queue[request_id]))
+
+        def drain() -> None:
+            nonlocal next_id
+            while next_id in finished:
+                context, size, record = finished.pop(next_id)
+                self._consume(run, context, record)
+                progress.update(size)
+                next_id += 1
+
+        try:
+            for batch_id, (indices, batch) in enumerate(_indexed_batches(sampler)):
+                feed, context = self._prepare_batch(run, indices, batch)
+                request_id = queue.get_idle_request_id()
+                if request_id in running:
+                    collect(request_id)
+                queue.start_async(feed, batch_id, share_inputs=True)  # runs on request_id, the first idle one
+                running[request_id] = (batch_id, context, len(batch), feed)  # feed: shared inputs stay alive
+                drain()
+        finally:
+            queue.wait_all()
+        for request_id in sorted(running, key=lambda r: running[r][0]):
+            collect(request_id)
+        drain()
+
+
+def _indexed_batches(sampler: Any) -> Iterator[Tuple[List[int], List[Any]]]:
+    """``(data set indices, items)`` per batch; a sampler without ``iter_indexed`` gets running positions."""
+    if hasattr(sampler, "iter_indexed"):
+        yield from sampler.iter_indexed()
+        return
+    position = 0
+    for batch in sampler:
+        if not isinstance(batch, (list, tuple)):
+            raise TypeError(f"IEEngine reads batches (lists of data items) from its sampler, got a "
+                            f"{type(batch).__name__}; use BatchSampler (IndexSampler yields indices for engines "
+                            "that read items themselves)")
+        batch = list(batch)
+        yield list(range(position, position + len(batch))), batch
+        position += len(batch)
+
+
+def _sorted_records(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Per-sample records sorted by ``sample_id`` (stable); kept in sample order if ids do not compare."""
+    try:
+        return sorted(records, key=lambda record: record["sample_id"])
+    except TypeError:
+        return list(records)

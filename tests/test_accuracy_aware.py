@@ -1,0 +1,153 @@
+"""AccuracyAwareQuantization: the drop is met where default INT8 fails it, and every stopping rule holds."""
+import warnings
+
+import numpy as np
+import openvino as ov
+import pytest
+
+from model_builders import outlier_classifier
+from pot_torch import CompressedModel, DataLoader, IEEngine, Metric, create_pipeline
+from pot_torch.algorithms.quantization.accuracy_aware import AccuracyDropNotMetWarning
+
+
+class ArrayLoader(DataLoader):
+    def __init__(self, inputs, labels, with_annotations=True):
+        super().__init__()
+        self.inputs, self.labels, self.with_annotations = inputs, labels, with_annotations
+
+    def __len__(self):
+        return len(self.inputs)
+
+    def __getitem__(self, index):
+        return self.inputs[index], (int(self.labels[index]) if self.with_annotations else None)
+
+
+class Accuracy(Metric):
+    """Top-1 accuracy in percent (so absolute and relative drops differ)."""
+
+    def reset(self):
+        self.hits, self.last = [], []
+
+    def update(self, output, target):
+        self.last = (np.argmax(output[0], axis=-1).reshape(-1) == np.asarray(target)).astype(float) * 100.0
+        self.hits.extend(self.last.tolist())
+
+    @property
+    def value(self):
+        return {"accuracy": list(self.last)}
+
+    @property
+    def avg_value(self):
+        return {"accuracy": float(np.mean(self.hits))}
+
+    def get_attributes(self):
+        return {"accuracy": {"direction": "higher-better", "type": "accuracy"}}
+
+
+class ErrorRate(Accuracy):
+    """100 - accuracy: lower is better."""
+
+    @property
+    def value(self):
+        return {"error": [100.0 - v for v in self.last]}
+
+    @property
+    def avg_value(self):
+        return {"error": 100.0 - float(np.mean(self.hits))}
+
+    def get_attributes(self):
+        return {"error": {"direction": "higher-worse", "type": "error"}}
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return outlier_classifier()
+
+
+def _run(problem, params, metric=None, with_annotations=True):
+    ov_model, inputs, labels = problem
+    engine = IEEngine({"device": "CPU"}, ArrayLoader(inputs, labels, with_annotations),
+                      Accuracy() if metric is None else metric)
+    model = CompressedModel(ov_model)
+    pipeline = create_pipeline([{"name": "AccuracyAwareQuantization",
+                                 "params": {"preset": "performance", "stat_subset_size": 100, **params}}], engine)
+    quantized = pipeline.run(model)
+    return pipeline, engine, model, quantized
+
+
+def _count_fq(model):
+    return sum(op.get_type_name() == "FakeQuantize" for op in model.get_model().get_ops())
+
+
+def test_default_quantization_fails_the_budget_on_this_model(problem):
+    ov_model, inputs, labels = problem
+    engine = IEEngine({"device": "CPU"}, ArrayLoader(inputs, labels), Accuracy())
+    pipeline = create_pipeline([{"name": "DefaultQuantization", "params": {"stat_subset_size": 100}}], engine)
+    quantized = pipeline.run(CompressedModel(ov_model))
+    assert pipeline.evaluate(CompressedModel(ov_model))["accuracy"] >= 99.0  # bf16 evaluation
+    assert pipeline.evaluate(quantized)["accuracy"] < 95.0
+
+
+def test_drop_is_met_by_reverting_layers(problem):
+    pipeline, engine, model, quantized = _run(problem, {"maximal_drop": 2.0})
+    algorithm = pipeline.algorithms[0]
+    assert pipeline.evaluate(model)["accuracy"] - pipeline.evaluate(quantized)["accuracy"] <= 2.0
+    assert algorithm.reverted_layers == ["fc1"]  # the most harmful layer only
+    assert _count_fq(quantized) == 2  # fc2 stays quantized: its input and weights
+    assert algorithm.final_drop <= 2.0
+
+
+def test_relative_drop_allows_more_than_absolute(problem):
+    # absolute 40 points allows the default INT8 model; relative 0.01 of 100 allows only 1 point
+    pipeline, _, _, quantized = _run(problem, {"maximal_drop": 99.0, "drop_type": "absolute"})
+    assert pipeline.algorithms[0].reverted_layers == []
+    pipeline, _, _, _ = _run(problem, {"maximal_drop": 0.01, "drop_type": "relative"})
+    assert pipeline.algorithms[0].final_drop <= 1.0 and pipeline.algorithms[0].reverted_layers
+
+
+def test_higher_worse_metric(problem):
+    pipeline, _, model, quantized = _run(problem, {"maximal_drop": 1.0}, metric=ErrorRate())
+    assert pipeline.evaluate(quantized)["error"] - pipeline.evaluate(model)["error"] <= 1.0
+    assert "fc1" in pipeline.algorithms[0].reverted_layers
+
+
+def test_unreachable_target_warns_and_returns_best_model(problem):
+    with pytest.warns(AccuracyDropNotMetWarning, match="could not achieve the required accuracy drop"):
+        pipeline, _, _, quantized = _run(problem, {"maximal_drop": 1.0,
+                                                   "metrics": [{"name": "accuracy", "baseline_value": 200.0}]})
+    algorithm = pipeline.algorithms[0]
+    assert algorithm.final_drop == pytest.approx(100.0, abs=1.0)  # best achievable: the FP accuracy
+
+
+def test_max_iter_num_stops_the_loop(problem):
+    with pytest.warns(AccuracyDropNotMetWarning):
+        pipeline, _, _, _ = _run(problem, {"maximal_drop": 1.0, "max_iter_num": 1,
+                                           "metrics": [{"name": "accuracy", "baseline_value": 200.0}]})
+    assert len(pipeline.algorithms[0].reverted_layers) <= 2  # one group: a MatMul (and what it shares)
+
+
+def test_input_model_is_untouched(problem, tmp_path):
+    ov_model = problem[0]
+    ov.save_model(ov_model, tmp_path / "before.xml", compress_to_fp16=False)
+    _run(problem, {"maximal_drop": 1.0})
+    ov.save_model(ov_model, tmp_path / "after.xml", compress_to_fp16=False)
+    assert (tmp_path / "before.xml").read_bytes() == (tmp_path / "after.xml").read_bytes()
+    assert (tmp_path / "before.bin").read_bytes() == (tmp_path / "after.bin").read_bytes()
+
+
+def test_missing_metric_is_a_clear_error(problem):
+    ov_model, inputs, labels = problem
+    engine = IEEngine({"device": "CPU"}, ArrayLoader(inputs, labels))
+    pipeline = create_pipeline([{"name": "AccuracyAwareQuantization", "params": {}}], engine)
+    with pytest.raises(ValueError, match="AccuracyAwareQuantization needs a metric"):
+        pipeline.run(CompressedModel(ov_model))
+
+
+def test_missing_annotations_is_a_clear_error(problem):
+    with pytest.raises(ValueError, match="needs annotations to compute the metric"):
+        _run(problem, {}, with_annotations=False)
+
+
+def test_unknown_parameter_is_refused(problem):
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['maximal_dorp'\]"):
+        _run(problem, {"maximal_dorp": 0.01})

@@ -1,0 +1,122 @@
+"""DefaultQuantization: composition of alignment, MinMax and bias correction, statistics passes, parameters."""
+from __future__ import annotations
+
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+import pytest
+
+from pot_torch import CompressedModel, create_pipeline
+from pot_torch.algorithms.quantization.default import DefaultQuantization
+from pot_torch.engines import IEEngine
+from pot_torch.graph.editor import fake_quantize_ops, fake_quantize_ranges, find_op
+from tests.model_builders import conv_model, reference_infer
+from tests.test_minmax import HIGHS, ArrayLoader, fq, images, quantize
+
+
+class CountingEngine(IEEngine):
+    """A user's IEEngine subclass that counts passes over the data (real inference underneath)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.passes = 0
+
+    def predict(self, *args, **kwargs):
+        self.passes += 1
+        return super().predict(*args, **kwargs)
+
+
+def aligned_pair_model() -> ov.Model:
+    """input -> conv_a (+bias) -> conv_b 1x1 (+bias) -> relu -> output: a pair ActivationChannelAlignment takes."""
+    rng = np.random.default_rng(4)
+    x = ops.parameter([1, 3, 8, 8], np.float32, name="input")
+    scales = np.array([0.05, 1.0, 4.0, 0.3], np.float32).reshape(4, 1, 1, 1)
+    conv_a = ops.convolution(x, ops.constant(rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * scales),
+                             [1, 1], [1, 1], [1, 1], [1, 1])
+    conv_a.set_friendly_name("conv_a")
+    bias_a = ops.add(conv_a, ops.constant(rng.standard_normal((1, 4, 1, 1)).astype(np.float32)))
+    bias_a.set_friendly_name("conv_a_bias")
+    conv_b = ops.convolution(bias_a, ops.constant(rng.standard_normal((4, 4, 1, 1)).astype(np.float32) * 0.3),
+                             [1, 1], [0, 0], [0, 0], [1, 1])
+    conv_b.set_friendly_name("conv_b")
+    bias_b = ops.add(conv_b, ops.constant(rng.standard_normal((1, 4, 1, 1)).astype(np.float32) * 0.1))
+    bias_b.set_friendly_name("conv_b_bias")
+    relu = ops.relu(bias_b)
+    relu.set_friendly_name("relu")
+    return ov.Model([ops.result(relu)], [x], "aligned_pair")
+
+
+def _run(params, model, data, engine_cls=CountingEngine):
+    engine = engine_cls({"device": "CPU"}, ArrayLoader(data))
+    result = create_pipeline([{"name": "DefaultQuantization", "params": params}], engine).run(CompressedModel(model))
+    return result, engine
+
+
+def test_one_statistics_pass_for_minmax_and_fast_bias_correction():
+    result, engine = _run({}, conv_model(), images())
+    assert engine.passes == 1  # no conv pair to align (ReLU in between), MinMax + FBC share one pass
+    minmax_only = quantize({})
+    names = [node.get_friendly_name() for node in fake_quantize_ops(result.get_model())]
+    assert names == [node.get_friendly_name() for node in fake_quantize_ops(minmax_only.get_model())]
+    for name in names:  # same ranges as MinMaxQuantization alone (its sub-parameters are the defaults)
+        for a, b in zip(fq(result, name), fq(minmax_only, name)):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_fast_bias_correction_changes_biases_and_brings_outputs_closer():
+    data = images()
+    result, _ = _run({}, conv_model(), data)
+    minmax_only = quantize({}, data)
+    corrected = find_op(result.get_model(), "fc_bias_const").get_data()
+    assert not np.array_equal(corrected, find_op(conv_model(), "fc_bias_const").get_data())
+    errors = []
+    for model in (minmax_only.get_model(), result.get_model()):
+        errors.append(np.mean([np.abs(reference_infer(model, [x])[0] - reference_infer(conv_model(), [x])[0]).mean()
+                               for x in data[:2]]))
+    assert errors[1] < errors[0]
+
+
+def test_channel_alignment_gets_its_own_pass_when_it_finds_a_pair():
+    data = [np.random.default_rng(i).standard_normal((1, 3, 8, 8)).astype(np.float32) for i in range(4)]
+    result, engine = _run({}, aligned_pair_model(), data)
+    assert engine.passes == 2
+    before = find_op(aligned_pair_model(), "conv_a_bias").input_value(1).get_node().get_data()
+    after = find_op(result.get_model(), "conv_a_bias").input_value(1).get_node().get_data()
+    assert not np.allclose(before, after)  # the alignment shifted the producer's bias
+    x = data[0]
+    got, expected = reference_infer(result.get_model(), [x])[0], reference_infer(aligned_pair_model(), [x])[0]
+    assert np.abs(got - expected).max() < 0.1 * np.abs(expected).max()
+
+
+def test_full_bias_correction_with_use_fast_bias_false():
+    result, engine = _run({"use_fast_bias": False}, conv_model(), images())
+    assert engine.passes >= 1
+    assert len(fake_quantize_ops(result.get_model())) == 7
+    changed = find_op(result.get_model(), "fc_bias_const").get_data()
+    assert not np.array_equal(changed, find_op(conv_model(), "fc_bias_const").get_data())
+
+
+def test_parameters_reach_minmax():
+    result, _ = _run({"preset": "mixed", "stat_subset_size": 2}, conv_model(), images(signed=True))
+    _, low, high, *_ = fq(result, "input/fq_output_0")
+    assert float(low) < 0 and float(high) == pytest.approx(HIGHS[:2].mean(), rel=1e-6)  # asymmetric, 2 samples
+    result, _ = _run({"ignored": {"scope": ["fc"]}, "saturation_fix": "no"}, conv_model(), images())
+    names = [node.get_friendly_name() for node in fake_quantize_ops(result.get_model())]
+    assert "fc/fq_weights_1" not in names
+    _, _, high, _, out_high = fq(result, "conv1/fq_weights_1")
+    np.testing.assert_array_equal(high, out_high)
+
+
+def test_statistics_requests_empty_and_transformer_preset():
+    engine = IEEngine({"device": "CPU"}, ArrayLoader(images()))
+    algorithm = DefaultQuantization({}, engine)
+    assert algorithm.statistics_requests(CompressedModel(conv_model())) == []
+    assert DefaultQuantization({"model_type": "transformer"}, engine).config.preset == "mixed"
+    with pytest.raises(ValueError, match="unknown parameter.*'use_fast_bias_correction'.*valid parameters:.*use_fast_bias"):
+        DefaultQuantization({"use_fast_bias_correction": True}, engine)
+
+
+def test_fake_quantize_ranges_are_finite():
+    result, _ = _run({}, conv_model(), images())
+    for node in fake_quantize_ops(result.get_model()):
+        assert all(np.isfinite(v).all() for v in fake_quantize_ranges(node))

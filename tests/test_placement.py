@@ -1,0 +1,186 @@
+"""FakeQuantize placement from the hardware description, checked on small graphs."""
+from __future__ import annotations
+
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+import pytest
+
+from pot_torch.algorithms.quantization.placement import ignored_op_names, place_quantizers
+from pot_torch.graph.hardware.config import load_hardware_config
+from tests.model_builders import conv_model
+
+CPU = load_hardware_config("CPU")
+
+
+def _named(node: ov.Node, name: str) -> ov.Node:
+    node.set_friendly_name(name)
+    return node
+
+
+def _w(rng, shape, name=None):
+    node = ops.constant(rng.standard_normal(shape).astype(np.float32) * 0.2)
+    return _named(node, name) if name else node
+
+
+def _conv(x, rng, cin, cout, name, k=3):
+    return _named(ops.convolution(x, _w(rng, [cout, cin, k, k]), [1, 1], [k // 2] * 2, [k // 2] * 2, [1, 1]), name)
+
+
+def residual_model() -> ov.Model:
+    """input -> conv1 -> relu1 -> conv2 (+bias) -> add(relu1, conv2_bias) -> maxpool -> conv3 -> output."""
+    rng = np.random.default_rng(1)
+    x = ops.parameter([1, 4, 8, 8], np.float32, name="input")
+    relu1 = _named(ops.relu(_conv(x, rng, 4, 4, "conv1")), "relu1")
+    bias = _named(ops.add(_conv(relu1, rng, 4, 4, "conv2"), _w(rng, [1, 4, 1, 1])), "conv2_bias")
+    add = _named(ops.add(relu1, bias), "residual")
+    pool = _named(ops.max_pool(add, [1, 1], [1, 1], [0, 0], [0, 0], [2, 2]), "maxpool")  # 2 outputs, 1 used
+    conv3 = _conv(pool.output(0), rng, 4, 4, "conv3")
+    return ov.Model([_named(ops.result(conv3), "output")], [x], "residual_model")
+
+
+def concat_model() -> ov.Model:
+    """input -> conv_a, conv_b -> relu_a, relu_b -> concat -> conv_c; depthwise conv on relu_a -> output2."""
+    rng = np.random.default_rng(2)
+    x = ops.parameter([1, 3, 8, 8], np.float32, name="input")
+    relu_a = _named(ops.relu(_conv(x, rng, 3, 4, "conv_a")), "relu_a")
+    relu_b = _named(ops.relu(_conv(x, rng, 3, 4, "conv_b")), "relu_b")
+    concat = _named(ops.concat([relu_a, relu_b], 1), "concat")
+    conv_c = _conv(concat, rng, 8, 2, "conv_c")
+    dw = _named(ops.group_convolution(relu_a, _w(rng, [4, 1, 1, 3, 3]), [1, 1], [1, 1], [1, 1], [1, 1]), "dw")
+    return ov.Model([ops.result(conv_c), ops.result(dw)], [x], "concat_model")
+
+
+def attention_model() -> ov.Model:
+    """x[1,6,8] -> q,k,v MatMuls -> softmax(q @ k^T) @ v -> add(x) -> mvn -> proj MatMul."""
+    rng = np.random.default_rng(3)
+    x = ops.parameter([1, 6, 8], np.float32, name="x")
+    q = _named(ops.matmul(x, _w(rng, [8, 8]), False, False), "q")
+    k = _named(ops.matmul(x, _w(rng, [8, 8]), False, False), "k")
+    v = _named(ops.matmul(x, _w(rng, [8, 8]), False, False), "v")
+    scores = _named(ops.matmul(q, k, False, True), "scores")
+    probs = _named(ops.softmax(scores, -1), "softmax")
+    context = _named(ops.matmul(probs, v, False, False), "context")
+    residual = _named(ops.add(context, x), "residual")
+    norm = _named(ops.mvn(residual, ops.constant(np.array([-1], np.int64)), True, 1e-5, "inside_sqrt"), "norm")
+    proj = _named(ops.matmul(norm, _w(rng, [8, 8]), False, True), "proj")
+    return ov.Model([ops.result(proj)], [x], "attention_model")
+
+
+def _sites(placement):
+    return ({s.name: s.consumers for s in placement.activations}, {s.name for s in placement.weights})
+
+
+def test_conv_model_sites():
+    activations, weights = _sites(place_quantizers(conv_model(), CPU))
+    # the FC input quantizer moves up across the flatten Reshape to the pool output; bias Adds get none
+    assert activations == {"input/fq_output_0": [("conv1", 0)], "relu1/fq_output_0": [("conv2", 0)],
+                           "relu2/fq_output_0": [("pool", 0)], "pool/fq_output_0": [("flatten", 0)]}
+    assert weights == {"conv1/fq_weights_1", "conv2/fq_weights_1", "fc/fq_weights_1"}
+
+
+def test_weight_channel_axes():
+    placement = place_quantizers(conv_model(), CPU)
+    axes = {s.consumer: s.channel_axes for s in placement.weights}
+    assert axes == {"conv1": (0,), "conv2": (0,), "fc": (1,)}  # fc weights [K, N], transpose_b False
+
+
+def test_residual_add_shares_producer_quantizer_and_maxpool_is_crossed():
+    activations, _ = _sites(place_quantizers(residual_model(), CPU))
+    # relu1 feeds conv2 and the residual Add: ONE FakeQuantize for both; the bias Add is not quantized;
+    # conv3's quantizer moves up across the single-consumer MaxPool to the residual Add's output
+    assert activations == {"input/fq_output_0": [("conv1", 0)],
+                           "relu1/fq_output_0": [("conv2", 0), ("residual", 0)],
+                           "conv2_bias/fq_output_0": [("residual", 1)],
+                           "residual/fq_output_0": [("maxpool", 0)]}
+
+
+def test_concat_inputs_unified_and_depthwise_per_channel():
+    placement = place_quantizers(concat_model(), CPU)
+    activations, weights = _sites(placement)
+    assert activations["relu_b/fq_output_0"] == [("concat", 1)]
+    assert placement.unified == [("relu_a/fq_output_0", "relu_b/fq_output_0")]
+    by_name = {s.name: s for s in placement.activations}
+    # relu_a feeds the depthwise conv (per channel) and the concat (unified, per tensor): per tensor wins
+    assert activations["relu_a/fq_output_0"] == [("dw", 0), ("concat", 0)]
+    assert {o["granularity"] for o in by_name["relu_a/fq_output_0"].options} == {"pertensor"}
+    assert "dw/fq_weights_1" in weights
+    assert [s.channel_axes for s in placement.weights if s.consumer == "dw"] == [(0, 1)]
+
+
+def test_depthwise_alone_is_per_channel():
+    rng = np.random.default_rng(0)
+    x = ops.parameter([1, 4, 8, 8], np.float32, name="input")
+    dw = _named(ops.group_convolution(x, _w(rng, [4, 1, 1, 3, 3]), [1, 1], [1, 1], [1, 1], [1, 1]), "dw")
+    placement = place_quantizers(ov.Model([ops.result(dw)], [x], "dw"), CPU)
+    assert {o["granularity"] for o in placement.activations[0].options} == {"perchannel"}
+
+
+def test_small_spatial_convolution_left_in_float():
+    rng = np.random.default_rng(0)
+    x = ops.parameter([1, 4, 8, 8], np.float32, name="input")
+    pooled = _named(ops.reduce_mean(x, ops.constant(np.array([2, 3], np.int64)), True), "squeeze")
+    se = _conv(pooled, rng, 4, 4, "se_conv", k=1)
+    _, weights = _sites(place_quantizers(ov.Model([ops.result(se)], [x], "se"), CPU))
+    assert weights == set()
+
+
+def test_ignored_scope_names_types_and_attributes():
+    model = conv_model()
+    activations, weights = _sites(place_quantizers(model, CPU, {"scope": ["conv2"]}))
+    assert "relu1/fq_output_0" not in activations and "conv2/fq_weights_1" not in weights
+    assert "conv1/fq_weights_1" in weights
+    _, weights = _sites(place_quantizers(model, CPU, {"operations": [{"type": "MatMul"}]}))
+    assert weights == {"conv1/fq_weights_1", "conv2/fq_weights_1"}
+    ignored = ignored_op_names(model, {"operations": [{"type": "Convolution", "attributes": {"pads_begin": [1, 1]}}]})
+    assert ignored == {"conv1", "conv2"}
+    assert ignored_op_names(model, {"operations": [{"type": "Convolution", "attributes": {"strides": [2, 2]}}]}) == set()
+    assert len(ignored_op_names(model, {"skip_model": True})) == len(model.get_ops())
+
+
+def test_unknown_ignored_name_lists_close_names():
+    with pytest.raises(ValueError, match="ignored scope names 'conv_2'.*close op names: \\['conv2', 'conv1'"):
+        place_quantizers(conv_model(), CPU, {"scope": ["conv_2"]})
+
+
+def test_already_quantized_inputs_are_skipped():
+    from pot_torch.algorithms.quantization.minmax import MinMaxQuantization  # noqa: F401  (registry)
+    from pot_torch.graph.editor import insert_fake_quantize, weight_fq_name
+
+    model = conv_model()
+    conv1 = next(op for op in model.get_ordered_ops() if op.get_friendly_name() == "conv1")
+    insert_fake_quantize(model, conv1.input_value(0), 256)
+    insert_fake_quantize(model, conv1.input_value(1), 255, consumers=[conv1.input(1)], name=weight_fq_name("conv1", 1))
+    activations, weights = _sites(place_quantizers(model, CPU))
+    assert "input/fq_output_0" not in activations and "conv1/fq_weights_1" not in weights
+    assert "conv2/fq_weights_1" in weights
+
+
+def test_transformer_rules():
+    model = attention_model()
+    plain = place_quantizers(model, CPU)
+    activations, weights = _sites(plain)
+    assert "residual/fq_output_0" in activations or ("context/fq_output_0" in activations)
+    transformer = place_quantizers(model, CPU, model_type="transformer")
+    activations, weights = _sites(transformer)
+    # no FakeQuantize for Add/MVN; the Softmax output is not quantized; q, k and v inputs of attention are
+    assert not any(consumer == "residual" for site in activations.values() for consumer, _ in site)
+    assert "softmax/fq_output_0" not in activations
+    assert activations["q/fq_output_0"] == [("scores", 0)] and activations["k/fq_output_0"] == [("scores", 1)]
+    assert activations["v/fq_output_0"] == [("context", 1)]
+    assert activations["norm/fq_output_0"] == [("proj", 0)]
+    assert weights == {"q/fq_weights_1", "k/fq_weights_1", "v/fq_weights_1", "proj/fq_weights_1"}
+    by_name = {s.name: s for s in transformer.activations}
+    assert {o["mode"] for o in by_name["q/fq_output_0"].options} == {"symmetric"}  # MatMul without weights
+    assert {o["mode"] for o in by_name["x/fq_output_0"].options} == {"symmetric", "asymmetric"}
+    proj_axes = [s.channel_axes for s in transformer.weights if s.consumer == "proj"]
+    assert proj_axes == [(0,)]  # transpose_b: weights [N, K]
+
+
+def test_f16_weights_quantized_after_convert(tmp_path):
+    ov.save_model(conv_model(), tmp_path / "m.xml", compress_to_fp16=True)
+    model = ov.Core().read_model(tmp_path / "m.xml")
+    conv1 = next(op for op in model.get_ordered_ops() if op.get_friendly_name() == "conv1")
+    assert conv1.input_value(1).get_node().get_type_name() == "Convert"
+    _, weights = _sites(place_quantizers(model, CPU))
+    assert "conv1/fq_weights_1" in weights
