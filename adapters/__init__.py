@@ -3,7 +3,9 @@
 * ``TorchDataLoader``: a torch ``Dataset``, ``DataLoader`` or iterable as a POT ``DataLoader``;
 * ``TorchMetric`` / ``FunctionMetric``: a torchmetrics-style object or a function as a POT ``Metric``;
 * ``convert_torch_model``: a ``torch.nn.Module`` as a ``CompressedModel`` (``ModelConversionError`` on
-  failure).
+  failure);
+* ``quantize``: the one-call post-training step (``QuantizationResult`` with the INT8 model, metrics,
+  ``save`` and ``module``, an ``OpenVINOModule`` running it from torch).
 
 Importing this package does not import torch; the first use of one of these names does.
 """
@@ -20,6 +22,9 @@ _EXPORTS = {
     "FunctionMetric": "metric",
     "convert_torch_model": "model",
     "ModelConversionError": "model",
+    "OpenVINOModule": "runtime_module",
+    "quantize": "post_training",
+    "QuantizationResult": "post_training",
 }
 
 __all__ = sorted(_EXPORTS)

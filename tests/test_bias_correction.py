@@ -48,7 +48,8 @@ def _named(node: ov.Node, name: str) -> ov.Node:
     return node
 
 
-def biased_model(seed: int = 0, tiny_bias: str = "", fc_bias_reshaped: bool = True) -> ov.Model:
+def biased_model(seed: int = 0, tiny_bias: str = "", fc_bias_reshaped: bool = True,
+                 input_shape=(1, 3, 12, 12)) -> ov.Model:
     """input[1,3,12,12] -> conv1(+bias) -> relu -> conv2(+bias) -> relu -> pool -> flatten -> fc(+bias).
 
     Biases are about +-1 (so POT's threshold 2.0 lets corrections through) except the one named by
@@ -56,7 +57,7 @@ def biased_model(seed: int = 0, tiny_bias: str = "", fc_bias_reshaped: bool = Tr
     [10] constant reshaped to [1, 10].
     """
     rng = np.random.default_rng(seed)
-    x = ops.parameter([1, 3, 12, 12], np.float32, name="input")
+    x = ops.parameter(list(input_shape), np.float32, name="input")
     w1 = ops.constant((rng.standard_normal([8, 3, 3, 3]) * 0.3).astype(np.float32))
     conv1 = _named(ops.convolution(x, w1, [1, 1], [1, 1], [1, 1], [1, 1]), "conv1")
     add1 = _named(ops.add(conv1, _bias(rng, [1, 8, 1, 1], tiny_bias == "conv1")), "conv1_bias")
@@ -176,6 +177,27 @@ def test_apply_for_all_nodes_includes_layers_without_quantized_weights(engine):
     assert not np.array_equal(only_quantized["conv1"], original["conv1"])
     every_layer = biases(FastBiasCorrection({"apply_for_all_nodes": True}, engine).run(copy.deepcopy(quantized)))
     assert not np.array_equal(every_layer["conv2"], original["conv2"])
+
+
+def test_dynamic_spatial_shape_is_taken_from_statistics(engine):
+    """With unknown height and width the input shape of each layer is collected and used for its probe."""
+    _, static_q = _setup(engine)
+    dynamic = dict(input_shape=(1, 3, -1, -1))
+    dynamic_fp = CompressedModel(biased_model(**dynamic))
+    dynamic_q = CompressedModel(quantize(biased_model(**dynamic), engine))
+    layout = FastBiasCorrection({}, engine).statistics_requests(dynamic_fp)[0].layout
+    assert "shape" in layout["input"] and "shape" in layout["relu1"] and "shape" not in layout["flatten"]
+    expected = biases(FastBiasCorrection({}, engine).run(copy.deepcopy(static_q)))
+    actual = biases(FastBiasCorrection({}, engine).run(copy.deepcopy(dynamic_q)))
+    for layer in LAYERS:
+        np.testing.assert_allclose(actual[layer], expected[layer], rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_parameter_is_rejected(engine):
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['threshhold'\] for FastBiasCorrection"):
+        FastBiasCorrection({"threshhold": 1.0}, engine)
+    with pytest.raises(ValueError, match="invalid value 'high' for 'threshold'"):
+        BiasCorrection({"threshold": "high"}, engine)
 
 
 def test_fast_bias_statistics_requests(engine):

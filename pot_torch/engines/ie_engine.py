@@ -289,11 +289,15 @@ class IEEngine(Engine):
             progress.update(len(batch))
 
     def _process_dataset_async(self, run: _Run, sampler: Any, progress: tqdm, requests: int) -> None:
-        """Asynchronous inference with ``requests`` requests (0 = optimal); results consumed in sample order.
+        """Asynchronous inference with ``requests`` requests (0 = automatic); results consumed in sample order.
 
         Finished requests are read on this thread just before they are reused (no Python callback runs on
         OpenVINO's threads), and batches that finish early wait until the ones before them are consumed.
         """
+        if not requests:
+            # One request more than the device runs at once, so every stream stays busy while this thread
+            # reads a finished request's outputs.
+            requests = int(run.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) + 1
         queue = ov.AsyncInferQueue(run.compiled, requests)
         logger.debug("async inference with %d requests", len(queue))
         running: Dict[int, Tuple[int, Any, int, Any]] = {}  # request id -> (batch id, context, size, feed)

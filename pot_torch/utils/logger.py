@@ -1,9 +1,10 @@
 """Logging set-up with POT's helper names (``init_logger``, ``get_logger``)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from typing import Optional
+from typing import Iterator, Optional
 
 _ROOT = "pot_torch"
 _progress_bar_enabled = False
@@ -45,3 +46,15 @@ def init_logger(level: str | int = "INFO", stream: bool = False, file_name: Opti
 def progress_bar_enabled() -> bool:
     """Whether ``init_logger(progress_bar=True)`` asked for progress bars everywhere."""
     return _progress_bar_enabled
+
+
+@contextlib.contextmanager
+def progress_enabled(enabled: bool = True) -> Iterator[None]:
+    """Within the block, show progress bars everywhere if ``enabled`` (restores the previous setting)."""
+    global _progress_bar_enabled
+    previous = _progress_bar_enabled
+    _progress_bar_enabled = bool(enabled) or previous
+    try:
+        yield
+    finally:
+        _progress_bar_enabled = previous

@@ -52,12 +52,20 @@ class AccuracyAwareQuantization(Algorithm):
     (``AccuracyDropNotMetWarning``) and returns the best model found.
     """
 
-    def __init__(self, config: Any, engine: Any) -> None:
+    def __init__(self, config: Any, engine: Any, calibration_engine: Any = None) -> None:
+        """:param calibration_engine: an engine over separate calibration data for the statistics of
+        DefaultQuantization (default: ``engine``, whose data then serves both, as in POT)."""
         super().__init__(resolve_params("AccuracyAwareQuantization", config), engine)
+        self._calibration_engine = calibration_engine or engine
         #: Layers left in floating point by the last ``run`` (op friendly names, in revert order).
         self.reverted_layers: List[str] = []
         #: Metric drop of the model returned by the last ``run``.
         self.final_drop: Optional[float] = None
+        #: Metric of the FP model and of the returned model in the last ``run``.
+        self.fp_metric: Optional[float] = None
+        self.final_metric: Optional[float] = None
+        #: Name of the metric optimised in the last ``run``.
+        self.metric_name: Optional[str] = None
 
     def run(self, model: CompressedModel, statistics: Optional[List[Statistics]] = None) -> CompressedModel:
         """Quantize ``model`` (left unchanged) within the accuracy budget; return the new model."""
@@ -69,6 +77,7 @@ class AccuracyAwareQuantization(Algorithm):
         indices = self._evaluation_indices(spec)
         fp_value, fp_per_sample = evaluate(self.engine, model, spec, indices, per_sample=True)
         reference = spec.baseline_value if spec.baseline_value is not None else fp_value
+        self.fp_metric, self.metric_name = fp_value, spec.name
         allowed = config.maximal_drop * (abs(reference) if config.drop_type == "relative" else 1.0)
         logger.info("Baseline %s: %.6g (FP model %.6g); allowed drop %.6g", spec.name, reference, fp_value, allowed)
 
@@ -95,6 +104,7 @@ class AccuracyAwareQuantization(Algorithm):
     def _finish(self, result: _Candidate) -> CompressedModel:
         self.reverted_layers = [layer for _, group in result.reverted for layer in group.layers]
         self.final_drop = result.drop
+        self.final_metric = result.value
         return result.model
 
     def _evaluation_indices(self, spec: MetricSpec) -> Sequence[int]:
@@ -109,7 +119,7 @@ class AccuracyAwareQuantization(Algorithm):
                   preset: str) -> Tuple[_Candidate, np.ndarray]:
         params = sub_params(self.config, "DefaultQuantization")
         params["preset"] = preset
-        quantized = DefaultQuantization(params, self.engine).run(copy.deepcopy(model))
+        quantized = DefaultQuantization(params, self._calibration_engine).run(copy.deepcopy(model))
         value, per_sample = evaluate(self.engine, quantized, spec, indices, per_sample=True)
         return _Candidate(quantized, spec.drop(reference, value), value), per_sample
 

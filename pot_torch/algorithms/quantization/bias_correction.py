@@ -26,17 +26,15 @@ import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 
-from pot_torch.algorithms.algorithm import Algorithm
-from pot_torch.algorithms.params import calibration_indices, resolve_params
-from pot_torch.algorithms.quantization.bias_shift import (BiasedLayer, apply_bias_shift, compile_f32,
-                                                          find_biased_layers, first_statistics, fp_reference,
-                                                          mean_layout, mean_of)
+from pot_torch.algorithms.params import calibration_indices
+from pot_torch.algorithms.quantization.bias_shift import (BiasedLayer, BiasShiftAlgorithm, apply_bias_shift,
+                                                          compile_f32, find_biased_layers, mean_layout, mean_of)
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.editor import fake_quantize_ops, remove_fake_quantize, weight_constant_of
 from pot_torch.graph.layer_patterns import find_bias_add, output_key
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.aggregators import aggregate
-from pot_torch.statistics.collector import Statistics, StatisticsRequest, collect_statistics
+from pot_torch.statistics.collector import StatisticsRequest
 from pot_torch.statistics.reducers import make_reducer
 from pot_torch.utils.logger import get_logger
 
@@ -54,23 +52,16 @@ def raw_value(batch_output: np.ndarray) -> np.ndarray:
 
 
 @COMPRESSION_ALGORITHMS.register("BiasCorrection")
-class BiasCorrection(Algorithm):
+class BiasCorrection(BiasShiftAlgorithm):
     """Shift the bias of each quantized layer, layer by layer, so its output mean matches the FP model's.
 
     Parameters (POT's): ``threshold`` (1000.0), ``apply_for_all_nodes`` (False: only layers with quantized
     weights; True: every layer with a bias), ``stat_subset_size`` (of which 20% are used), ``stat_batch_size``,
     ``shuffle_data``, ``seed``, ``inplace_statistics``.
 
-    ``statistics_requests`` must be given the floating-point model; ``run`` the quantized one (with the
-    statistics). Called as ``run(model)`` alone, the statistics are collected on ``model`` with its
-    FakeQuantize ops removed.
+    ``statistics_requests`` must be given the floating-point model and ``run`` the quantized one (see
+    :class:`~pot_torch.algorithms.quantization.bias_shift.BiasShiftAlgorithm`).
     """
-
-    change_original_model = True
-
-    def __init__(self, config: Any, engine: Any) -> None:
-        super().__init__(config, engine)
-        self._params = resolve_params("BiasCorrection", self.config)
 
     def subset_indices(self) -> List[int]:
         """The data set indices BiasCorrection runs over: 20% of the calibration subset, at least one."""
@@ -94,16 +85,6 @@ class BiasCorrection(Algorithm):
         if not layout:
             return []
         return [StatisticsRequest(layout, self.subset_indices(), self._params.stat_batch_size, tag=self.name)]
-
-    def run(self, model: CompressedModel, statistics: Optional[List[Statistics]] = None) -> CompressedModel:
-        """Correct the biases of ``model`` (quantized) in place and return it."""
-        if statistics is None:
-            reference = fp_reference(model)
-            statistics = collect_statistics(self.engine, reference, self.statistics_requests(reference))
-        stats = first_statistics(statistics)
-        for member in model.models:
-            self._correct(member["model"], stats)
-        return model
 
     def _correct(self, model: ov.Model, stats: Mapping[Hashable, Dict[str, list]]) -> None:
         work = model.clone()

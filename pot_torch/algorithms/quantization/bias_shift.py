@@ -4,26 +4,30 @@ Both correct the bias of each quantized layer (Convolution, GroupConvolution, Co
 followed by a bias ``Add``) so that the per-channel mean of its output matches the floating-point model's.
 They share: finding those layers (:func:`find_biased_layers`), the floating-point statistics they ask for
 (:func:`mean_layout`), POT's rule deciding whether a shift is applied (:func:`apply_bias_shift`), f32
-compilation of the small models they run, and the floating-point reference of a quantized model
-(:func:`fp_reference`) used when they are run on their own.
+compilation of the small models they run, and their common ``run`` (:class:`BiasShiftAlgorithm`), which
+collects the statistics on the floating-point reference of a quantized model (:func:`fp_reference`) when they
+are run on their own.
 """
 from __future__ import annotations
 
 import copy
 import functools
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, Dict, Hashable, List, Mapping, Optional
 
 import numpy as np
 import openvino as ov
 
+from pot_torch.algorithms.algorithm import Algorithm
+from pot_torch.algorithms.params import resolve_params
 from pot_torch.graph.editor import fake_quantize_ops, remove_fake_quantize
 from pot_torch.graph.layer_patterns import (LAYERS_WITH_BIAS, activation_port, activation_source, find_bias_add,
                                             has_quantized_weights, input_channel_axis, output_channel_axis,
                                             output_key)
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.aggregators import aggregate
-from pot_torch.statistics.collector import Statistics, StatsLayout
+from pot_torch.statistics.collector import Statistics, StatsLayout, collect_statistics
 from pot_torch.statistics.reducers import make_reducer
 from pot_torch.utils.logger import get_logger
 
@@ -178,6 +182,31 @@ def fp_reference(model: CompressedModel) -> CompressedModel:
     return reference
 
 
-def first_statistics(statistics: Optional[List[Statistics]]) -> Mapping[Hashable, Dict[str, list]]:
-    """The statistics of an algorithm's single request (empty when none were collected)."""
-    return statistics[0] if statistics else {}
+
+class BiasShiftAlgorithm(Algorithm):
+    """Base of the bias corrections: parameters resolved by the registered name, and the common ``run``.
+
+    ``statistics_requests`` must be given the floating-point model and ``run`` the quantized one with those
+    statistics. Called as ``run(model)`` alone, the statistics are collected on ``model`` with its
+    FakeQuantize ops removed. Subclasses implement ``_correct`` for one ``openvino.Model``.
+    """
+
+    change_original_model = True
+
+    def __init__(self, config: Any, engine: Any) -> None:
+        super().__init__(config, engine)
+        self._params = resolve_params(self.name, self.config)
+
+    def run(self, model: CompressedModel, statistics: Optional[List[Statistics]] = None) -> CompressedModel:
+        """Correct the biases of ``model`` (quantized) in place and return it."""
+        if statistics is None:
+            reference = fp_reference(model)
+            statistics = collect_statistics(self.engine, reference, self.statistics_requests(reference))
+        stats = statistics[0] if statistics else {}
+        for member in model.models:
+            self._correct(member["model"], stats)
+        return model
+
+    @abstractmethod
+    def _correct(self, model: ov.Model, stats: Mapping[Hashable, Dict[str, list]]) -> None:
+        """Correct the biases of one ``openvino.Model`` given the floating-point statistics."""

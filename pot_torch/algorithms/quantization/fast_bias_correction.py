@@ -19,15 +19,14 @@ import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 
-from pot_torch.algorithms.algorithm import Algorithm
-from pot_torch.algorithms.params import calibration_indices, resolve_params
-from pot_torch.algorithms.quantization.bias_shift import (SHAPE_STAT, BiasedLayer, apply_bias_shift, compile_f32,
-                                                          find_biased_layers, first_statistics, fp_reference,
+from pot_torch.algorithms.params import calibration_indices
+from pot_torch.algorithms.quantization.bias_shift import (SHAPE_STAT, BiasedLayer, BiasShiftAlgorithm,
+                                                          apply_bias_shift, compile_f32, find_biased_layers,
                                                           mean_layout, mean_of, static_input_shape)
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.layer_patterns import activation_fake_quantize, find_bias_add
 from pot_torch.graph.nx_model import CompressedModel
-from pot_torch.statistics.collector import Statistics, StatisticsRequest, collect_statistics
+from pot_torch.statistics.collector import StatisticsRequest
 from pot_torch.statistics.reducers import make_reducer
 from pot_torch.utils.logger import get_logger
 
@@ -35,23 +34,16 @@ logger = get_logger(__name__)
 
 
 @COMPRESSION_ALGORITHMS.register("FastBiasCorrection")
-class FastBiasCorrection(Algorithm):
+class FastBiasCorrection(BiasShiftAlgorithm):
     """Shift the bias of each quantized layer so its output mean matches the floating-point model's.
 
     Parameters (POT's): ``threshold`` (2.0), ``apply_for_all_nodes`` (False: only layers with quantized
     weights; True: every layer with a bias), ``stat_subset_size``, ``stat_batch_size``, ``shuffle_data``,
     ``seed``, ``inplace_statistics``.
 
-    ``statistics_requests`` must be given the floating-point model; ``run`` the quantized one (with the
-    statistics). Called as ``run(model)`` alone, the statistics are collected on ``model`` with its
-    FakeQuantize ops removed.
+    ``statistics_requests`` must be given the floating-point model and ``run`` the quantized one (see
+    :class:`~pot_torch.algorithms.quantization.bias_shift.BiasShiftAlgorithm`).
     """
-
-    change_original_model = True
-
-    def __init__(self, config: Any, engine: Any) -> None:
-        super().__init__(config, engine)
-        self._params = resolve_params("FastBiasCorrection", self.config)
 
     def statistics_requests(self, model: CompressedModel) -> List[StatisticsRequest]:
         """Per-channel means of the input and biased output of every layer with a bias (FP model)."""
@@ -65,16 +57,6 @@ class FastBiasCorrection(Algorithm):
             return []
         indices = calibration_indices(self._params, len(self.engine.data_loader))
         return [StatisticsRequest(layout, list(indices), self._params.stat_batch_size, tag=self.name)]
-
-    def run(self, model: CompressedModel, statistics: Optional[List[Statistics]] = None) -> CompressedModel:
-        """Correct the biases of ``model`` (quantized) in place and return it."""
-        if statistics is None:
-            reference = fp_reference(model)
-            statistics = collect_statistics(self.engine, reference, self.statistics_requests(reference))
-        stats = first_statistics(statistics)
-        for member in model.models:
-            self._correct(member["model"], stats)
-        return model
 
     def _correct(self, model: ov.Model, stats: Mapping[Hashable, Dict[str, list]]) -> None:
         layers = find_biased_layers(model, quantized_only=not self._params.apply_for_all_nodes)
