@@ -8,8 +8,9 @@ class AttrDict(dict):
     """A ``dict`` whose keys can also be read and written as attributes.
 
     POT configs were ``addict.Dict`` objects, so user code such as ``self.config.data_source`` works on them.
-    Nested mappings (also inside lists) are converted on construction. Unlike addict, reading a missing key as
-    an attribute raises ``AttributeError`` naming the keys that exist, instead of silently returning ``{}``.
+    Nested mappings (also inside lists) are converted on construction. As with addict, reading a missing key
+    as an attribute gives an empty ``AttrDict`` (falsy, so ``if self.config.annotation_file:`` works); the key
+    is not added. Algorithm parameters never rely on this: they are validated and completed with defaults.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -26,10 +27,7 @@ class AttrDict(dict):
         except KeyError:
             if name.startswith("__"):
                 raise AttributeError(name) from None
-            raise AttributeError(
-                f"config has no key '{name}'; available keys: {sorted(map(str, self))}. "
-                f"Use config.get('{name}', default) to read an optional key."
-            ) from None
+            return AttrDict()
 
     def __setattr__(self, name: str, value: Any) -> None:
         self[name] = value

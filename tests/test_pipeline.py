@@ -1,0 +1,133 @@
+"""Pipeline: algorithm order, statistics grouping, evaluate, and create_pipeline errors."""
+import numpy as np
+import openvino as ov
+import pytest
+
+from model_builders import conv_model, reference_infer
+from pot_torch import CompressedModel, DataLoader, IEEngine, Metric, Pipeline, create_pipeline
+from pot_torch.algorithms import Algorithm
+from pot_torch.statistics.collector import StatisticsRequest
+
+
+class Images(DataLoader):
+    def __init__(self, n=6):
+        super().__init__()
+        rng = np.random.default_rng(0)
+        self.images = rng.standard_normal((n, 1, 3, 16, 16)).astype(np.float32)
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.images[index], index % 10
+
+
+class MeanLogit(Metric):
+    def reset(self):
+        self.values = []
+
+    def update(self, output, target):
+        self.values.append(float(np.mean(output[0])))
+
+    @property
+    def avg_value(self):
+        return {"mean_logit": float(np.mean(self.values))}
+
+
+class Recorder(Algorithm):
+    """Asks for the max of one op's output and records what it received."""
+
+    def __init__(self, config, engine, node="relu1", changes=False):
+        super().__init__(config, engine)
+        self.node, self.change_original_model, self.received = node, changes, None
+
+    def statistics_requests(self, model):
+        return [StatisticsRequest({self.node: {"max": lambda x: np.max(x)}}, subset_indices=[0, 1])]
+
+    def run(self, model, statistics=None):
+        self.received = statistics
+        return model
+
+
+class CountingEngine(IEEngine):
+    calls = 0
+
+    def predict(self, *args, **kwargs):
+        CountingEngine.calls += 1
+        return super().predict(*args, **kwargs)
+
+
+def test_group_statistics_collected_in_one_pass_and_split_per_algorithm():
+    engine = CountingEngine({"device": "CPU"}, Images())
+    first, second = Recorder({}, engine, "relu1"), Recorder({}, engine, "relu2")
+    pipeline = Pipeline(engine)
+    pipeline.add_algo(first)
+    pipeline.add_algo(second)
+    CountingEngine.calls = 0
+    model = CompressedModel(conv_model())
+    pipeline.run(model)
+    assert CountingEngine.calls == 1
+    assert list(first.received[0]) == ["relu1"] and list(second.received[0]) == ["relu2"]
+    assert len(first.received[0]["relu1"]["max"]) == 2  # one value per batch of the subset
+
+
+def test_algorithm_changing_the_model_closes_its_group():
+    engine = CountingEngine({"device": "CPU"}, Images())
+    pipeline = Pipeline(engine)
+    pipeline.add_algo(Recorder({}, engine, "relu1", changes=True))
+    pipeline.add_algo(Recorder({}, engine, "relu2"))
+    CountingEngine.calls = 0
+    pipeline.run(CompressedModel(conv_model()))
+    assert CountingEngine.calls == 2
+
+
+def test_run_never_changes_the_callers_model(tmp_path):
+    ov_model = conv_model()
+    model = CompressedModel(ov_model)
+    engine = IEEngine({"device": "CPU"}, Images())
+    result = create_pipeline([{"name": "DefaultQuantization", "params": {"stat_subset_size": 4}}], engine).run(model)
+    assert result is not model and result.get_model() is not ov_model
+    assert not any(op.get_type_name() == "FakeQuantize" for op in ov_model.get_ops())
+    assert any(op.get_type_name() == "FakeQuantize" for op in result.get_model().get_ops())
+
+
+def test_evaluate_matches_plain_openvino_inference():
+    loader = Images()
+    engine = IEEngine({"device": "CPU", "inference_precision": "f32"}, loader, MeanLogit())
+    metrics = create_pipeline([], engine).evaluate(CompressedModel(conv_model()))
+    expected = np.mean([np.mean(reference_infer(conv_model(), [loader[i][0]])[0]) for i in range(len(loader))])
+    assert metrics["mean_logit"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_evaluate_on_a_subset():
+    loader = Images()
+    engine = IEEngine({"device": "CPU", "inference_precision": "f32"}, loader, MeanLogit())
+    metrics = Pipeline(engine).evaluate(CompressedModel(conv_model()), subset_indices=[2])
+    assert metrics["mean_logit"] == pytest.approx(float(np.mean(reference_infer(conv_model(), [loader[2][0]])[0])),
+                                                  rel=1e-5)
+
+
+def test_evaluate_without_metric_is_a_clear_error():
+    with pytest.raises(ValueError, match="Pipeline.evaluate needs a metric"):
+        Pipeline(IEEngine({"device": "CPU"}, Images())).evaluate(CompressedModel(conv_model()))
+
+
+def test_run_rejects_a_bare_openvino_model():
+    with pytest.raises(TypeError, match="Pipeline.run expects a CompressedModel"):
+        Pipeline(IEEngine({"device": "CPU"}, Images())).run(conv_model())
+
+
+def test_create_pipeline_unknown_name_lists_registered():
+    with pytest.raises(ValueError, match=r"Unknown algorithm 'DefaultQuantisation'. Registered algorithms: "
+                                         r"AccuracyAwareQuantization, ActivationChannelAlignment"):
+        create_pipeline([{"name": "DefaultQuantisation", "params": {}}], IEEngine({}, Images()))
+
+
+def test_create_pipeline_config_shape_errors():
+    with pytest.raises(ValueError, match="must be a dict with a 'name'"):
+        create_pipeline([{"params": {}}], IEEngine({}, Images()))
+
+
+def test_create_pipeline_accepts_a_single_dict_and_registry_prefix():
+    pipeline = create_pipeline({"name": "QuantizationAlgos.MinMaxQuantization"}, IEEngine({}, Images()))
+    assert [a.name for a in pipeline.algorithms] == ["MinMaxQuantization"]
