@@ -72,6 +72,15 @@ def reference_infer(model: ov.Model, inputs: Sequence[np.ndarray] | dict, precis
     return [result[output] for output in compiled.outputs]
 
 
+def _dense(x: ov.Node, weights: np.ndarray, name: str) -> ov.Node:
+    """MatMul ``name`` with ``weights`` followed by a zero bias Add ``{name}_bias``."""
+    matmul = ops.matmul(x, ops.constant(weights), False, False)
+    matmul.set_friendly_name(name)
+    bias = ops.add(matmul, ops.constant(np.zeros((1, weights.shape[1]), np.float32)))
+    bias.set_friendly_name(f"{name}_bias")
+    return bias
+
+
 def outlier_classifier(seed: int = 0, features: int = 16, hidden: int = 32, classes: int = 4):
     """A 2-layer MLP whose last input feature is a huge, irrelevant outlier (scale 1000).
 
@@ -85,17 +94,9 @@ def outlier_classifier(seed: int = 0, features: int = 16, hidden: int = 32, clas
     w1[-1, :] = 1e-5
     w2 = rng.standard_normal((hidden, classes)).astype(np.float32) * 0.5
     x = ops.parameter([1, features], np.float32, name="input")
-    fc1 = ops.matmul(x, ops.constant(w1), False, False)
-    fc1.set_friendly_name("fc1")
-    b1 = ops.add(fc1, ops.constant(np.zeros((1, hidden), np.float32)))
-    b1.set_friendly_name("fc1_bias")
-    relu = ops.relu(b1)
+    relu = ops.relu(_dense(x, w1, "fc1"))
     relu.set_friendly_name("relu")
-    fc2 = ops.matmul(relu, ops.constant(w2), False, False)
-    fc2.set_friendly_name("fc2")
-    b2 = ops.add(fc2, ops.constant(np.zeros((1, classes), np.float32)))
-    b2.set_friendly_name("fc2_bias")
-    result = ops.result(b2)
+    result = ops.result(_dense(relu, w2, "fc2"))
     result.set_friendly_name("logits")
     model = ov.Model([result], [x], "outlier_classifier")
     inputs = rng.standard_normal((240, 1, features)).astype(np.float32)

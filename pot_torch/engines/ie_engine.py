@@ -120,8 +120,8 @@ class IEEngine(Engine):
             sampler = BatchSampler(self.data_loader)
         stats_layout = stats_layout or None
         try:
-            run = self._prepare_run(stats_layout, metric_per_sample)
             requests = self._get_requests_number(stats_layout)
+            run = self._prepare_run(stats_layout, metric_per_sample, asynchronous=requests != 1)
             (logger.info if print_progress else logger.debug)("Start inference of %d images", len(sampler))
             with tqdm(total=len(sampler), disable=not (print_progress or progress_bar_enabled()),
                       desc="Inference", unit="sample") as progress:
@@ -166,10 +166,11 @@ class IEEngine(Engine):
         self._accumulated_layer_stats = {}
 
     # ------------------------------------------------------------------------------------------ compiling
-    def _prepare_run(self, stats_layout: Optional[Mapping], per_sample: bool) -> _Run:
+    def _prepare_run(self, stats_layout: Optional[Mapping], per_sample: bool, asynchronous: bool = True) -> _Run:
+        """Compile (or reuse) the model for ``stats_layout`` and empty the statistics lists it fills."""
         slots = [(node_key, stat_name, fn, stat_kind(fn))
                  for node_key, stats in (stats_layout or {}).items() for stat_name, fn in stats.items()]
-        compiled, plan = self._compile(stats_layout, slots)
+        compiled, plan = self._compile(stats_layout, slots, asynchronous)
         sources = []
         for node_key, stat_name, fn, kind in slots:
             self._accumulated_layer_stats.setdefault(node_key, {})[stat_name] = []
@@ -177,17 +178,17 @@ class IEEngine(Engine):
         need_outputs = self._metric is not None or type(self).postprocess_output is not IEEngine.postprocess_output
         return _Run(compiled, sources, len(self._model.outputs), need_outputs, per_sample)  # type: ignore[union-attr]
 
-    def _compile(self, stats_layout: Optional[Mapping], slots: Sequence[Tuple[Hashable, str, Any, Hashable]]
-                 ) -> Tuple[ov.CompiledModel, Optional[StatsOutputs]]:
+    def _compile(self, stats_layout: Optional[Mapping], slots: Sequence[Tuple[Hashable, str, Any, Hashable]],
+                 asynchronous: bool) -> Tuple[ov.CompiledModel, Optional[StatsOutputs]]:
         """The compiled model for ``stats_layout``, from the cache when the same outputs were compiled before.
 
-        ``slots`` are the layout's ``(node_key, stat_name, fn, stat_kind(fn))``.
+        ``slots`` are the layout's ``(node_key, stat_name, fn, stat_kind(fn))``; ``asynchronous`` compiles for
+        throughput (several requests) instead of one request's latency.
         """
         if stats_layout:
             precision = self.config.get("stat_inference_precision", "f32")
         else:
             precision = self.config.get("inference_precision", None)
-        asynchronous = self._get_requests_number(stats_layout) != 1
         signature = tuple(sorted({(node_key, kind) for node_key, _, _, kind in slots}, key=repr)) or None
         key = (signature, precision, asynchronous)
         if key in self._compiled:
@@ -289,15 +290,11 @@ class IEEngine(Engine):
             progress.update(len(batch))
 
     def _process_dataset_async(self, run: _Run, sampler: Any, progress: tqdm, requests: int) -> None:
-        """Asynchronous inference with ``requests`` requests (0 = automatic); results consumed in sample order.
+        """Asynchronous inference with ``requests`` requests (0 = optimal); results consumed in sample order.
 
         Finished requests are read on this thread just before they are reused (no Python callback runs on
         OpenVINO's threads), and batches that finish early wait until the ones before them are consumed.
         """
-        if not requests:
-            # One request more than the device runs at once, so every stream stays busy while this thread
-            # reads a finished request's outputs.
-            requests = int(run.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) + 1
         queue = ov.AsyncInferQueue(run.compiled, requests)
         logger.debug("async inference with %d requests", len(queue))
         running: Dict[int, Tuple[int, Any, int, Any]] = {}  # request id -> (batch id, context, size, feed)
