@@ -108,7 +108,7 @@ def train_classifier(module: nn.Module, dataset: torch.utils.data.TensorDataset,
         optimizer.step()
         schedule.step()
         if on_step is not None:
-            on_step(step, float(loss))
+            on_step(step, loss.item())
     return module.eval()
 
 

@@ -152,9 +152,29 @@ def save_model(model: CompressedModel, save_path: os.PathLike | str, model_name:
     targets = [Path(entry[key]) for entry in entries for key in ("model", "weights")]
     with atomic_output_files(targets) as temporary:
         for member, xml_path in zip(model.models, temporary[::2]):
-            # writes xml_path and the .bin of the same stem (temporary[1::2]); clones the model internally
-            ov.save_model(member["model"], str(xml_path), compress_to_fp16=False)
+            _write_ir(member["model"], xml_path, folder)
     return entries
+
+
+def _write_ir(ov_model: ov.Model, xml_path: Path, folder: Path) -> None:
+    """``ov.save_model`` to ``xml_path`` (and the .bin of the same stem) with errors that say what went wrong.
+
+    :raises PermissionError: the folder cannot be written to.
+    :raises RuntimeError: writing failed part way (disk full, file size limit, I/O error).
+    """
+    try:
+        with open(xml_path, "xb"):  # fails with the system's reason (read-only, no permission) before any work
+            pass
+    except OSError as error:
+        raise type(error)(error.errno, f"cannot write the model into save_path '{folder}': {error.strerror}; "
+                          "give a folder you can write to (existing files there are unchanged)") from error
+    try:
+        # writes xml_path and the .bin of the same stem; clones the model internally
+        ov.save_model(ov_model, str(xml_path), compress_to_fp16=False)
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())
+        raise RuntimeError(f"writing the model into save_path '{folder}' failed part way (is the disk full?): "
+                      f"{detail}; existing files there are unchanged and no partial files were left") from error
 
 
 def _check_file_name(name: str) -> None:

@@ -1,0 +1,392 @@
+"""Property-based reliability tests: random small models quantize, save, reload and infer close to FP32.
+
+Hypothesis draws a model from a vocabulary of layers (conv, depthwise conv, linear, activation matmul,
+add/mul with broadcast, concat, split, relu/gelu/sigmoid/swish, avg/max pooling, batch/layer norm, softmax,
+reshape/transpose, interpolate, embedding) with random shapes, built directly with ``openvino.opset13``
+(fast; torch conversion is covered by tests/test_adapters_*.py). Each model is quantized
+with a drawn recipe (``RECIPES``) and preset, saved with ``save_model``, reloaded with ``load_model`` and run
+at f32 inference precision next to the FP32 model on the calibration data.
+
+The property: every generated model quantizes, and each output of the INT8 model has an SQNR of at least
+``SQNR_BOUNDS_DB[recipe]`` against the FP32 model, or the pipeline raises one of the errors documented in
+``docs/bad-input.md`` (``DOCUMENTED_ERRORS``). The models are built so that OpenVINO can run them; a failure
+of any other kind is a bug.
+
+CI runs ``CI_EXAMPLES`` examples (~20 s); the ``slow`` test runs ``SLOW_EXAMPLES`` other ones (~75 s), or with
+``POT_TORCH_NIGHTLY=1`` a nightly-size, non-derandomized run of ``NIGHTLY_EXAMPLES``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pot_torch import CompressedModel, DataLoader, IEEngine, create_pipeline, load_model, save_model
+from pot_torch.engines.data_items import DataItemError
+
+#: Activation ranges from the min/max over all calibration samples, so they cover the data the SQNR is
+#: measured on. POT's default per-tensor estimators average the per-sample maxima and clip samples above the
+#: mean by design (with 4 samples of a 1-element tensor the clipping is unbounded).
+COVERING_ESTIMATOR = {"min": {"aggregator": "min"}, "max": {"aggregator": "max"}}
+RECIPES = ("minmax_covering", "default_covering", "default")
+#: Minimum SQNR (dB) of every INT8 output against FP32 on the calibration data, per recipe. Eight-bit
+#: quantization of one layer gives ~40 dB; chains of up to 8 layers reached 19.8 dB in 1,300 examples, so
+#: ``minmax_covering`` (the quantizers alone, the real bound) is 15 dB.
+#: DefaultQuantization adds fast bias correction, which (as POT's) probes each layer with its per-channel
+#: input mean; on 4 samples of a few pixels that estimate is noisy and can shift a bias by up to twice its
+#: size (``threshold`` 2.0), so its bound only catches broken models. POT's default estimators clip by
+#: design: finite outputs of the right shape are all that is checked.
+SQNR_BOUNDS_DB = {"minmax_covering": 15.0, "default_covering": 5.0, "default": -np.inf}
+#: OpenVINO's CPU plugin cannot compile a rank-4 activation x activation MatMul followed by a Multiply with a
+#: [1, C, 1, 1] constant (batch norm) and then a FakeQuantize ("Check 'any_of(scale.size(), OC, 1U)' failed"),
+#: so pot_torch's INT8 model of such a graph does not compile. The generator leaves batch norm and per-channel
+#: Multiply out after an activation MatMul until that is handled; ``tests/test_regressions.py`` holds the
+#: reproducer (xfail).
+KNOWN_CPU_PLUGIN_BUG = "rank-4 activation MatMul, Multiply by [1,C,1,1], FakeQuantize: does not compile on CPU"
+#: Layer norm follows only these layers (as in real models). After a squashing op (softmax, sigmoid) its
+#: input can vary by less than one quantization step along the normalized axis, and normalizing then turns
+#: the rounding error into the whole signal: an ill-conditioned model, not a quantizer bug.
+NORMALIZED_KINDS = ("input", "embedding", "linear", "conv", "matmul")
+#: Each activation x activation MatMul doubles the polynomial degree of the output in the input (x @ x^T);
+#: a chain of four (degree 16, no softmax between, unlike attention) amplifies rounding error to below 10 dB.
+MAX_ACTIVATION_MATMULS = 2
+#: Errors a generated model may legitimately end with (documented in docs/bad-input.md).
+DOCUMENTED_ERRORS = (DataItemError,)
+PRESETS = ("performance", "mixed", "accuracy")
+CI_EXAMPLES = 200
+NIGHTLY = os.environ.get("POT_TORCH_NIGHTLY") == "1"
+NIGHTLY_EXAMPLES = 1000
+SLOW_EXAMPLES = NIGHTLY_EXAMPLES if NIGHTLY else 200
+CALIBRATION_SAMPLES = 4
+MAX_ELEMENTS = 2048  # no intermediate tensor (batch 1) grows beyond this
+
+CORE = ov.Core()
+
+
+# ------------------------------------------------------------------------------------------ model drawing
+@dataclass
+class Tensor:
+    """An op output of the model being built and its static shape (batch first, batch = 1)."""
+
+    output: ov.Output
+    shape: Tuple[int, ...]
+    kind: str = "input"
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+
+@dataclass
+class GeneratedModel:
+    """A drawn model, its calibration inputs and the layers it was drawn from (shown when a test fails)."""
+
+    model: ov.Model
+    inputs: List[dict]
+    layers: List[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        shapes = {p.get_node().get_friendly_name(): str(p.get_partial_shape()) for p in self.model.inputs}
+        return f"GeneratedModel(inputs={shapes}, layers={self.layers})"
+
+
+class Builder:
+    """Builds one random model: ``draw`` picks structure with hypothesis, weights come from a seeded rng."""
+
+    def __init__(self, draw: Callable, seed: int) -> None:
+        self.draw = draw
+        self.rng = np.random.default_rng(seed)
+        self.available: List[Tensor] = []  # earlier tensors a binary op or concat may combine with
+        self.layers: List[str] = []
+        self.count = 0
+        self.after_activation_matmul = False
+        self.activation_matmuls = 0
+
+    # ------------------------------------------------------------------------------------------- helpers
+    def weight(self, shape, scale: float = 0.5) -> ov.Node:
+        fan_in = max(1, int(np.prod(shape[1:])) if len(shape) > 1 else 1)
+        return ops.constant((self.rng.standard_normal(shape) * scale / np.sqrt(fan_in)).astype(np.float32))
+
+    def named(self, node: ov.Node, kind: str, output: int = 0) -> Tensor:
+        self.count += 1
+        node.set_friendly_name(f"{kind}_{self.count}")
+        self.layers.append(kind)
+        value = node.output(output)
+        return Tensor(value, tuple(int(d) for d in value.get_partial_shape().to_shape()), kind)
+
+    def keep(self, tensor: Tensor) -> Tensor:
+        self.available.append(tensor)
+        return tensor
+
+    # ------------------------------------------------------------------------------------------- layers
+    def conv(self, x: Tensor) -> Tensor:
+        channels = x.shape[1]
+        out = self.draw(st.integers(1, 6))
+        kernel = self.draw(st.sampled_from([1, 3]))
+        stride = self.draw(st.sampled_from([1, 2])) if min(x.shape[2:]) >= 4 else 1
+        pad = kernel // 2
+        node = ops.convolution(x.output, self.weight([out, channels, kernel, kernel], 1.0), [stride] * 2,
+                               [pad] * 2, [pad] * 2, [1, 1])
+        conv = self.named(node, "conv")
+        if self.draw(st.booleans()):
+            return self.named(ops.add(conv.output, self.weight([1, out, 1, 1], 0.3)), "conv_bias")
+        return conv
+
+    def depthwise_conv(self, x: Tensor) -> Tensor:
+        channels = x.shape[1]
+        node = ops.group_convolution(x.output, self.weight([channels, 1, 1, 3, 3], 1.0), [1, 1], [1, 1], [1, 1],
+                                     [1, 1])
+        return self.named(node, "depthwise_conv")
+
+    def linear(self, x: Tensor) -> Tensor:
+        out = self.draw(st.integers(1, 12))
+        node = self.named(ops.matmul(x.output, self.weight([x.shape[-1], out], 1.0), False, False), "linear")
+        if self.draw(st.booleans()):
+            return self.named(ops.add(node.output, self.weight([out], 0.3)), "linear_bias")
+        return node
+
+    def activation_matmul(self, x: Tensor) -> Tensor:
+        """x @ x^T over the last two axes (attention scores): two activation inputs."""
+        left = self.named(ops.matmul(x.output, self.weight([x.shape[-1], x.shape[-1]], 1.0), False, False),
+                          "query")
+        self.after_activation_matmul = True
+        self.activation_matmuls += 1
+        return self.named(ops.matmul(left.output, x.output, False, True), "matmul")
+
+    def unary(self, x: Tensor) -> Tensor:
+        kind = self.draw(st.sampled_from(["relu", "gelu", "sigmoid", "swish"]))
+        make = {"relu": ops.relu, "gelu": lambda v: ops.gelu(v, "erf"), "sigmoid": ops.sigmoid,
+                "swish": ops.swish}[kind]
+        return self.named(make(x.output), kind)
+
+    def binary(self, x: Tensor) -> Tensor:
+        kind = self.draw(st.sampled_from(["add", "mul"]))
+        make = ops.add if kind == "add" else ops.multiply
+        partners = [t for t in self.available if t.shape == x.shape and t.output != x.output]
+        sources = ["tensor"] * bool(partners) + ["scalar", "last_axis"]
+        if not (kind == "mul" and x.rank == 4 and self.after_activation_matmul):  # see KNOWN_CPU_PLUGIN_BUG
+            sources.append("channel")
+        source = self.draw(st.sampled_from(sources))
+        if source == "tensor":
+            other = self.draw(st.sampled_from(partners)).output
+        elif source == "channel" and x.rank >= 2:
+            other = self.weight([1, x.shape[1]] + [1] * (x.rank - 2), 1.0)
+        elif source == "scalar":
+            other = ops.constant(np.float32(self.rng.uniform(0.5, 1.5)))
+        else:
+            other = self.weight([x.shape[-1]], 1.0)
+        if kind == "mul" and source != "tensor":
+            other = ops.add(other, ops.constant(np.float32(1.0)))  # keep products away from zero
+        return self.named(make(x.output, other), f"{kind}_{source}")
+
+    def concat(self, x: Tensor) -> Tensor:
+        axis = 1
+        partners = [t for t in self.available if t.rank == x.rank and t.output != x.output and
+                    t.shape[:axis] + t.shape[axis + 1:] == x.shape[:axis] + x.shape[axis + 1:]]
+        other = self.draw(st.sampled_from(partners)) if partners and self.draw(st.booleans()) else \
+            self.named(ops.relu(x.output), "relu")
+        return self.named(ops.concat([x.output, other.output], axis), "concat")
+
+    def split(self, x: Tensor) -> Tensor:
+        axis = 1
+        parts = ops.split(x.output, ops.constant(np.int64(axis)), 2)
+        first = self.named(parts, "split", 0)
+        self.keep(Tensor(parts.output(1), first.shape))
+        return first
+
+    def pool(self, x: Tensor) -> Tensor:
+        if self.draw(st.booleans()):
+            return self.named(ops.avg_pool(x.output, [2, 2], [0, 0], [0, 0], [2, 2], True), "avg_pool")
+        return self.named(ops.max_pool(x.output, [2, 2], [1, 1], [0, 0], [0, 0], [2, 2]), "max_pool")
+
+    def batch_norm(self, x: Tensor) -> Tensor:
+        channels = x.shape[1]
+        const = lambda low, high: ops.constant(self.rng.uniform(low, high, channels).astype(np.float32))  # noqa: E731
+        node = ops.batch_norm_inference(x.output, const(0.5, 1.5), const(-0.5, 0.5), const(-0.5, 0.5),
+                                        const(0.5, 2.0), 1e-5)
+        return self.named(node, "batch_norm")
+
+    def layer_norm(self, x: Tensor) -> Tensor:
+        norm = ops.mvn(x.output, ops.constant(np.array([-1], np.int64)), True, 1e-5, "inside_sqrt")
+        scaled = ops.multiply(norm, ops.constant(self.rng.uniform(0.5, 1.5, x.shape[-1]).astype(np.float32)))
+        return self.named(ops.add(scaled, self.weight([x.shape[-1]], 0.3)), "layer_norm")
+
+    def softmax(self, x: Tensor) -> Tensor:
+        return self.named(ops.softmax(x.output, self.draw(st.sampled_from([1, -1]))), "softmax")
+
+    def flatten(self, x: Tensor) -> Tensor:
+        target = [1, int(np.prod(x.shape[1:]))] if x.rank != 2 else [1, x.shape[1], 1, 1]
+        return self.named(ops.reshape(x.output, ops.constant(np.array(target, np.int64)), False), "reshape")
+
+    def transpose(self, x: Tensor) -> Tensor:
+        order = [0] + list(self.draw(st.permutations(list(range(1, x.rank)))))
+        return self.named(ops.transpose(x.output, ops.constant(np.array(order, np.int64))), "transpose")
+
+    def interpolate(self, x: Tensor) -> Tensor:
+        mode = self.draw(st.sampled_from(["nearest", "linear"]))
+        node = ops.interpolate(x.output, ops.constant(np.array([2.0, 2.0], np.float32)), mode, "scales",
+                               axes=ops.constant(np.array([2, 3], np.int64)))
+        return self.named(node, "interpolate")
+
+    def layers_for(self, x: Tensor) -> List[Callable[[Tensor], Tensor]]:
+        """The layers that can follow ``x`` without exceeding ``MAX_ELEMENTS``."""
+        size = int(np.prod(x.shape))
+        choices: List[Callable[[Tensor], Tensor]] = [self.unary, self.binary, self.softmax, self.split, self.concat]
+        if x.rank >= 2 and x.shape[1] % 2:
+            choices.remove(self.split)
+        if size * 2 > MAX_ELEMENTS:
+            choices.remove(self.concat)
+        if x.rank == 4:
+            choices += [self.conv, self.depthwise_conv, self.flatten, self.transpose]
+            if not self.after_activation_matmul:  # see KNOWN_CPU_PLUGIN_BUG
+                choices.append(self.batch_norm)
+            if min(x.shape[2:]) >= 2:
+                choices.append(self.pool)
+            if size * 4 <= MAX_ELEMENTS:
+                choices.append(self.interpolate)
+        if x.rank in (2, 3):
+            choices += [self.linear, self.flatten]
+            if x.kind.split("_")[0] in NORMALIZED_KINDS:
+                choices.append(self.layer_norm)
+        if x.rank == 2:
+            choices.append(self.batch_norm)
+        if (x.rank >= 3 and x.shape[-2] * x.shape[-2] * int(np.prod(x.shape[:-2])) <= MAX_ELEMENTS
+                and self.activation_matmuls < MAX_ACTIVATION_MATMULS):
+            choices.append(self.activation_matmul)
+        if x.rank == 3:
+            choices.append(self.transpose)
+        heavy = [layer for layer in choices if layer in (self.conv, self.depthwise_conv, self.linear,
+                                                         self.activation_matmul)]
+        return choices + heavy  # quantizable layers twice as likely
+
+
+
+@st.composite
+def opset_models(draw: Callable) -> GeneratedModel:
+    """A random model of 1-8 layers on an image, sequence or token-id input; sometimes a second output."""
+    builder = Builder(draw, draw(st.integers(0, 2 ** 16)))
+    kind = draw(st.sampled_from(["image", "sequence", "tokens"]))
+    if kind == "image":
+        shape = [1, draw(st.integers(1, 4)), draw(st.integers(2, 8)), draw(st.integers(2, 8))]
+        parameter = ops.parameter(shape, np.float32, name="input")
+        x = Tensor(parameter.output(0), tuple(shape))
+    elif kind == "sequence":
+        shape = [1, draw(st.integers(1, 8)), draw(st.integers(1, 16))]
+        parameter = ops.parameter(shape, np.float32, name="input")
+        x = Tensor(parameter.output(0), tuple(shape))
+    else:
+        vocabulary, length, width = draw(st.integers(2, 20)), draw(st.integers(1, 8)), draw(st.integers(1, 16))
+        shape = [1, length]
+        parameter = ops.parameter(shape, np.int64, name="input")
+        table = ops.constant(builder.rng.standard_normal((vocabulary, width)).astype(np.float32))
+        x = builder.named(ops.gather(table, parameter, ops.constant(np.int64(0))), "embedding")
+    builder.keep(x)
+    for _ in range(draw(st.integers(1, 8))):
+        x = builder.keep(draw(st.sampled_from(builder.layers_for(x)))(x))
+    outputs = [ops.result(x.output)]
+    extra = [t for t in builder.available[:-1] if t.output.get_node().get_type_name() != "Parameter"]
+    if extra and draw(st.booleans()):
+        outputs.append(ops.result(draw(st.sampled_from(extra)).output))
+    model = ov.Model(outputs, [parameter], "generated")
+    data_rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    if kind == "tokens":
+        inputs = [{"input": data_rng.integers(0, vocabulary, shape).astype(np.int64)}
+                  for _ in range(CALIBRATION_SAMPLES)]
+    else:
+        inputs = [{"input": data_rng.standard_normal(shape).astype(np.float32)} for _ in range(CALIBRATION_SAMPLES)]
+    return GeneratedModel(model, inputs, builder.layers)
+
+
+# ---------------------------------------------------------------------------------------------- checking
+class DictLoader(DataLoader):
+    """Items ``(data dict, None)``."""
+
+    def __init__(self, items: List[dict]) -> None:
+        super().__init__()
+        self._items = items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: int):
+        return self._items[index], None
+
+
+def infer_all(model: ov.Model, inputs: List[dict]) -> List[np.ndarray]:
+    """Every output of ``model`` at f32 precision, stacked over ``inputs``."""
+    compiled = CORE.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    results = [[np.array(v) for v in request.infer(item).values()] for item in inputs]
+    return [np.stack([r[i] for r in results]) for i in range(len(compiled.outputs))]
+
+
+def sqnr_db(reference: np.ndarray, quantized: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio in dB (inf when equal)."""
+    noise = float(np.mean((reference.astype(np.float64) - quantized) ** 2))
+    signal = float(np.mean(reference.astype(np.float64) ** 2))
+    if noise == 0.0:
+        return float("inf")
+    return 10.0 * np.log10(max(signal, 1e-30) / noise)
+
+
+def quantize(model: ov.Model, inputs: List[dict], preset: str, recipe: str = "default",
+             **engine_config) -> CompressedModel:
+    """Quantize ``model`` with ``preset`` on ``inputs`` (the whole list as calibration data) by ``recipe``:
+    ``'default'`` (DefaultQuantization, POT's estimators), ``'default_covering'`` (DefaultQuantization with
+    ``COVERING_ESTIMATOR``) or ``'minmax_covering'`` (MinMaxQuantization alone with ``COVERING_ESTIMATOR``).
+    """
+    engine = IEEngine({"device": "CPU", **engine_config}, DictLoader(inputs))
+    params = {"preset": preset, "stat_subset_size": len(inputs)}
+    if recipe.endswith("_covering"):
+        params["activations"] = {"range_estimator": COVERING_ESTIMATOR}
+    name = "MinMaxQuantization" if recipe.startswith("minmax") else "DefaultQuantization"
+    return create_pipeline([{"name": name, "params": params}], engine).run(CompressedModel(model))
+
+
+def check_round_trip(model: ov.Model, inputs: List[dict], preset: str, folder,
+                     recipe: str = "default") -> Optional[List[float]]:
+    """Quantize, save, reload, infer: outputs must be finite, of the FP32 shapes and within the recipe's
+    SQNR bound (``SQNR_BOUNDS_DB``). Returns the SQNRs, ``None`` on a documented error."""
+    expected = infer_all(model, inputs)
+    try:
+        quantized = quantize(model, inputs, preset, recipe)
+    except DOCUMENTED_ERRORS:
+        return None
+    paths = save_model(quantized, str(folder), model_name="int8")
+    reloaded = load_model({"model_name": "int8", "model": paths[0]["model"]}).get_model()
+    got = infer_all(reloaded, inputs)
+    assert len(got) == len(expected)
+    ratios = []
+    for index, (reference, actual) in enumerate(zip(expected, got)):
+        assert actual.shape == reference.shape
+        assert np.all(np.isfinite(actual)), f"output {index} has non-finite values"
+        ratios.append(sqnr_db(reference, actual))
+        bound = SQNR_BOUNDS_DB[recipe]
+        assert ratios[-1] >= bound, f"output {index}: SQNR {ratios[-1]:.1f} dB < {bound} dB ({recipe})"
+    return ratios
+
+
+# ----------------------------------------------------------------------------------------------- the tests
+_SETTINGS = dict(deadline=None, derandomize=True, database=None, print_blob=True,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                        HealthCheck.function_scoped_fixture])
+
+
+@settings(max_examples=CI_EXAMPLES, **_SETTINGS)
+@given(generated=opset_models(), preset=st.sampled_from(PRESETS), recipe=st.sampled_from(RECIPES))
+def test_random_opset_models_quantize_within_sqnr_bound(generated, preset, recipe, tmp_path):
+    check_round_trip(generated.model, generated.inputs, preset, tmp_path, recipe)
+
+
+@pytest.mark.slow
+@settings(max_examples=SLOW_EXAMPLES, **{**_SETTINGS, "derandomize": not NIGHTLY})
+@given(generated=opset_models(), preset=st.sampled_from(PRESETS), recipe=st.sampled_from(RECIPES))
+def test_random_opset_models_quantize_within_sqnr_bound_slow(generated, preset, recipe, tmp_path):
+    check_round_trip(generated.model, generated.inputs, preset, tmp_path, recipe)
