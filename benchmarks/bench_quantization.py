@@ -9,8 +9,12 @@ work directory; workers read it and regenerate the same calibration data (``mode
 
 Columns: quality (top-1 accuracy, or mean output cosine similarity to FP32-at-f32 for untrained models) of
 the model at the CPU's default precision, its drop from FP32, INT8 latency (LATENCY hint, batch 1, interleaved
-rounds, median), speedup over the FP32 IR at the default precision (bf16 on this CPU) and at strict f32, the
-quantization wall time and peak RSS, the IR size (xml + bin) and the number of FakeQuantize nodes in the IR.
+rounds, median), pot_torch's latency relative to NNCF's (median over rounds of the paired ratio; < 1 is
+faster), speedup over the FP32 IR at the default precision (bf16 on this CPU) and at strict f32, the
+quantization wall time and peak RSS, the IR size (xml + bin), the .bin as a percentage of the FP32 .bin and
+the number of FakeQuantize nodes in the IR. Both quantizers compress their weights (pot_torch with
+``compress_model_weights``); the BERT-style encoder uses each tool's transformer model type (both then
+default to the mixed preset), the CNNs the performance preset.
 
 If pot_torch's DefaultQuantization is not registered yet the pot_torch rows say so and the rest still runs.
 The module also has ``strip_fake_quantize`` for placement experiments (see docs/int8-placement-findings.md).
@@ -124,9 +128,11 @@ def _quantize_pot_torch(name: str, fp_xml: Path, out_xml: Path, samples: int) ->
 
     model = load_model({"model_name": name, "model": str(fp_xml), "weights": str(fp_xml.with_suffix(".bin"))})
     engine = IEEngine({"device": "CPU"}, CalibrationLoader(model_zoo.CALIBRATION[name](samples)))
-    params = {"target_device": "CPU", "preset": "performance", "stat_subset_size": samples}
+    params = {"target_device": "CPU", "stat_subset_size": samples}
     if name == "bert_tiny":
-        params["model_type"] = "transformer"
+        params["model_type"] = "transformer"  # default preset mixed, as NNCF's TRANSFORMER model type
+    else:
+        params["preset"] = "performance"
     pipeline = create_pipeline([{"name": "DefaultQuantization", "params": params}], engine)
     quantized = pipeline.run(model)
     compress_model_weights(quantized)
@@ -197,15 +203,19 @@ def bench_model(name: str, work: Path, samples: int, eval_samples: int, threads:
     example = zoo.calibration(1)[0]
     timings = latency.compare_latency(variants, example, precision=None, rounds=rounds, threads=threads,
                                       precisions={"fp_f32": "f32"})
+    fp_bin = fp_xml.with_suffix(".bin").stat().st_size
     for row in rows:
         if row["method"] in timings:
             row["latency_ms"] = timings[row["method"]].median_ms
             row["vs_bf16"] = latency.paired_speedup(timings, row["method"], "fp_bf16")
             row["vs_f32"] = latency.paired_speedup(timings, row["method"], "fp_f32")
+            if row["method"] != "nncf" and "nncf" in timings:
+                row["vs_nncf"] = 1.0 / latency.paired_speedup(timings, row["method"], "nncf")
+            row["bin_pct"] = 100.0 * (work / f"{name}_{row['method']}.bin").stat().st_size / fp_bin
     rows.insert(0, {"model": name, "method": "FP32 IR", "quality": fp_quality, "metric": zoo.metric,
                     "fp_quality": fp_quality, "latency_ms": timings["fp_bf16"].median_ms, "vs_bf16": 1.0,
                     "vs_f32": latency.paired_speedup(timings, "fp_bf16", "fp_f32"),
-                    "ir_mb": ir_size_bytes(fp_xml) / 2**20, "fq": 0})
+                    "ir_mb": ir_size_bytes(fp_xml) / 2**20, "bin_pct": 100.0, "fq": 0})
     return rows
 
 
@@ -215,19 +225,20 @@ def _fmt(value, spec: str, suffix: str = "") -> str:
 
 def markdown_table(rows: List[Dict]) -> str:
     """The benchmark table; a failed or skipped method shows its reason in the last column."""
-    header = ("| model | method | quality | drop | latency, ms | vs FP (bf16) | vs FP (f32) | quant time, s "
-              "| peak RSS, MB | IR, MB | FQ nodes | note |")
-    lines = [header, "|" + "---|" * 12]
+    header = ("| model | method | quality | drop | latency, ms | latency / NNCF | vs FP (bf16) | vs FP (f32) "
+              "| quant time, s | peak RSS, MB | IR, MB | .bin, % of FP32 | FQ nodes | note |")
+    lines = [header, "|" + "---|" * 14]
     for r in rows:
-        metric = "acc" if r["metric"] == "accuracy" else "cos"
+        metric, digits = ("acc", ".4f") if r["metric"] == "accuracy" else ("cos", ".6f")
         q = r.get("quality")
         drop = None if q is None else r["fp_quality"] - q
         lines.append(
-            f"| {r['model']} | {r['method']} | {metric} {_fmt(q, '.4f')} | {_fmt(drop, '+.4f')} | "
-            f"{_fmt(r.get('latency_ms'), '.3f')} | {_fmt(r.get('vs_bf16'), '.2f', 'x')} | "
+            f"| {r['model']} | {r['method']} | {metric} {_fmt(q, digits)} | {_fmt(drop, '+' + digits)} | "
+            f"{_fmt(r.get('latency_ms'), '.3f')} | {_fmt(r.get('vs_nncf'), '.3f')} | "
+            f"{_fmt(r.get('vs_bf16'), '.2f', 'x')} | "
             f"{_fmt(r.get('vs_f32'), '.2f', 'x')} | {_fmt(r.get('seconds'), '.1f')} | "
-            f"{_fmt(r.get('peak_rss_mb'), '.0f')} | {_fmt(r.get('ir_mb'), '.2f')} | {_fmt(r.get('fq'), 'd')} | "
-            f"{r.get('error', '')} |")
+            f"{_fmt(r.get('peak_rss_mb'), '.0f')} | {_fmt(r.get('ir_mb'), '.2f')} | {_fmt(r.get('bin_pct'), '.1f')} | "
+            f"{_fmt(r.get('fq'), 'd')} | {r.get('error', '')} |")
     return "\n".join(lines)
 
 

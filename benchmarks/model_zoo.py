@@ -5,8 +5,9 @@ Models:
 - ``resnet18``, ``mobilenet_v3_small``: torchvision architectures with seeded random weights (``weights=None``),
   BatchNorm statistics re-estimated on synthetic images so activations have realistic scales, and
   1x3x224x224 input. Untrained, so quality is measured as output cosine similarity to FP32.
-- ``small_cnn``: a small CNN trained here (~1 minute on 2 cores) on synthetic 32x32 images of 10 classes of
-  coloured shapes and patterns; quality is top-1 accuracy on a held-out synthetic set.
+- ``small_cnn``: ``pot_torch.adapters.synthetic.small_cnn(32)`` trained here (~1 minute on 2 cores) on its
+  synthetic 32x32 images of 10 classes of coloured shapes and patterns; quality is top-1 accuracy on a
+  held-out synthetic set.
 - ``bert_tiny``: a BERT-style encoder (token ids [1,128] -> embeddings + 4 post-LN encoder layers, hidden 256,
   4 heads, FFN 1024 -> [CLS] pooler -> 2 classes), seeded random weights; quality is output cosine similarity.
 
@@ -71,66 +72,6 @@ def smooth_images(n: int, size: int, seed: int) -> List[np.ndarray]:
         img = np.clip(img, 0, 1)[None]
         images.append(((img - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32))
     return images
-
-
-_SHAPES_PALETTE = np.array([
-    [0.9, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.2, 0.9], [0.9, 0.9, 0.1], [0.9, 0.1, 0.9],
-    [0.1, 0.9, 0.9], [1.0, 0.5, 0.0], [0.5, 0.0, 1.0], [0.6, 0.6, 0.6], [0.4, 0.2, 0.1],
-], dtype=np.float32)
-
-
-def _shape_mask(cls: int, rng: np.random.Generator, size: int) -> np.ndarray:
-    """A [size,size] mask in [0,1] for pattern class ``cls`` with random position, scale and phase."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    cy, cx = rng.uniform(size * 0.3, size * 0.7, size=2)
-    r = rng.uniform(size * 0.18, size * 0.32)
-    dy, dx = yy - cy, xx - cx
-    period = rng.uniform(4.0, 7.0)
-    phase = rng.uniform(0, period)
-    if cls == 0:  # filled disc
-        return (dy ** 2 + dx ** 2 <= r ** 2).astype(np.float32)
-    if cls == 1:  # filled square
-        return ((np.abs(dy) <= r * 0.8) & (np.abs(dx) <= r * 0.8)).astype(np.float32)
-    if cls == 2:  # triangle
-        return ((dy <= r * 0.7) & (dy >= -r) & (np.abs(dx) <= (dy + r) * 0.6)).astype(np.float32)
-    if cls == 3:  # cross
-        w = r * 0.3
-        return (((np.abs(dy) <= w) & (np.abs(dx) <= r)) | ((np.abs(dx) <= w) & (np.abs(dy) <= r))).astype(np.float32)
-    if cls == 4:  # ring
-        d = np.sqrt(dy ** 2 + dx ** 2)
-        return ((d <= r) & (d >= r * 0.6)).astype(np.float32)
-    if cls == 5:  # horizontal stripes
-        return (((yy + phase) % period) < period / 2).astype(np.float32)
-    if cls == 6:  # vertical stripes
-        return (((xx + phase) % period) < period / 2).astype(np.float32)
-    if cls == 7:  # diagonal stripes
-        return (((xx + yy + phase) % period) < period / 2).astype(np.float32)
-    if cls == 8:  # checkerboard
-        return ((((yy + phase) // (period / 2)) + ((xx + phase) // (period / 2))) % 2).astype(np.float32)
-    # cls == 9: scattered dots
-    mask = np.zeros((size, size), dtype=np.float32)
-    for _ in range(rng.integers(5, 10)):
-        py, px = rng.uniform(2, size - 2, size=2)
-        mask = np.maximum(mask, ((yy - py) ** 2 + (xx - px) ** 2 <= 2.5).astype(np.float32))
-    return mask
-
-
-def shape_images(n: int, seed: int, size: int = 32) -> Tuple[np.ndarray, np.ndarray]:
-    """``n`` labelled synthetic images [n,3,size,size] (values centred around 0) of 10 pattern classes.
-
-    Colour is random (not tied to the class) and noise is added, so the task is learnable but not trivial.
-    """
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, size=n)
-    images = np.empty((n, 3, size, size), dtype=np.float32)
-    for i, cls in enumerate(labels):
-        fg = _SHAPES_PALETTE[rng.integers(0, 10)] + rng.normal(0, 0.1, 3).astype(np.float32)
-        bg = rng.uniform(0.0, 1.0, 3).astype(np.float32)
-        mask = _shape_mask(int(cls), rng, size)
-        img = bg[:, None, None] * (1 - mask) + fg[:, None, None] * mask
-        img += rng.normal(0, 0.25, size=img.shape).astype(np.float32)
-        images[i] = (img - 0.5) / 0.3
-    return images, labels.astype(np.int64)
 
 
 def token_batches(n: int, seq_len: int, vocab: int, seed: int) -> List[np.ndarray]:
@@ -206,46 +147,21 @@ def build_mobilenet_v3_small(seed: int = 0) -> ZooModel:
                                 lambda n: smooth_images(n, 224, seed=201))
 
 
-def _small_cnn_module():
-    from torch import nn
-
-    def block(cin: int, cout: int) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
-
-    return nn.Sequential(
-        block(3, 32), block(32, 32), nn.MaxPool2d(2),
-        block(32, 64), block(64, 64), nn.MaxPool2d(2),
-        block(64, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10),
-    )
-
-
 def train_small_cnn(seed: int = 0, steps: int = 600, batch: int = 64):
-    """Train the small CNN deterministically on synthetic shapes (about a minute on 2 cores); returns the module.
+    """Train ``adapters.synthetic.small_cnn(32)`` on synthetic shapes (about a minute on 2 cores); returns it.
 
-    The result is cached in ``CACHE_DIR`` keyed by seed and steps.
+    The weights are cached in ``CACHE_DIR`` keyed by seed and steps.
     """
     import torch
+    from pot_torch.adapters.synthetic import shapes_dataset, small_cnn, train_classifier
 
     cache = CACHE_DIR / f"small_cnn_seed{seed}_steps{steps}.pt"
     torch.manual_seed(seed)
-    module = _small_cnn_module()
+    module = small_cnn(32)
     if cache.exists():
         module.load_state_dict(torch.load(cache, weights_only=True))
         return module.eval()
-    images, labels = shape_images(steps * batch // 4, seed=seed + 1)  # 4 epochs over the training set
-    x_all, y_all = torch.from_numpy(images), torch.from_numpy(labels)
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=3e-3, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
-    module.train()
-    for _ in range(steps):
-        idx = torch.randint(0, len(x_all), (batch,), generator=generator)
-        loss = torch.nn.functional.cross_entropy(module(x_all[idx]), y_all[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-    module.eval()
+    train_classifier(module, shapes_dataset(steps * batch // 4, seed=seed + 1), steps, batch, seed)  # 4 epochs
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
     torch.save(module.state_dict(), tmp)
@@ -327,11 +243,15 @@ def build_bert_tiny(seed: int = 0, vocab: int = 8000, seq_len: int = 128, hidden
 
 
 def _small_cnn_calibration(n: int, seed: int = 0) -> List[np.ndarray]:
+    from pot_torch.adapters.synthetic import shape_images
+
     images, _ = shape_images(n, seed=seed + 1000)
     return [img[None] for img in images]
 
 
 def _small_cnn_evaluation(n: int, seed: int = 0) -> List[Tuple[np.ndarray, Optional[int]]]:
+    from pot_torch.adapters.synthetic import shape_images
+
     images, labels = shape_images(n, seed=seed + 2000)
     return [(img[None], int(label)) for img, label in zip(images, labels)]
 

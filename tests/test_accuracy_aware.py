@@ -1,13 +1,17 @@
 """AccuracyAwareQuantization: the drop is met where default INT8 fails it, and every stopping rule holds."""
-import warnings
+import logging
+import re
 
 import numpy as np
 import openvino as ov
+import openvino.opset13 as ops
 import pytest
 
 from model_builders import outlier_classifier
 from pot_torch import CompressedModel, DataLoader, IEEngine, Metric, create_pipeline
 from pot_torch.algorithms.quantization.accuracy_aware import AccuracyDropNotMetWarning
+from pot_torch.algorithms.quantization.accuracy_evaluation import MetricSpec, hardest_samples
+from pot_torch.algorithms.quantization.quantizer_groups import QuantizerGroup, quantizer_groups, revert_group
 
 
 class ArrayLoader(DataLoader):
@@ -151,3 +155,67 @@ def test_missing_annotations_is_a_clear_error(problem):
 def test_unknown_parameter_is_refused(problem):
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['maximal_dorp'\]"):
         _run(problem, {"maximal_dorp": 0.01})
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_each_step_and_the_result_are_logged(problem):
+    logger = logging.getLogger("pot_torch.algorithms.quantization.accuracy_aware")
+    records, level = _Records(), logger.level
+    logger.addHandler(records)
+    logger.setLevel(logging.INFO)
+    try:
+        _run(problem, {"maximal_drop": 2.0})
+    finally:
+        logger.removeHandler(records)
+        logger.setLevel(level)
+    text = "\n".join(records.messages)
+    assert "Default INT8 model: accuracy = " in text
+    assert re.search(r"Ranking 2 quantizer groups on \d+ samples", text)
+    assert re.search(r"Step 1/2: reverted \[fc1\] to floating point: accuracy = [\d.]+, drop [\d.e-]+", text)
+    assert "1 layer(s) left in floating point (fc1)" in text
+
+
+def test_ranking_subset_holds_only_samples_int8_got_worse():
+    spec = MetricSpec("accuracy", higher_better=True)
+    fp = np.array([1.0, 1.0, 0.0, 1.0, 1.0])
+    int8 = np.array([1.0, 0.0, 0.0, 0.0, 1.0])
+    assert hardest_samples(spec, fp, int8, [10, 11, 12, 13, 14], count=4) == [11, 13]
+    assert hardest_samples(spec, fp, int8, [10, 11, 12, 13, 14], count=1) == [11]
+    # no sample worse: fall back to the `count` largest differences
+    assert hardest_samples(spec, fp, fp, [10, 11, 12, 13, 14], count=2) == [10, 11]
+    # lower is better: a larger error is worse
+    error = MetricSpec("error", higher_better=False)
+    assert hardest_samples(error, np.array([0.0, 0.0]), np.array([0.0, 1.0]), [0, 1], count=2) == [1]
+
+
+def _fq(node, levels=256):
+    low, high = ops.constant(np.float32(-1.0)), ops.constant(np.float32(1.0))
+    return ops.fake_quantize(node, low, high, low, high, levels)
+
+
+def test_a_quantizer_above_a_max_pool_is_grouped_with_the_layer_below_it():
+    x = ops.parameter([1, 4, 8, 8], np.float32, name="input")
+    act = _fq(x)
+    act.set_friendly_name("act_fq")
+    pool = ops.max_pool(act, [2, 2], [1, 1], [0, 0], [0, 0], [2, 2])
+    pool.set_friendly_name("pool")
+    weights = _fq(ops.constant(np.ones((4, 4, 1, 1), np.float32)))
+    weights.set_friendly_name("weight_fq")
+    conv = ops.convolution(pool.output(0), weights, [1, 1], [0, 0], [0, 0], [1, 1])
+    conv.set_friendly_name("conv")
+    model = ov.Model([ops.result(conv)], [x], "pool_conv")
+    assert quantizer_groups(model) == [QuantizerGroup(("act_fq",), ("pool",)),
+                                       QuantizerGroup(("weight_fq",), ("conv",))]
+    groups = quantizer_groups(model, agnostic=("MaxPool",))
+    assert groups == [QuantizerGroup(("act_fq", "weight_fq"), ("conv",))]
+    revert_group(model, groups[0])
+    assert not [op for op in model.get_ops() if op.get_type_name() == "FakeQuantize"]
+    assert ov.Core().compile_model(model, "CPU")(np.ones((1, 4, 8, 8), np.float32))[0].shape == (1, 4, 4, 4)

@@ -120,3 +120,45 @@ def test_fake_quantize_ranges_are_finite():
     result, _ = _run({}, conv_model(), images())
     for node in fake_quantize_ops(result.get_model()):
         assert all(np.isfinite(v).all() for v in fake_quantize_ranges(node))
+
+
+def embedding_se_model() -> ov.Model:
+    """ids [1,6] -> embedding Gather [50,16] -> MatMul fc [16,16] -> reshape [1,16,2,3] -> mean (1x1) ->
+    1x1 conv ``se_conv`` -> output: a weights-only embedding table and a weights-only 1x1-spatial conv."""
+    rng = np.random.default_rng(7)
+    ids = ops.parameter([1, 6], np.int64, name="ids")
+    table = ops.constant(rng.standard_normal((50, 16)).astype(np.float32))
+    rows = ops.gather(table, ids, ops.constant(np.array(0, np.int64)))
+    rows.set_friendly_name("embedding")
+    fc = ops.matmul(rows, ops.constant(rng.standard_normal((16, 16)).astype(np.float32) * 0.2), False, False)
+    fc.set_friendly_name("fc")
+    image = ops.reshape(ops.transpose(fc, ops.constant(np.array([0, 2, 1], np.int64))),
+                        ops.constant(np.array([1, 16, 2, 3], np.int64)), False)
+    pooled = ops.reduce_mean(image, ops.constant(np.array([2, 3], np.int64)), True)
+    se = ops.convolution(pooled, ops.constant(rng.standard_normal((16, 16, 1, 1)).astype(np.float32) * 0.2),
+                         [1, 1], [0, 0], [0, 0], [1, 1])
+    se.set_friendly_name("se_conv")
+    return ov.Model([ops.result(se)], [ids], "embedding_se")
+
+
+def test_weights_only_quantizers_compress_and_reload(tmp_path):
+    from pot_torch import compress_model_weights, load_model, save_model
+
+    data = [np.random.default_rng(i).integers(0, 50, size=(1, 6)) for i in range(8)]
+    result, _ = _run({"target_device": "CPU"}, embedding_se_model(), data)
+    quantized = {node.get_friendly_name() for node in fake_quantize_ops(result.get_model())}
+    assert quantized == {"embedding/fq_weights_0", "fc/fq_weights_1", "embedding/fq_output_0",
+                         "se_conv/fq_weights_1"}
+    before = [reference_infer(result.get_model(), [ids])[0] for ids in data[:3]]
+    fp_paths = save_model(CompressedModel(embedding_se_model()), str(tmp_path / "fp"), model_name="m")
+    compress_model_weights(result)
+    int8_paths = save_model(result, str(tmp_path / "int8"), model_name="m")
+    fp_bin, int8_bin = (tmp_path / "fp" / "m.bin").stat().st_size, (tmp_path / "int8" / "m.bin").stat().st_size
+    assert int8_bin < 0.35 * fp_bin  # 8-bit weights plus per-row / per-channel scales
+    reloaded = load_model({"model_name": "m", "model": int8_paths[0]["model"], "weights": int8_paths[0]["weights"]})
+    reference = load_model({"model_name": "m", "model": fp_paths[0]["model"], "weights": fp_paths[0]["weights"]})
+    for ids, quantized_out in zip(data, before):
+        got = reference_infer(reloaded.get_model(), [ids])[0].ravel()
+        np.testing.assert_allclose(got, quantized_out.ravel(), rtol=1e-4, atol=1e-5)  # compression is exact
+        want = reference_infer(reference.get_model(), [ids])[0].ravel()
+        assert np.dot(got, want) / (np.linalg.norm(got) * np.linalg.norm(want)) > 0.98

@@ -22,8 +22,12 @@ def test_cpu_quantizers_are_pots():
                           "granularity": "perchannel"}
     assert weights[1]["mode"] == "asymmetric"
     assert cpu.quantizer_options(conv["activations"])[0]["granularity"] == "pertensor"
-    dw = cpu.quantizer_options(cpu.rule("GroupConvolution")["depthwise_activations"])
-    assert dw[0]["granularity"] == "perchannel"
+    assert cpu.rule("GroupConvolution")["depthwise_weights_only"]  # bf16 depthwise kernels are faster here
+    gpu = load_hardware_config("GPU")
+    assert gpu.quantizer_options(gpu.rule("GroupConvolution")["depthwise_activations"])[0]["granularity"] == \
+        "perchannel"
+    assert conv["below_min_spatial"] == "weights_only"
+    assert cpu.rule("Gather")["only_if"] == ["embedding_table"]
     assert cpu.has_unified_scales("Concat") and not cpu.has_unified_scales("Convolution")
     assert cpu.is_agnostic("MaxPool") and not cpu.is_agnostic("Convolution")
     assert cpu.rule("Relu") is None
@@ -64,3 +68,5 @@ def test_bad_descriptions_are_named():
         HardwareConfig(_description(activation="q8"), "CPU", "mine.json")
     with pytest.raises(ValueError, match="unknown conditions \\['sometimes'\\]"):
         HardwareConfig(_description(activations="q8", only_if=["sometimes"]), "CPU", "mine.json")
+    with pytest.raises(ValueError, match="below_min_spatial 'drop'; valid: \\['skip', 'weights_only'\\]"):
+        HardwareConfig(_description(activations="q8", below_min_spatial="drop"), "CPU", "mine.json")

@@ -7,10 +7,11 @@ import openvino.opset13 as ops
 import pytest
 
 from pot_torch.algorithms.quantization.placement import ignored_op_names, place_quantizers
-from pot_torch.graph.hardware.config import load_hardware_config
+from pot_torch.graph.hardware.config import HardwareConfig, load_hardware_config
 from tests.model_builders import conv_model
 
 CPU = load_hardware_config("CPU")
+GPU = load_hardware_config("GPU")  # keeps POT's per-channel depthwise activations
 
 
 def _named(node: ov.Node, name: str) -> ov.Node:
@@ -96,7 +97,7 @@ def test_residual_add_shares_producer_quantizer_and_maxpool_is_crossed():
 
 
 def test_concat_inputs_unified_and_depthwise_per_channel():
-    placement = place_quantizers(concat_model(), CPU)
+    placement = place_quantizers(concat_model(), GPU)
     activations, weights = _sites(placement)
     assert activations["relu_b/fq_output_0"] == [("concat", 1)]
     assert placement.unified == [("relu_a/fq_output_0", "relu_b/fq_output_0")]
@@ -108,21 +109,65 @@ def test_concat_inputs_unified_and_depthwise_per_channel():
     assert [s.channel_axes for s in placement.weights if s.consumer == "dw"] == [(0, 1)]
 
 
-def test_depthwise_alone_is_per_channel():
+def _depthwise_model() -> ov.Model:
     rng = np.random.default_rng(0)
     x = ops.parameter([1, 4, 8, 8], np.float32, name="input")
     dw = _named(ops.group_convolution(x, _w(rng, [4, 1, 1, 3, 3]), [1, 1], [1, 1], [1, 1], [1, 1]), "dw")
-    placement = place_quantizers(ov.Model([ops.result(dw)], [x], "dw"), CPU)
+    return ov.Model([ops.result(dw)], [x], "dw")
+
+
+def test_depthwise_alone_is_per_channel_on_gpu():
+    placement = place_quantizers(_depthwise_model(), GPU)
     assert {o["granularity"] for o in placement.activations[0].options} == {"perchannel"}
 
 
-def test_small_spatial_convolution_left_in_float():
+def test_depthwise_is_weights_only_on_cpu():
+    activations, weights = _sites(place_quantizers(_depthwise_model(), CPU))
+    assert activations == {} and weights == {"dw/fq_weights_1"}
+
+
+def _se_model() -> ov.Model:
     rng = np.random.default_rng(0)
     x = ops.parameter([1, 4, 8, 8], np.float32, name="input")
     pooled = _named(ops.reduce_mean(x, ops.constant(np.array([2, 3], np.int64)), True), "squeeze")
     se = _conv(pooled, rng, 4, 4, "se_conv", k=1)
-    _, weights = _sites(place_quantizers(ov.Model([ops.result(se)], [x], "se"), CPU))
-    assert weights == set()
+    return ov.Model([ops.result(se)], [x], "se")
+
+
+def test_small_spatial_convolution_computes_in_float_from_quantized_weights():
+    activations, weights = _sites(place_quantizers(_se_model(), CPU))
+    assert activations == {} and weights == {"se_conv/fq_weights_1"}
+
+
+def test_small_spatial_convolution_skipped_entirely_by_default():
+    description = {"quantizers": {"q8": {"bits": 8, "mode": "symmetric", "granularity": "pertensor"}},
+                   "operations": {"Convolution": {"activations": "q8", "weights": "q8", "min_input_spatial": 2,
+                                                  "weight_channel_axes": [0]}}}
+    activations, weights = _sites(place_quantizers(_se_model(), HardwareConfig(description, "CPU")))
+    assert activations == {} and weights == set()
+
+
+def _embedding_model(axis: int) -> ov.Model:
+    """ids [1,5] -> Gather(table [8,8], axis) -> MatMul ``proj`` (rows of the table when ``axis`` is 0)."""
+    rng = np.random.default_rng(0)
+    ids = ops.parameter([5], np.int64, name="ids")
+    table = _w(rng, [8, 8], "table")
+    rows = _named(ops.gather(table, ids, ops.constant(np.array(axis, np.int64))), "embedding")
+    proj = _named(ops.matmul(rows, _w(rng, [8, 8]), axis == 1, True), "proj")
+    return ov.Model([ops.result(proj)], [ids], "embedding_model")
+
+
+def test_embedding_table_weights_quantized_per_row():
+    placement = place_quantizers(_embedding_model(0), CPU)
+    activations, weights = _sites(placement)
+    assert weights == {"embedding/fq_weights_0", "proj/fq_weights_1"}
+    assert activations == {"embedding/fq_output_0": [("proj", 0)]}
+    assert [s.channel_axes for s in placement.weights if s.consumer == "embedding"] == [(0,)]
+
+
+def test_gather_of_constant_along_other_axis_is_not_an_embedding():
+    _, weights = _sites(place_quantizers(_embedding_model(1), CPU))
+    assert weights == {"proj/fq_weights_1"}
 
 
 def test_ignored_scope_names_types_and_attributes():
@@ -184,3 +229,16 @@ def test_f16_weights_quantized_after_convert(tmp_path):
     assert conv1.input_value(1).get_node().get_type_name() == "Convert"
     _, weights = _sites(place_quantizers(model, CPU))
     assert "conv1/fq_weights_1" in weights
+
+
+def test_quantizer_serving_every_consumer_of_a_maxpool_moves_above_it():
+    """relu -> maxpool -> (conv2, residual Add): one FakeQuantize on the relu output, none after the MaxPool."""
+    rng = np.random.default_rng(5)
+    x = ops.parameter([1, 4, 8, 8], np.float32, name="input")
+    relu = _named(ops.relu(_conv(x, rng, 4, 4, "conv1")), "relu")
+    pool = _named(ops.max_pool(relu, [1, 1], [1, 1], [0, 0], [0, 0], [2, 2]), "maxpool")
+    conv2 = _conv(pool.output(0), rng, 4, 4, "conv2")
+    add = _named(ops.add(pool.output(0), conv2), "residual")
+    activations, _ = _sites(place_quantizers(ov.Model([ops.result(add)], [x], "pool_fanout"), CPU))
+    assert activations == {"input/fq_output_0": [("conv1", 0)], "relu/fq_output_0": [("maxpool", 0)],
+                           "conv2/fq_output_0": [("residual", 1)]}

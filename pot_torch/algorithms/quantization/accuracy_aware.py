@@ -16,6 +16,7 @@ from pot_torch.algorithms.quantization.accuracy_evaluation import (MetricSpec, c
 from pot_torch.algorithms.quantization.default import DefaultQuantization
 from pot_torch.algorithms.quantization.quantizer_groups import QuantizerGroup, quantizer_groups, revert_group
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
+from pot_torch.graph.hardware.config import load_hardware_config
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.collector import Statistics
 from pot_torch.utils.logger import get_logger, progress_bar_enabled
@@ -103,6 +104,9 @@ class AccuracyAwareQuantization(Algorithm):
 
     def _finish(self, result: _Candidate) -> CompressedModel:
         self.reverted_layers = [layer for _, group in result.reverted for layer in group.layers]
+        logger.info("%d layer(s) left in floating point%s; %s = %.6g, drop %.6g", len(self.reverted_layers),
+                    f" ({', '.join(self.reverted_layers)})" if self.reverted_layers else "", self.metric_name,
+                    result.value, result.drop)
         self.final_drop = result.drop
         self.final_metric = result.value
         return result.model
@@ -125,9 +129,10 @@ class AccuracyAwareQuantization(Algorithm):
 
     def _rank_groups(self, model: CompressedModel, spec: MetricSpec,
                      ranking_subset: Sequence[int]) -> List[MemberGroup]:
+        agnostic = load_hardware_config(self.config.target_device).quantize_agnostic
         groups: List[MemberGroup] = [
             (member["name"] if model.is_cascade else None, group)
-            for member in model.models for group in quantizer_groups(member["model"])
+            for member in model.models for group in quantizer_groups(member["model"], agnostic)
         ]
         logger.info("Ranking %d quantizer groups on %d samples", len(groups), len(ranking_subset))
         scores = []
@@ -143,8 +148,9 @@ class AccuracyAwareQuantization(Algorithm):
                           reference: float, indices: Sequence[int], allowed: float) -> _Candidate:
         current = best = start
         limit = self.config.max_iter_num
+        steps = len(ranking) if limit is None else min(limit, len(ranking))
         for step, member_group in enumerate(ranking, start=1):
-            if limit is not None and step > limit:
+            if step > steps:
                 logger.info("Reached max_iter_num = %d", limit)
                 break
             model = _reverted(current.model, [member_group])
@@ -152,10 +158,10 @@ class AccuracyAwareQuantization(Algorithm):
             candidate = _Candidate(model, spec.drop(reference, value), value, current.reverted + [member_group])
             layers = ", ".join(member_group[1].layers)
             if candidate.drop > current.drop and self.config.use_prev_if_drop_increase:
-                logger.info("Step %d: reverting [%s] raised the drop to %.6g; kept quantized", step, layers,
-                            candidate.drop)
+                logger.info("Step %d/%d: reverting [%s] raised the drop to %.6g; kept quantized", step, steps,
+                            layers, candidate.drop)
                 continue
-            logger.info("Step %d: reverted [%s] to floating point: %s = %.6g, drop %.6g", step, layers,
+            logger.info("Step %d/%d: reverted [%s] to floating point: %s = %.6g, drop %.6g", step, steps, layers,
                         spec.name, value, candidate.drop)
             current = candidate
             if current.drop < best.drop:

@@ -94,7 +94,13 @@ def _pick(metrics: Dict[str, Any], name: str) -> float:
 
 def hardest_samples(spec: MetricSpec, reference: np.ndarray, quantized: np.ndarray, indices: Sequence[int],
                     count: int) -> List[int]:
-    """The ``count`` data set indices where the quantized model lost the most against the reference."""
+    """At most ``count`` data set indices where the quantized model lost the most against the reference.
+
+    Only samples the quantized model is worse on are taken (they are what reverting a layer can win back; a
+    sample it got as right as the reference only costs time to re-evaluate); when it is worse on none (a metric
+    whose per-sample values do not show the drop), the ``count`` samples with the largest difference are.
+    """
     loss = np.array([spec.drop(r, q) for r, q in zip(reference, quantized)])
     order = np.argsort(-loss, kind="stable")[:count]
-    return sorted(int(indices[i]) for i in order)
+    worse = [i for i in order if loss[i] > 0]
+    return sorted(int(indices[i]) for i in (worse or order))

@@ -4,10 +4,14 @@ Rules (a minimal quantizer propagation):
 
 - every op whose type the hardware description lists (and that is not ignored, and meets the entry's
   ``only_if`` / ``min_input_spatial``) gets its activation inputs quantized, and its constant inputs too when the
-  entry has ``weights``;
+  entry has ``weights``; below ``min_input_spatial`` an entry with ``below_min_spatial: weights_only`` keeps
+  only its weight quantizers (the op runs in floating point from INT8-stored weights);
+- an entry without ``activations`` quantizes weights only (an embedding table read by Gather), and so does
+  ``depthwise_weights_only`` for depthwise GroupConvolutions;
 - an activation quantizer sits on the producer's output and is shared by all the quantized consumers of that
   output; it moves up across single-consumer ``quantize_agnostic`` ops (MaxPool, Reshape ...) and across a
-  Concat into each Concat input, whose quantizers then share one range (``unified_scales``);
+  Concat into each Concat input, whose quantizers then share one range (``unified_scales``); it also moves up
+  across an agnostic op with several consumers when it quantizes all of them (``hoist_shared``);
 - inputs that are already quantized (fed by a FakeQuantize) are left alone.
 """
 from __future__ import annotations
@@ -161,6 +165,15 @@ def _is_depthwise(op: ov.Node) -> bool:
             and shape[1].get_length() == 1 and shape[2].get_length() == 1)
 
 
+def _is_embedding(op: ov.Node) -> bool:
+    """A Gather reading rows of a constant 2-D table (an embedding lookup) along axis 0."""
+    if op.get_type_name() != "Gather" or weight_constant_of(op, 0) is None:
+        return False
+    axis = weight_constant_of(op, 2) if op.get_input_size() > 2 else None
+    return (op.get_input_partial_shape(0).rank.get_length() == 2 and axis is not None
+            and int(np.ravel(axis.get_data())[0]) == 0)
+
+
 def _weight_channel_axes(op: ov.Node, port: int, spec: Any) -> Tuple[int, ...]:
     if spec == "matmul":
         rank = op.get_input_partial_shape(port).rank.get_length()
@@ -238,14 +251,22 @@ class _Planner:
             return
         constant = [weight_constant_of(op, p) is not None for p in range(op.get_input_size())]
         real = [_is_real(op.input_value(p)) for p in range(op.get_input_size())]
-        if "all_inputs_activations" in rule.get("only_if", ()) and any(constant):
+        conditions = rule.get("only_if", ())
+        if "all_inputs_activations" in conditions and any(constant):
             return
+        if "embedding_table" in conditions and not _is_embedding(op):
+            return
+        depthwise = _is_depthwise(op)
+        act_spec = (depthwise and rule.get("depthwise_activations")) or rule.get("activations")
+        if depthwise and rule.get("depthwise_weights_only"):
+            act_spec = None
         spatial = _spatial_size(op)
         if spatial is not None and spatial < int(rule.get("min_input_spatial", 1)):
-            return
+            if rule.get("below_min_spatial", "skip") != "weights_only":
+                return
+            act_spec = None
         has_weights = bool(rule.get("weights")) and any(constant)
-        act_spec = rule.get("depthwise_activations") if _is_depthwise(op) else None
-        act_options = expand_options(self.hw.quantizer_options(act_spec or rule.get("activations")))
+        act_options = expand_options(self.hw.quantizer_options(act_spec))
         if kind in self.rules.get("symmetric_activations_without_weights", ()) and not has_weights:
             act_options = [o for o in act_options if o["mode"] == "symmetric"] or act_options
         skip_from = self.rules.get("skip_activations_from", {}).get(kind, ())
@@ -259,6 +280,50 @@ class _Planner:
                                                    expand_options(self.hw.quantizer_options(rule["weights"])), axes))
             elif act_options and _producer_type_behind(self.hw, op.input_value(port)) not in skip_from:
                 self._add_activation(op, port, act_options)
+
+    def hoist_shared(self) -> None:
+        """Move a quantizer that serves *every* consumer of an agnostic op's output up to that op's input.
+
+        ``_sources`` only crosses single-consumer agnostic ops. When all the consumers of, say, a MaxPool are
+        quantized by one FakeQuantize, quantizing its input instead gives the same values (max and reshapes
+        commute with a per-tensor FakeQuantize) and lets the op itself run in INT8 (resnet18's stem MaxPool,
+        which feeds a convolution and a residual Add). Sites in unified groups stay where they are.
+        """
+        linked = {name for names in self.links for name in names}
+        ops = {op.get_friendly_name(): op for op in self.model.get_ordered_ops()}
+        moved = True
+        while moved:
+            moved = False
+            for key, site in list(self.sites.items()):
+                target = self._hoist_target(ops[site.producer], site, linked)
+                if target is None or target in self.sites:
+                    continue
+                source = ops[target[0]].output(target[1])
+                shape = source.get_partial_shape()
+                hoisted = ActivationSite(target[0], target[1], [(site.producer, 0)], site.options,
+                                         site.channel_axis, shape.rank.get_length() if shape.rank.is_static else 0)
+                self.sites = {(target if k == key else k): (hoisted if k == key else v) for k, v in self.sites.items()}
+                moved = True
+                break
+
+    def _hoist_target(self, node: ov.Node, site: ActivationSite, linked: Set[str]) -> Optional[Tuple[str, int]]:
+        kind = node.get_type_name()
+        if (site.port != 0 or site.name in linked or kind == "Concat" or not self.hw.is_agnostic(kind)
+                or node.get_friendly_name() in self.ignored
+                or all(o["granularity"] == "perchannel" for o in site.options)
+                or any(node.output(i).get_target_inputs() for i in range(1, node.get_output_size()))):
+            return None
+        consumers = {(t.get_node().get_friendly_name(), t.get_index()) for t in node.output(0).get_target_inputs()}
+        if consumers != set(site.consumers):
+            return None
+        if weight_constant_of(node, 0) is not None or not all(
+                weight_constant_of(node, p) is not None for p in range(1, node.get_input_size())):
+            return None
+        source = node.input_value(0)
+        if (source.get_node().get_type_name() == "FakeQuantize" or not _is_real(source)
+                or len(source.get_target_inputs()) != 1):
+            return None
+        return source.get_node().get_friendly_name(), source.get_index()
 
     def unified_groups(self) -> List[Tuple[str, ...]]:
         parent: Dict[str, str] = {}
@@ -293,6 +358,7 @@ def place_quantizers(model: ov.Model, hw: HardwareConfig, ignored: Optional[Mapp
     planner = _Planner(model, hw, names, rules)
     for op in model.get_ordered_ops():
         planner.visit(op)
+    planner.hoist_shared()
     unified = planner.unified_groups()
     by_name = {site.name: site for site in planner.sites.values()}
     for group in unified:

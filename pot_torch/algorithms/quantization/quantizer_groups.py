@@ -3,11 +3,13 @@
 A quantized layer (a Convolution, MatMul, residual Add ...) runs in INT8 only while all its inputs are
 quantized, so reverting it means removing every FakeQuantize feeding it; a FakeQuantize shared by several
 layers takes them all back together. A group is a connected set of FakeQuantize ops and the layers they feed.
+A FakeQuantize placed above quantize-agnostic ops (a MaxPool, Reshape, Concat ... of the hardware description)
+feeds the layers below them: the group holds those layers, not the agnostic ops.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Collection, Dict, List, Tuple
 
 import openvino as ov
 
@@ -26,21 +28,26 @@ class QuantizerGroup:
     layers: Tuple[str, ...]
 
 
-def _fed_layers(fq: ov.Node) -> List[ov.Node]:
+def _fed_layers(fq: ov.Node, pass_through: Collection[str]) -> List[ov.Node]:
     layers: List[ov.Node] = []
     pending = [fq.output(0)]
     while pending:
         for target in pending.pop().get_target_inputs():
             node = target.get_node()
-            if node.get_type_name() in _PASS_THROUGH:
+            if node.get_type_name() in pass_through:
                 pending.append(node.output(0))
             else:
                 layers.append(node)
     return layers
 
 
-def quantizer_groups(model: ov.Model) -> List[QuantizerGroup]:
-    """The quantizer groups of ``model``, ordered by their first FakeQuantize in topological order."""
+def quantizer_groups(model: ov.Model, agnostic: Collection[str] = ()) -> List[QuantizerGroup]:
+    """The quantizer groups of ``model``, ordered by their first FakeQuantize in topological order.
+
+    :param agnostic: quantize-agnostic op types (``HardwareConfig.quantize_agnostic``) a FakeQuantize's
+        output is followed through to the layers it quantizes.
+    """
+    pass_through = set(_PASS_THROUGH) | set(agnostic)
     ordered = model.get_ordered_ops()
     position = {op.get_friendly_name(): i for i, op in enumerate(ordered)}
     parent: Dict[str, str] = {}
@@ -60,7 +67,7 @@ def quantizer_groups(model: ov.Model) -> List[QuantizerGroup]:
     for fq in fake_quantize_ops(model):
         fq_name = fq.get_friendly_name()
         parent.setdefault(fq_name, fq_name)
-        for layer in _fed_layers(fq):
+        for layer in _fed_layers(fq, pass_through):
             layer_name = layer.get_friendly_name()
             parent.setdefault(layer_name, layer_name)
             join(fq_name, layer_name)

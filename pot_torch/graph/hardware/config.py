@@ -6,12 +6,16 @@ FakeQuantize ops must share ranges (``unified_scales``), and the extra rules of 
 entry in ``operations``:
 
 - ``activations``: quantizer for the op's activation (non-constant) inputs; ``depthwise_activations`` replaces
-  it for a depthwise GroupConvolution;
+  it for a depthwise GroupConvolution, and ``depthwise_weights_only: true`` quantizes only a depthwise
+  GroupConvolution's weights (it then computes in floating point from INT8-stored weights);
 - ``weights``: allowed quantizers for constant inputs, the symmetric one first; ``weight_channel_axes``: the
   output-channel axes of the weight (``"matmul"``: the output axis given ``transpose_b``);
-- ``only_if``: conditions, e.g. ``"all_inputs_activations"`` (a residual Add, not a bias Add);
+- ``only_if``: conditions: ``"all_inputs_activations"`` (a residual Add, not a bias Add),
+  ``"embedding_table"`` (a Gather of rows of a constant 2-D table);
 - ``min_input_spatial``: leave the op in floating point when the product of its input's spatial sizes is
-  smaller (small convolutions where INT8 does not pay);
+  smaller (small convolutions where INT8 does not pay); ``below_min_spatial`` says what then happens to its
+  weights: ``"skip"`` (default, no FakeQuantize at all) or ``"weights_only"`` (weights still quantized, so
+  ``compress_model_weights`` stores them in INT8, while the op computes in floating point);
 - ``unified_scales``: the FakeQuantize ops on the op's inputs share one range;
 - ``why``: the measured reason for a rule (documentation only).
 """
@@ -25,9 +29,10 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 _HERE = Path(__file__).parent
 #: Which description file serves each ``target_device``.
 DEVICE_FILES = {"ANY": "cpu.json", "CPU": "cpu.json", "CPU_SPR": "cpu.json", "GPU": "gpu.json", "NPU": "npu.json"}
-_OP_FIELDS = {"activations", "depthwise_activations", "weights", "weight_channel_axes", "only_if",
-              "min_input_spatial", "unified_scales", "why"}
-_CONDITIONS = {"all_inputs_activations"}
+_OP_FIELDS = {"activations", "depthwise_activations", "depthwise_weights_only", "weights", "weight_channel_axes", "only_if",
+              "min_input_spatial", "below_min_spatial", "unified_scales", "why"}
+_CONDITIONS = {"all_inputs_activations", "embedding_table"}
+_BELOW_MIN_SPATIAL = ("skip", "weights_only")
 
 
 class HardwareConfig:
@@ -59,6 +64,9 @@ class HardwareConfig:
                     if name not in self.quantizers:
                         raise ValueError(f"{self.source}: operation '{op_type}' uses quantizer '{name}' that is not "
                                          f"defined; defined quantizers: {sorted(self.quantizers)}")
+            if rule.get("below_min_spatial", "skip") not in _BELOW_MIN_SPATIAL:
+                raise ValueError(f"{self.source}: operation '{op_type}' has below_min_spatial "
+                                 f"{rule['below_min_spatial']!r}; valid: {list(_BELOW_MIN_SPATIAL)}")
             bad = sorted(set(rule.get("only_if", ())) - _CONDITIONS)
             if bad:
                 raise ValueError(f"{self.source}: operation '{op_type}' has unknown conditions {bad}; "
