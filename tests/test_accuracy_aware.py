@@ -219,3 +219,17 @@ def test_a_quantizer_above_a_max_pool_is_grouped_with_the_layer_below_it():
     revert_group(model, groups[0])
     assert not [op for op in model.get_ops() if op.get_type_name() == "FakeQuantize"]
     assert ov.Core().compile_model(model, "CPU")(np.ones((1, 4, 8, 8), np.float32))[0].shape == (1, 4, 4, 4)
+
+
+class NanAccuracy(Accuracy):
+    """Every value is NaN (a metric dividing by zero)."""
+
+    def update(self, output, target):
+        super().update(output, target)
+        self.last = self.last * np.nan
+        self.hits = [np.nan] * len(self.hits)
+
+
+def test_non_finite_metric_is_a_clear_error(problem):
+    with pytest.raises(ValueError, match=r"metric 'accuracy' is nan over 240 samples \(NaN or infinite\)"):
+        _run(problem, {}, metric=NanAccuracy())

@@ -125,8 +125,6 @@ def test_ctrl_c_during_accuracy_search_names_the_item_and_changes_nothing(tmp_pa
     assert folder_contents(folder) == contents
 
 
-@pytest.mark.xfail(strict=True, reason="bug: AccuracyAwareQuantization accepts a NaN metric and returns a model "
-                   "(accuracy_evaluation.evaluate must reject non-finite metric values)")
 def test_nan_metric_in_accuracy_search_is_an_error(tmp_path):
     _, inputs, labels = outlier_classifier()
     loader = FaultyLoader(inputs[:40], labels[:40], fail_at=-1, error=ValueError())

@@ -1,6 +1,7 @@
 """Metric evaluation for accuracy control: per-sample values, accuracy drop, the metric to optimise."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -75,21 +76,30 @@ def evaluate(engine: Engine, model: Any, spec: MetricSpec, indices: Sequence[int
     if metrics is None:
         raise ValueError("the engine returned no metric values: check that the data loader gives annotations")
     if not per_sample:
-        return float(_pick(metrics, spec.name)), None
+        return _pick(metrics, spec.name, len(indices)), None
     records, overall = metrics
     values = [r["result"] for r in sorted(records, key=lambda r: r["sample_id"]) if r["metric_name"] == spec.name]
     if len(values) != len(indices):
         raise ValueError(f"metric '{spec.name}' gave {len(values)} per-sample values for {len(indices)} samples: "
                          "its 'value' property must return one value per sample of the last update")
-    return float(_pick(overall, spec.name)), np.asarray([np.nanmean(v) for v in values], dtype=np.float64)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN sample stays NaN and ranks last
+        per_sample_values = np.asarray([np.nanmean(v) for v in values], dtype=np.float64)
+    return _pick(overall, spec.name, len(indices)), per_sample_values
 
 
-def _pick(metrics: Dict[str, Any], name: str) -> float:
+def _pick(metrics: Dict[str, Any], name: str, samples: int) -> float:
     if name in metrics:
-        return float(metrics[name])
-    if len(metrics) == 1:
-        return float(next(iter(metrics.values())))
-    raise ValueError(f"metric '{name}' missing from the engine's results {sorted(metrics)}")
+        value = float(metrics[name])
+    elif len(metrics) == 1:
+        value = float(next(iter(metrics.values())))
+    else:
+        raise ValueError(f"metric '{name}' missing from the engine's results {sorted(metrics)}")
+    if not np.isfinite(value):
+        raise ValueError(f"metric '{name}' is {value} over {samples} samples (NaN or infinite): accuracy control "
+                         "needs a finite metric; check the metric's update and avg_value for divisions by zero or "
+                         "NaN model outputs")
+    return value
 
 
 def hardest_samples(spec: MetricSpec, reference: np.ndarray, quantized: np.ndarray, indices: Sequence[int],
