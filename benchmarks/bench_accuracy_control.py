@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +43,7 @@ import openvino as ov
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import latency  # noqa: E402
+from workers import peak_rss_mb, run_json_worker  # noqa: E402
 
 MAX_DROP = 0.01
 OUTLIER_SCALE = 100.0
@@ -143,13 +143,6 @@ def count_quantizers(model: ov.Model) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ workers
-def _peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("VmHWM missing from /proc/self/status")
-
-
 def _quantize_nncf(model: ov.Model, images: np.ndarray, labels: np.ndarray, subset: int) -> Dict:
     import nncf
 
@@ -252,7 +245,7 @@ def run_worker(tool: str, fp_xml: Path, out_xml: Path, samples: int, subset: int
     else:
         result = _quantize_pot_torch(model, images, labels, subset, accuracy_aware=tool == "pot_torch")
     ov.save_model(result.pop("model"), out_xml, compress_to_fp16=False)  # weights of FakeQuantize become INT8
-    result["peak_rss_mb"] = _peak_rss_mb()
+    result["peak_rss_mb"] = peak_rss_mb()
     return result
 
 
@@ -260,12 +253,7 @@ def quantize_in_subprocess(tool: str, fp_xml: Path, out_xml: Path, samples: int,
     """``run_worker`` in a fresh interpreter; its result dict, or ``{'error': message}``."""
     cmd = [sys.executable, __file__, "--worker", tool, "--fp-xml", str(fp_xml), "--out-xml", str(out_xml),
            "--samples", str(samples), "--subset", str(subset)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"error": f"{tool} failed: {' | '.join(tail)}"}
-    return json.loads(lines[-1])
+    return run_json_worker(cmd, tool)
 
 
 # --------------------------------------------------------------------------------------------------- main

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ import openvino as ov
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import latency  # noqa: E402
+from workers import peak_rss_mb, run_json_worker  # noqa: E402
 import model_zoo  # noqa: E402
 
 METHODS = ("pot_torch", "nncf")
@@ -75,13 +75,6 @@ def ir_size_bytes(xml: Path) -> int:
 
 
 # ------------------------------------------------------------------------------------------------- workers
-def _peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("VmHWM missing from /proc/self/status")
-
-
 def _quantize_nncf(name: str, fp_xml: Path, out_xml: Path, samples: int) -> None:
     import nncf
 
@@ -146,19 +139,14 @@ def run_worker(method: str, name: str, fp_xml: Path, out_xml: Path, samples: int
     """Quantize in this process; returns wall time (s) and peak RSS (MB) of the process."""
     start = time.perf_counter()
     (_quantize_nncf if method == "nncf" else _quantize_pot_torch)(name, fp_xml, out_xml, samples)
-    return {"seconds": time.perf_counter() - start, "peak_rss_mb": _peak_rss_mb()}
+    return {"seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
 
 
 def quantize_in_subprocess(method: str, name: str, fp_xml: Path, out_xml: Path, samples: int) -> Dict:
     """Run ``run_worker`` in a fresh interpreter; returns its result dict or ``{'error': message}``."""
     cmd = [sys.executable, __file__, "--worker", method, "--models", name, "--fp-xml", str(fp_xml),
            "--out-xml", str(out_xml), "--samples", str(samples)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"error": f"{method} failed: {' | '.join(tail)}"}
-    return json.loads(lines[-1])
+    return run_json_worker(cmd, method)
 
 
 # ------------------------------------------------------------------------------------------------- quality
