@@ -140,8 +140,6 @@ def test_if_bodies_are_left_alone_and_the_rest_is_quantized(tmp_path):
     _assert_close(model, reloaded, calibration)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: ops with subgraphs (If/Loop/TensorIterator) are skipped silently; "
-                   "place_quantizers should log a warning naming them")
 def test_if_bodies_left_alone_are_reported(caplog):
     calibration = _calibration_with_condition()
     with caplog.at_level(logging.WARNING, logger="pot_torch"):

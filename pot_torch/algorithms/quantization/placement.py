@@ -25,6 +25,9 @@ import openvino as ov
 
 from pot_torch.graph.editor import activation_fq_name, weight_constant_of, weight_fq_name
 from pot_torch.graph.hardware.config import HardwareConfig
+from pot_torch.utils.logger import get_logger
+
+logger = get_logger(__name__)
 
 Options = List[Dict[str, Any]]
 
@@ -346,6 +349,10 @@ class _Planner:
         return [tuple(members) for members in groups.values() if len(members) > 1]
 
 
+#: Ops whose bodies are separate graphs; pot_torch quantizes around them, not inside.
+SUBGRAPH_OPS = ("If", "Loop", "TensorIterator")
+
+
 def place_quantizers(model: ov.Model, hw: HardwareConfig, ignored: Optional[Mapping[str, Any]] = None,
                      model_type: Optional[str] = None) -> Placement:
     """Decide every FakeQuantize site of ``model`` for hardware ``hw`` (nothing is inserted here).
@@ -357,6 +364,9 @@ def place_quantizers(model: ov.Model, hw: HardwareConfig, ignored: Optional[Mapp
     names = ignored_op_names(model, ignored, rules.get("ignored_operations", ()))
     planner = _Planner(model, hw, names, rules)
     for op in model.get_ordered_ops():
+        if op.get_type_name() in SUBGRAPH_OPS:
+            logger.warning("%s '%s' has subgraphs: its bodies are left in floating point",
+                           op.get_type_name(), op.get_friendly_name())
         planner.visit(op)
     planner.hoist_shared()
     unified = planner.unified_groups()
