@@ -38,6 +38,9 @@ def test_unknown_parameter_lists_valid_ones():
     ({"ignored": {"operations": [{"name": "Add"}]}}, "'operations' must be a list of dicts"),
     ({"model_type": "cnn"}, "valid values: None, 'transformer'"),
     ({"use_layerwise_tuning": True}, "for 'use_layerwise_tuning'; valid values: False"),
+    ({"smooth_quant_alpha": 1.5}, "invalid value 1.5 for 'smooth_quant_alpha': expected a number in [0, 1], "
+                                  "or None or a negative number to turn SmoothQuant off"),
+    ({"smooth_quant_alpha": "0.5"}, "invalid value '0.5' for 'smooth_quant_alpha': expected a number in [0, 1]"),
 ])
 def test_invalid_values_name_the_parameter(params, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
@@ -83,3 +86,11 @@ def test_calibration_indices_shuffle_is_seeded_and_private():
 def test_calibration_indices_empty_loader():
     with pytest.raises(ValueError, match="the data loader is empty"):
         calibration_indices({}, 0)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1, None, -1])
+def test_smooth_quant_alpha_accepts_numbers_up_to_one_and_off_values(alpha):
+    for algorithm in ("SmoothQuant", "DefaultQuantization", "AccuracyAwareQuantization"):
+        assert resolve_params(algorithm, {"smooth_quant_alpha": alpha}).smooth_quant_alpha == alpha
+    assert resolve_params("SmoothQuant", {}).smooth_quant_alpha == 0.95
+    assert "smooth_quant_alpha" not in ALGORITHM_PARAMS["MinMaxQuantization"]

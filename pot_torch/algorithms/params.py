@@ -14,6 +14,8 @@ import numpy as np
 from pot_torch.utils.config import AttrDict
 
 _NO_DEFAULT = object()
+#: Parameters whose ``None`` is a user's choice ("off"), passed on by ``sub_params`` rather than defaulted.
+_NONE_TURNS_OFF = ("smooth_quant_alpha",)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,12 @@ def _ignored_scope(value: Any) -> Optional[str]:
     return None
 
 
+def _smooth_quant_alpha(value: Any) -> Optional[str]:
+    if value is None or (not _number(value) and float(value) <= 1.0):
+        return None
+    return "expected a number in [0, 1], or None or a negative number to turn SmoothQuant off"
+
+
 def _metrics_list(value: Any) -> Optional[str]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(m, Mapping) and "name" in m for m in value):
         return "expected a list like [{'name': 'accuracy', 'baseline_value': 0.72}]"
@@ -175,6 +183,10 @@ QUANTIZATION_PARAMS: Dict[str, Param] = {
     "activations": Param(None, schema=QUANTIZER_SCHEMA),
     "saturation_fix": Param("first_layer", choices=("first_layer", "all", "no")),
 }
+#: SmoothQuant's migration strength (NNCF's MatMul default); only transformers get it in DefaultQuantization.
+SMOOTH_QUANT_PARAMS: Dict[str, Param] = {
+    "smooth_quant_alpha": Param(0.95, check=_smooth_quant_alpha),
+}
 BIAS_CORRECTION_PARAMS: Dict[str, Param] = {
     "apply_for_all_nodes": Param(False, check=_boolean),
 }
@@ -193,7 +205,7 @@ ACCURACY_AWARE_PARAMS: Dict[str, Param] = {
     "metrics": Param(None, check=_metrics_list),
 }
 _DEFAULT_QUANTIZATION = {
-    **COMMON_PARAMS, **QUANTIZATION_PARAMS, **BIAS_CORRECTION_PARAMS,
+    **COMMON_PARAMS, **QUANTIZATION_PARAMS, **BIAS_CORRECTION_PARAMS, **SMOOTH_QUANT_PARAMS,
     "threshold": Param(None, check=_number),
     "use_fast_bias": Param(True, check=_boolean),
     "use_layerwise_tuning": Param(False, choices=(False,)),
@@ -205,6 +217,7 @@ ALGORITHM_PARAMS: Dict[str, Dict[str, Param]] = {
     "FastBiasCorrection": {**COMMON_PARAMS, **BIAS_CORRECTION_PARAMS, "threshold": Param(2.0, check=_number)},
     "BiasCorrection": {**COMMON_PARAMS, **BIAS_CORRECTION_PARAMS, "threshold": Param(1000.0, check=_number)},
     "ActivationChannelAlignment": dict(COMMON_PARAMS),
+    "SmoothQuant": {**COMMON_PARAMS, **SMOOTH_QUANT_PARAMS},
     "DefaultQuantization": _DEFAULT_QUANTIZATION,
     "AccuracyAwareQuantization": {**_DEFAULT_QUANTIZATION, **ACCURACY_AWARE_PARAMS},
 }
@@ -233,10 +246,12 @@ def resolve_params(algorithm: str, params: Optional[Mapping[str, Any]]) -> AttrD
 def sub_params(config: Mapping[str, Any], algorithm: str) -> AttrDict:
     """The part of a composite algorithm's resolved ``config`` that ``algorithm`` takes, resolved for it.
 
-    Values left ``None`` by the composite fall back to ``algorithm``'s own defaults (e.g. ``threshold``).
+    Values left ``None`` by the composite fall back to ``algorithm``'s own defaults (e.g. ``threshold``), except
+    for parameters where ``None`` means "off" (``smooth_quant_alpha``).
     """
     spec = ALGORITHM_PARAMS[algorithm]
-    return resolve_params(algorithm, {k: v for k, v in config.items() if k in spec and v is not None})
+    return resolve_params(algorithm, {k: v for k, v in config.items()
+                                      if k in spec and (v is not None or k in _NONE_TURNS_OFF)})
 
 
 def calibration_indices(config: Mapping[str, Any], dataset_size: int,

@@ -1,5 +1,8 @@
 """``DefaultQuantization``: POT's default INT8 recipe, composed of the algorithms registered by name.
 
+0. for ``model_type: 'transformer'`` only (as NNCF's TRANSFORMER; POT had no such step): ``SmoothQuant``
+   with its own statistics pass on the floating-point model, unless ``smooth_quant_alpha`` is ``None`` or
+   negative;
 1. ``ActivationChannelAlignment`` with its own statistics pass, skipped when it finds no layer pairs;
 2. one statistics pass serving both ``MinMaxQuantization`` and ``FastBiasCorrection`` (or ``BiasCorrection``
    with ``use_fast_bias: False``), collected on the aligned model;
@@ -14,6 +17,7 @@ from typing import Any, List, Optional
 from pot_torch.algorithms.algorithm import Algorithm
 from pot_torch.algorithms.params import sub_params
 from pot_torch.algorithms.quantization.minmax import effective_preset
+from pot_torch.algorithms.quantization.smooth_quant import smooth_quant_enabled
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.statistics.collector import Statistics, StatisticsRequest, collect_statistics
 from pot_torch.utils.logger import get_logger
@@ -23,10 +27,10 @@ logger = get_logger(__name__)
 
 @COMPRESSION_ALGORITHMS.register("DefaultQuantization")
 class DefaultQuantization(Algorithm):
-    """ActivationChannelAlignment, then MinMaxQuantization and (fast) bias correction, as POT ran them.
+    """[SmoothQuant,] ActivationChannelAlignment, MinMaxQuantization and (fast) bias correction.
 
     Parameters: those of its parts (see ``pot_torch.algorithms.params``) plus ``use_fast_bias`` (default True).
-    Its statistics are collected inside ``run`` (two passes: the alignment changes the model), so
+    Its statistics are collected inside ``run`` (one pass per model-changing step), so
     ``statistics_requests`` is empty.
     """
 
@@ -42,11 +46,9 @@ class DefaultQuantization(Algorithm):
 
     def run(self, model: Any, statistics: Optional[List[Statistics]] = None) -> Any:
         """Quantize ``model`` (edited in place) and return it; ``statistics`` is not used."""
-        alignment = self._part("ActivationChannelAlignment")
-        requests = alignment.statistics_requests(model)
-        if any(request.layout for request in requests):
-            logger.info("Start algorithm: %s", alignment.name)
-            model = alignment.run(model, collect_statistics(self.engine, model, requests))
+        if self.config.model_type == "transformer" and smooth_quant_enabled(self.config.smooth_quant_alpha):
+            model = self._run_with_own_statistics(self._part("SmoothQuant"), model)
+        model = self._run_with_own_statistics(self._part("ActivationChannelAlignment"), model)
         minmax = self._part("MinMaxQuantization")
         bias = self._part("FastBiasCorrection" if self.config.use_fast_bias else "BiasCorrection")
         minmax_requests = minmax.statistics_requests(model)
@@ -56,3 +58,11 @@ class DefaultQuantization(Algorithm):
         model = minmax.run(model, collected[:len(minmax_requests)])
         logger.info("Start algorithm: %s", bias.name)
         return bias.run(model, collected[len(minmax_requests):])
+
+    def _run_with_own_statistics(self, part: Algorithm, model: Any) -> Any:
+        """Run a model-changing ``part`` on statistics collected for it now; skip it if it needs none."""
+        requests = part.statistics_requests(model)
+        if not any(request.layout for request in requests):
+            return model
+        logger.info("Start algorithm: %s", part.name)
+        return part.run(model, collect_statistics(self.engine, model, requests))

@@ -1,0 +1,250 @@
+"""``SmoothQuant``: move activation outliers into the weights of MatMuls before INT8 quantization.
+
+For each MatMul with a constant weight that ``MinMaxQuantization`` would quantize (it has a weight quantizer,
+so it is not ignored) and an activation input ``X``, with ``a[c] = max |X[..., c]|`` over the calibration
+samples (``c`` the reduction channel of the MatMul) and ``w[c] = max |W|`` over the weight's input channel
+``c``:
+
+    s = max(a, 1e-5) ** alpha / (max(w, 1e-5) ** (1 - alpha) + eps),  clipped to [quantile(s, 0.1), 100]
+
+then ``X`` is multiplied by ``1 / s`` (a Multiply inserted on the producer's output, feeding the smoothed
+MatMuls only) and ``W`` by ``s`` along its input-channel axis, so the floating-point function is unchanged
+while the activation's per-channel ranges become flatter and its per-tensor quantizer loses less.
+
+MatMuls reading the same producer output share one Multiply: they form a group when they all reduce over
+the same activation axis (otherwise that output is left alone), and the group uses the scale of its member
+with the flattest scale (largest ``min(s) / max(s)``). Weights shared by several ops, weights reached
+through anything but a ``Convert``, and shapes that are not static are skipped.
+
+The inserted Multiply on output ``port`` of op ``producer`` is named ``f"{producer}/smooth_quant_multiply_{port}"``
+and its constant ``.../scale``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Hashable, List, Optional, Tuple
+
+import numpy as np
+import openvino as ov
+import openvino.opset13 as ops
+
+from pot_torch.algorithms.algorithm import Algorithm
+from pot_torch.algorithms.params import calibration_indices, resolve_params, sub_params
+from pot_torch.algorithms.quantization.minmax import MinMaxQuantization
+from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
+from pot_torch.graph.editor import ops_by_name, ordered_consumers, replace_constant
+from pot_torch.graph.nx_model import CompressedModel
+from pot_torch.statistics.aggregators import aggregate
+from pot_torch.statistics.collector import Statistics, StatisticsRequest
+from pot_torch.statistics.reducers import make_reducer
+from pot_torch.utils.logger import get_logger
+
+logger = get_logger(__name__)
+
+ABS_MAX = "smooth_quant_abs_max"
+#: Floor of the activation and weight statistics, and top of the scales.
+STATISTIC_FLOOR, SCALE_MAX = 1e-5, 1e2
+#: The scales are raised to at least this quantile of themselves.
+SCALE_MIN_QUANTILE = 0.1
+
+
+def multiply_name(producer: str, port: int) -> str:
+    """Friendly name of the smoothing Multiply on output ``port`` of op ``producer``."""
+    return f"{producer}/smooth_quant_multiply_{port}"
+
+
+def smooth_quant_enabled(alpha: Optional[float]) -> bool:
+    """Whether ``smooth_quant_alpha`` turns the algorithm on (``None`` or a negative value turns it off)."""
+    return alpha is not None and float(alpha) >= 0.0
+
+
+@dataclass
+class SmoothedMatMul:
+    """One MatMul to smooth: its activation input ``act_port`` and constant weight input ``weight_port``."""
+
+    name: str
+    act_port: int
+    weight_port: int
+    weight_axis: int  # input-channel axis of the weight (as the MatMul sees it)
+
+
+@dataclass
+class SmoothGroup:
+    """The smoothed MatMuls that read output ``port`` of ``producer``, reducing over ``channel_axis``."""
+
+    producer: str
+    port: int
+    channel_axis: int  # negative: counts from the end of the activation's shape
+    rank: int
+    matmuls: List[SmoothedMatMul] = field(default_factory=list)
+
+    @property
+    def stat_key(self) -> Hashable:
+        """Statistics key of the producer output (POT's: the name for output 0, else ``(name, port)``)."""
+        return self.producer if self.port == 0 else (self.producer, self.port)
+
+
+def smoothing_scale(act_abs_max: np.ndarray, weight_abs_max: np.ndarray, alpha: float) -> Tuple[np.ndarray, float]:
+    """The per-channel smoothing scale ``s`` for one MatMul and its flatness ``min(s) / max(s)``."""
+    act = np.maximum(np.asarray(act_abs_max, dtype=np.float32), STATISTIC_FLOOR)
+    weight = np.maximum(np.asarray(weight_abs_max, dtype=np.float32), STATISTIC_FLOOR)
+    eps = np.finfo(np.float32).eps
+    scale = (np.power(act, alpha) / (np.power(weight, 1.0 - alpha) + eps)).astype(np.float32)
+    scale = np.clip(scale, np.quantile(scale, SCALE_MIN_QUANTILE), SCALE_MAX).astype(np.float32)
+    return scale, float(scale.min() / (scale.max() + eps))
+
+
+def _weight_constant(op: ov.Node, port: int) -> Optional[ov.Node]:
+    """The Constant feeding input ``port`` of ``op`` directly or through Converts, used by ``op`` only."""
+    source = op.input_value(port)
+    while True:
+        if len(source.get_target_inputs()) != 1:
+            return None
+        node = source.get_node()
+        if node.get_type_name() == "Constant":
+            return node
+        if node.get_type_name() != "Convert":
+            return None
+        source = node.input_value(0)
+
+
+def _static_shape(output: ov.Output) -> Optional[Tuple[int, ...]]:
+    shape = output.get_partial_shape()
+    return tuple(d.get_length() for d in shape) if shape.is_static else None
+
+
+def _smoothed_matmul(op: ov.Node, weight_port: int) -> Optional[Tuple[SmoothedMatMul, int, int]]:
+    """``(matmul, activation channel axis, activation rank)`` when ``op`` can be smoothed, else ``None``."""
+    if op.get_type_name() != "MatMul" or weight_port not in (0, 1) or _weight_constant(op, weight_port) is None:
+        return None
+    act_port = 1 - weight_port
+    attributes = op.get_attributes()
+    act_transposed = bool(attributes["transpose_a" if act_port == 0 else "transpose_b"])
+    weight_transposed = bool(attributes["transpose_a" if weight_port == 0 else "transpose_b"])
+    # the reduction axis of A is its last axis (-2 if transposed), of B its second last (-1 if transposed)
+    act_axis = (-2 if act_transposed else -1) if act_port == 0 else (-1 if act_transposed else -2)
+    weight_axis = (-2 if weight_transposed else -1) if weight_port == 0 else (-1 if weight_transposed else -2)
+    act_shape, weight_shape = _static_shape(op.input_value(act_port)), _static_shape(op.input_value(weight_port))
+    if act_shape is None or weight_shape is None or len(weight_shape) < 2 or len(act_shape) < 2:
+        return None
+    if len(act_shape) + act_axis == 0 or act_shape[act_axis] != weight_shape[weight_axis]:
+        return None  # the channel axis must not be the batch axis; channel counts must agree
+    return SmoothedMatMul(op.get_friendly_name(), act_port, weight_port, weight_axis), act_axis, len(act_shape)
+
+
+def find_smooth_groups(model: ov.Model, weight_sites: List[Tuple[str, int]]) -> List[SmoothGroup]:
+    """The groups of MatMuls of ``model`` to smooth, among the weight quantizer sites ``(op name, port)``."""
+    by_name = ops_by_name(model)
+    groups: Dict[Tuple[str, int], SmoothGroup] = {}
+    rejected = set()
+    for name, port in weight_sites:
+        found = _smoothed_matmul(by_name[name], port)
+        if found is None:
+            continue
+        matmul, axis, rank = found
+        source = by_name[name].input_value(matmul.act_port)
+        key = (source.get_node().get_friendly_name(), source.get_index())
+        group = groups.setdefault(key, SmoothGroup(key[0], key[1], axis, rank))
+        if (group.channel_axis, group.rank) != (axis, rank):
+            rejected.add(key)
+        group.matmuls.append(matmul)
+    for key in sorted(rejected):
+        logger.debug("SmoothQuant skips %s:%d: its MatMuls reduce over different axes", *key)
+    return [group for key, group in groups.items() if key not in rejected]
+
+
+def _weight_abs_max(weight: np.ndarray, axis: int) -> np.ndarray:
+    axes = tuple(i for i in range(weight.ndim) if i != axis % weight.ndim)
+    return np.max(np.abs(weight), axis=axes)
+
+
+def smooth_group(model: ov.Model, group: SmoothGroup, act_abs_max: np.ndarray, alpha: float) -> bool:
+    """Rescale the weights of ``group`` and insert its activation Multiply; False if nothing changed."""
+    by_name = ops_by_name(model)
+    weights = {m.name: np.asarray(_weight_constant(by_name[m.name], m.weight_port).get_data(), dtype=np.float32)
+               for m in group.matmuls}
+    act_abs_max = np.asarray(act_abs_max, dtype=np.float32).reshape(-1)
+    best, best_ratio = None, 0.0
+    for matmul in group.matmuls:
+        scale, ratio = smoothing_scale(act_abs_max, _weight_abs_max(weights[matmul.name], matmul.weight_axis), alpha)
+        if ratio > best_ratio:
+            best, best_ratio = scale, ratio
+    if best is None:
+        return False
+    for matmul in group.matmuls:
+        weight = weights[matmul.name]
+        shape = [1] * weight.ndim
+        shape[matmul.weight_axis] = best.size
+        replace_constant(_weight_constant(by_name[matmul.name], matmul.weight_port), weight * best.reshape(shape))
+    output = by_name[group.producer].output(group.port)
+    shape = [1] * group.rank
+    shape[group.channel_axis] = best.size
+    element_type = output.get_element_type()
+    name = multiply_name(group.producer, group.port)
+    constant = ops.constant((1.0 / best).reshape(shape).astype(element_type.to_dtype()), dtype=element_type)
+    constant.set_friendly_name(f"{name}/scale")
+    multiply = ops.multiply(output, constant)
+    multiply.set_friendly_name(name)
+    targets = {(m.name, m.act_port) for m in group.matmuls}
+    for target in ordered_consumers(model, output):
+        if (target.get_node().get_friendly_name(), target.get_index()) in targets:
+            target.replace_source_output(multiply.output(0))
+    return True
+
+
+@COMPRESSION_ALGORITHMS.register("SmoothQuant")
+class SmoothQuant(Algorithm):
+    """Scale the activations of weighted MatMuls down and their weights up per channel (FP unchanged).
+
+    Parameters: ``smooth_quant_alpha`` (default 0.95; ``None`` or negative: do nothing) and the common ones
+    (``stat_subset_size``, ``inplace_statistics``, ``target_device``, ``model_type``, ``ignored``...).
+    ``DefaultQuantization`` runs it first for ``model_type: 'transformer'`` only.
+    ``change_original_model`` is True: statistics for later algorithms are collected on the smoothed model.
+    """
+
+    change_original_model = True
+
+    def __init__(self, config: Any, engine: Any) -> None:
+        super().__init__(resolve_params("SmoothQuant", dict(config or {})), engine)
+
+    def groups(self, model: CompressedModel) -> List[Tuple[ov.Model, List[SmoothGroup]]]:
+        """For every member of ``model``, its ``openvino.Model`` and the MatMul groups to smooth."""
+        if not smooth_quant_enabled(self.config.smooth_quant_alpha):
+            return []
+        minmax = MinMaxQuantization(sub_params(self.config, "MinMaxQuantization"), self.engine)
+        found = []
+        for plan in minmax.plan(model):
+            ov_model = model.get_model(plan.member)
+            sites = [(w.site.consumer, w.site.port) for w in plan.weights]
+            found.append((ov_model, find_smooth_groups(ov_model, sites)))
+        return found
+
+    def statistics_requests(self, model: CompressedModel) -> List[StatisticsRequest]:
+        """Per-channel ``max |x|`` of every smoothed activation; ``[]`` when there is none (or it is off)."""
+        layout: Dict[Hashable, Dict[str, Any]] = {}
+        for _, groups in self.groups(model):
+            for group in groups:
+                layout[group.stat_key] = {ABS_MAX: make_reducer(
+                    "abs_max", per_channel=True, channel_axis=group.channel_axis,
+                    inplace=bool(self.config.inplace_statistics))}
+        if not layout:
+            return []
+        indices = calibration_indices(self.config, len(self.engine.data_loader))
+        return [StatisticsRequest(layout, list(indices), int(self.config.stat_batch_size), tag=self.name)]
+
+    def run(self, model: CompressedModel, statistics: Optional[List[Statistics]] = None) -> CompressedModel:
+        """Smooth ``model`` in place and return it."""
+        if statistics is None:
+            statistics = self.collect_own_statistics(model)
+        stats = statistics[0] if statistics else {}
+        for ov_model, groups in self.groups(model):
+            alpha, smoothed = float(self.config.smooth_quant_alpha), 0
+            for group in groups:
+                values = stats.get(group.stat_key, {}).get(ABS_MAX)
+                if values and smooth_group(ov_model, group, aggregate("max", values), alpha):
+                    smoothed += 1
+            if smoothed:
+                ov_model.validate_nodes_and_infer_types()
+            logger.debug("SmoothQuant: %d producer outputs smoothed in '%s'", smoothed,
+                         ov_model.get_friendly_name())
+        return model
