@@ -273,6 +273,11 @@ class _Planner:
         if kind in self.rules.get("symmetric_activations_without_weights", ()) and not has_weights:
             act_options = [o for o in act_options if o["mode"] == "symmetric"] or act_options
         skip_from = self.rules.get("skip_activations_from", {}).get(kind, ())
+        # An op with one activation input left in floating point cannot run in INT8: quantizing its other
+        # inputs would only add rounding error (e.g. attention's probabilities @ V when Softmax is skipped).
+        runs_in_float = any(real[port] and not constant[port]
+                            and _producer_type_behind(self.hw, op.input_value(port)) in skip_from
+                            for port in range(op.get_input_size()))
         for port in range(op.get_input_size()):
             if not real[port]:
                 continue
@@ -281,7 +286,7 @@ class _Planner:
                     axes = _weight_channel_axes(op, port, rule.get("weight_channel_axes"))
                     self.weights.append(WeightSite(op.get_friendly_name(), port,
                                                    expand_options(self.hw.quantizer_options(rule["weights"])), axes))
-            elif act_options and _producer_type_behind(self.hw, op.input_value(port)) not in skip_from:
+            elif act_options and not runs_in_float:
                 self._add_activation(op, port, act_options)
 
     def hoist_shared(self) -> None:
