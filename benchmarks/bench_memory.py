@@ -2,7 +2,9 @@
 
 Each size runs in a fresh process (peak RSS is per process). The data set generates its items on the fly
 from their index (nothing is held), so any growth of peak RSS with the subset size is pot_torch's own: the
-statistics it keeps per sample. Prints a markdown table.
+statistics it keeps per sample. DefaultQuantization's statistics (min / max / mean aggregators) are folded
+into running values as batches arrive (``pot_torch.statistics.online``), so the growth should not depend on
+the subset size. Prints a markdown table.
 
     /work/venv/bin/python benchmarks/bench_memory.py            # 300, 1000, 3000 samples
     /work/venv/bin/python benchmarks/bench_memory.py 300 3000   # chosen sizes

@@ -6,6 +6,7 @@ import pytest
 
 from pot_torch.statistics import aggregators
 from pot_torch.statistics.aggregators import AGGREGATORS, aggregate, reduce_and_aggregate
+from pot_torch.statistics.online import OnlineAccumulator, online_aggregator_of, stream_into
 from pot_torch.statistics.reducers import REDUCER_TYPES, make_reducer
 
 # per-tensor values of two batches (B = 2 and B = 3): samples 4, -1, 2, 10, 0
@@ -121,3 +122,44 @@ def test_streaming_equals_reducing_the_whole_set(stat_type: str, per_channel: bo
         for name in AGGREGATORS:
             streamed = reduce_and_aggregate(reducer, name, iter(batches))
             np.testing.assert_array_equal(streamed, aggregate(name, whole), err_msg=f"{name} {cuts}")
+
+
+# ------------------------------------------------------------------------------------------ online
+@pytest.mark.parametrize("name", ["min", "max", "mean"])
+@pytest.mark.parametrize("batches", [PER_TENSOR, PER_CHANNEL], ids=["per_tensor", "per_channel"])
+def test_online_accumulator_equals_list_aggregation(name: str, batches) -> None:
+    """Folding batches in (data set order) and aggregating the one row gives the list aggregate, same dtype."""
+    accumulator = OnlineAccumulator(name)
+    for batch in batches:
+        accumulator.add(batch)
+    row = accumulator.result()
+    assert row.shape == (1,) + batches[0].shape[1:] and accumulator.count == sum(len(b) for b in batches)
+    streamed, listed = aggregate(name, [row]), aggregate(name, batches)
+    assert streamed.dtype == listed.dtype == np.float32
+    np.testing.assert_array_equal(streamed, listed)
+
+
+def test_online_mean_weights_samples_not_batches() -> None:
+    accumulator = OnlineAccumulator("mean")
+    rng = np.random.default_rng(3)
+    batches = [rng.standard_normal((size, 4)).astype(np.float32) for size in (5, 1, 7, 2)]
+    for batch in batches:
+        accumulator.add(batch)
+    np.testing.assert_allclose(aggregate("mean", [accumulator.result()]), np.concatenate(batches).mean(axis=0),
+                               rtol=1e-6)
+
+
+def test_online_marks_and_errors() -> None:
+    reducer = make_reducer("max", per_channel=False)
+    assert online_aggregator_of(reducer) is None
+    assert online_aggregator_of(stream_into(reducer, "max")) == "max"
+    assert online_aggregator_of(stream_into(make_reducer("min", False), "median")) is None  # lists kept
+    assert reducer == make_reducer("max", per_channel=False)  # the mark does not change what it measures
+    with pytest.raises(ValueError, match="aggregator 'median' has no online form; online aggregators are min"):
+        OnlineAccumulator("median")
+    accumulator = OnlineAccumulator("max", what="statistic 'max' of 'relu'")
+    accumulator.add(PER_TENSOR[0])
+    with pytest.raises(ValueError, match=r"statistic 'max' of 'relu': .*shape after the batch axis.*\(2, 2\)"):
+        accumulator.add(PER_CHANNEL[0])
+    with pytest.raises(ValueError, match="no batch was measured"):
+        OnlineAccumulator("min").result()

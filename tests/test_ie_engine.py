@@ -11,6 +11,9 @@ import pytest
 from pot_torch import BatchSampler, CompressedModel, DataLoader, IndexSampler, Metric
 from pot_torch.engines import IEEngine
 from pot_torch.engines.data_items import DataItemError
+from pot_torch.statistics.aggregators import aggregate
+from pot_torch.statistics.online import stream_into
+from pot_torch.statistics.reducers import make_reducer
 from tests.model_builders import conv_model, reference_infer, two_input_model
 
 F32 = {"device": "CPU", "inference_precision": "f32"}
@@ -259,6 +262,22 @@ def test_statistics_keep_data_set_order_with_async_requests():
     engine = _engine(conv_model(), [(x, None) for x in images], stat_requests_number=2)
     _, stats = engine.predict(stats_layout={"input": {"raw": lambda a: a.copy()}})
     np.testing.assert_array_equal(np.concatenate(stats["input"]["raw"]), np.stack(images))
+
+
+@pytest.mark.parametrize("requests", [1, 2])
+def test_marked_reducers_are_aggregated_online_to_the_list_result(requests):
+    """Reducers marked with stream_into come back as one row equal to aggregating the per-batch list."""
+    images = _images(7)
+    layout = {name: {"plain": make_reducer(kind, per_channel), "streamed": stream_into(make_reducer(
+        kind, per_channel), aggregator)} for name, kind, per_channel, aggregator in
+        [("relu1", "max", True, "max"), ("conv2", "min", False, "min"), ("input", "mean", True, "mean")]}
+    engine = _engine(_dynamic_batch_conv_model(), [(x, None) for x in images], stat_requests_number=requests)
+    _, stats = engine.predict(stats_layout=layout, sampler=BatchSampler(engine.data_loader, batch_size=3))
+    for name, aggregator in (("relu1", "max"), ("conv2", "min"), ("input", "mean")):
+        assert len(stats[name]["plain"]) == 3 and len(stats[name]["streamed"]) == 1
+        np.testing.assert_allclose(aggregate(aggregator, stats[name]["streamed"]),
+                                   aggregate(aggregator, stats[name]["plain"]), rtol=1e-6, atol=0)
+    np.testing.assert_allclose(stats["input"]["streamed"][0][0], np.stack(images).mean(axis=(0, 2, 3)), rtol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------ batching

@@ -233,3 +233,30 @@ def test_parameter_errors_name_the_valid_ones():
         MinMaxQuantization({"activations": {"range_estimator": {"max": {"type": "abs"}}}}, engine)
     with pytest.raises(ValueError, match="GNA"):
         MinMaxQuantization({"target_device": "GNA"}, engine)
+
+
+class PerBatchEngine(IEEngine):
+    """A user engine as POT allowed: it hands the layout on as plain functions, so statistics come back as one
+    value per batch (no online aggregation)."""
+
+    def predict(self, stats_layout=None, sampler=None, **kwargs):
+        self.lengths = []
+        plain = None if stats_layout is None else {
+            node: {name: (lambda x, fn=fn: fn(x)) for name, fn in stats.items()} for node, stats in stats_layout.items()}
+        metrics, stats = super().predict(plain, sampler, **kwargs)
+        self.lengths = sorted({len(values) for node in (stats or {}).values() for values in node.values()})
+        return metrics, stats
+
+
+@pytest.mark.parametrize("preset", ["performance", "mixed"])
+def test_engine_returning_per_batch_lists_gives_the_same_ranges(preset):
+    """Online aggregation inside IEEngine and POT's per-batch lists from a custom engine give equal ranges."""
+    data = images(signed=True)
+    streamed = quantize({"preset": preset}, data)
+    engine = PerBatchEngine({"device": "CPU"}, ArrayLoader(data))
+    listed = create_pipeline([{"name": "MinMaxQuantization", "params": {"preset": preset}}], engine).run(
+        CompressedModel(conv_model()))
+    assert engine.lengths == [len(data)]
+    for node in fake_quantize_ops(streamed.get_model()):
+        for a, b in zip(fake_quantize_ranges(node), fq(listed, node.get_friendly_name())[1:]):
+            np.testing.assert_allclose(a, b, rtol=1e-6)

@@ -23,6 +23,7 @@ from pot_torch.engines.utils import (StatsOutputs, add_stats_outputs, append_sta
                                      output_names, process_accumulated_stats, stat_kind)
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.samplers.batch_sampler import BatchSampler
+from pot_torch.statistics.online import OnlineAccumulator, online_aggregator_of
 from pot_torch.utils.logger import get_logger, progress_bar_enabled
 
 logger = get_logger(__name__)
@@ -38,6 +39,9 @@ class _Run:
                  model_outputs: int, need_outputs: bool, per_sample: bool) -> None:
         self.compiled = compiled
         self.stat_sources = stat_sources  # (node_key, stat_name, output index, in-graph?, fn)
+        #: running aggregates of the statistics streamed online (``None``: kept per batch), by source
+        self.accumulators: List[Optional[OnlineAccumulator]] = [
+            _accumulator_for(node_key, stat_name, fn) for node_key, stat_name, _, _, fn in stat_sources]
         self.model_outputs = model_outputs
         self.need_outputs = need_outputs
         self.per_sample = per_sample
@@ -109,7 +113,9 @@ class IEEngine(Engine):
         :param print_progress: show a progress bar.
         :returns: ``(metrics, stats)``: ``metrics`` is ``None`` without a metric, else ``{name: value}``, or
             with ``metric_per_sample`` ``(sorted [{'sample_id', 'metric_name', 'result'}], {name: value})``;
-            ``stats`` is ``{node_key: {stat_name: [value per batch, data set order]}}`` or ``None``.
+            ``stats`` is ``{node_key: {stat_name: [value per batch, data set order]}}`` or ``None``. A
+            statistic whose ``fn`` was marked with ``pot_torch.statistics.online.stream_into(fn, aggregator)``
+            is aggregated as batches arrive and its list holds one value, the aggregate as one row.
         """
         if self._model is None:
             raise ValueError("IEEngine.predict was called before set_model; call engine.set_model(model) first")
@@ -129,6 +135,7 @@ class IEEngine(Engine):
                     self._process_dataset(run, sampler, progress)
                 else:
                     self._process_dataset_async(run, sampler, progress, requests)
+            self._store_online_results(run)
             stats = process_accumulated_stats(self._accumulated_layer_stats) if stats_layout else None
             metrics = None
             if self._metric is not None:
@@ -263,13 +270,22 @@ class IEEngine(Engine):
         indices, annotations, metadata = context
         outputs, values = record
         order = indices[0] if indices else 0
-        for (node_key, stat_name, _, _, _), value in zip(run.stat_sources, values):
-            self._accumulated_layer_stats[node_key][stat_name].append((order, value))
+        for (node_key, stat_name, _, _, _), accumulator, value in zip(run.stat_sources, run.accumulators, values):
+            if accumulator is not None:
+                accumulator.add(value)
+            else:
+                self._accumulated_layer_stats[node_key][stat_name].append((order, value))
         if outputs is None:
             return
         logits = self.postprocess_output(dict(zip(self._output_layers, outputs)), metadata)
         if self._metric is not None and annotations_valid(annotations):
             self._update_metrics(logits, annotations, run.per_sample)
+
+    def _store_online_results(self, run: _Run) -> None:
+        """Put each online aggregate, as a one-value list, where the per-batch list would have been."""
+        for (node_key, stat_name, _, _, _), accumulator in zip(run.stat_sources, run.accumulators):
+            if accumulator is not None and not accumulator.empty:
+                self._accumulated_layer_stats[node_key][stat_name] = [(0, accumulator.result())]
 
     def _update_metrics(self, output: Any, annotations: Annotations, need_metrics_per_sample: bool = False) -> None:
         """Update the metric with a batch; record per-sample values ``metric.value`` when asked."""
@@ -327,6 +343,11 @@ class IEEngine(Engine):
         for request_id in sorted(running, key=lambda r: running[r][0]):
             collect(request_id)
         drain()
+
+
+def _accumulator_for(node_key: Hashable, stat_name: str, fn: Any) -> Optional[OnlineAccumulator]:
+    aggregator = online_aggregator_of(fn)
+    return None if aggregator is None else OnlineAccumulator(aggregator, f"statistic '{stat_name}' of {node_key!r}")
 
 
 def _indexed_batches(sampler: Any) -> Iterator[Tuple[List[int], List[Any]]]:

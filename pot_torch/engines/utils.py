@@ -15,6 +15,8 @@ import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 
+from pot_torch.statistics.online import ONLINE_ATTRIBUTE
+
 _SINK_PORT = re.compile(r"/sink_port_\d+")
 
 
@@ -167,9 +169,11 @@ def collect_model_outputs(model: ov.Model) -> List[str]:
 
 
 def reducer_cache_key(fn: Any) -> Hashable:
-    """A key equal for in-graph reducers that build the same subgraph (same class and attributes)."""
+    """A key equal for in-graph reducers that build the same subgraph (same class and attributes; the online
+    aggregator mark of ``pot_torch.statistics.online`` does not change the subgraph)."""
     try:
-        key = (type(fn).__module__, type(fn).__qualname__, tuple(sorted(vars(fn).items())))
+        attributes = {name: value for name, value in vars(fn).items() if name != ONLINE_ATTRIBUTE}
+        key = (type(fn).__module__, type(fn).__qualname__, tuple(sorted(attributes.items())))
         hash(key)
         return key
     except TypeError:

@@ -28,6 +28,7 @@ from pot_torch.graph.layer_patterns import (LAYERS_WITH_BIAS, activation_port, a
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.aggregators import aggregate
 from pot_torch.statistics.collector import Statistics, StatsLayout, collect_statistics
+from pot_torch.statistics.online import stream_into
 from pot_torch.statistics.reducers import make_reducer
 from pot_torch.utils.logger import get_logger
 
@@ -101,18 +102,19 @@ def batch_shape(batch_output: np.ndarray) -> np.ndarray:
 def mean_layout(model: ov.Model, layers: List[BiasedLayer], inplace: bool, inputs: bool) -> StatsLayout:
     """Per-channel means of each layer's bias Add output and, with ``inputs``, of its activation input.
 
-    Where an input's shape is not static beyond the batch axis its shape is asked too (``SHAPE_STAT``).
+    Where an input's shape is not static beyond the batch axis its shape is asked too (``SHAPE_STAT``). The
+    means are marked for online aggregation (``mean_of`` aggregates with ``'mean'``).
     """
     layout: Dict[Hashable, Dict[str, Any]] = {}
     ops = {op.get_friendly_name(): op for op in model.get_ops()}
     for layer in layers:
-        layout.setdefault(layer.bias_key, {})[mean_stat_name(layer.output_axis)] = make_reducer(
-            "mean", per_channel=True, channel_axis=layer.output_axis, inplace=inplace)
+        layout.setdefault(layer.bias_key, {})[mean_stat_name(layer.output_axis)] = stream_into(make_reducer(
+            "mean", per_channel=True, channel_axis=layer.output_axis, inplace=inplace), "mean")
         if not inputs:
             continue
         stats = layout.setdefault(layer.input_key, {})
-        stats[mean_stat_name(layer.input_axis)] = make_reducer(
-            "mean", per_channel=True, channel_axis=layer.input_axis, inplace=inplace)
+        stats[mean_stat_name(layer.input_axis)] = stream_into(make_reducer(
+            "mean", per_channel=True, channel_axis=layer.input_axis, inplace=inplace), "mean")
         if static_input_shape(ops[layer.name], layer.port) is None:
             stats[SHAPE_STAT] = batch_shape
     return layout

@@ -13,6 +13,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from pot_torch.statistics.aggregators import aggregate
+from pot_torch.statistics.online import stream_into
 from pot_torch.statistics.reducers import Reducer, make_reducer, pot_quantile
 
 _SIDES = ("min", "max")
@@ -82,14 +83,19 @@ def stat_name(side_config: Mapping[str, Any], side: str) -> str:
 
 
 def activation_reducers(estimator: Mapping[str, Any], inplace: bool, channel_axis: int = 1) -> Dict[str, Reducer]:
-    """``{stat_name: reducer}`` measuring ``estimator``'s sides on one activation."""
+    """``{stat_name: reducer}`` measuring ``estimator``'s sides on one activation.
+
+    Reducers whose side is aggregated by ``'min'``, ``'max'`` or ``'mean'`` are marked for online aggregation
+    (:func:`pot_torch.statistics.online.stream_into`): the engine keeps a running value, not one per batch.
+    """
     reducers = {}
     for side in _SIDES:
         if side in estimator:
             side_config = estimator[side]
-            reducers[stat_name(side_config, side)] = make_reducer(
+            reducer = make_reducer(
                 side_config["type"], side_config["granularity"] == "perchannel", channel_axis=channel_axis,
                 inplace=inplace, outlier_prob=side_config.get("outlier_prob"), side=side)
+            reducers[stat_name(side_config, side)] = stream_into(reducer, side_config["aggregator"])
     return reducers
 
 

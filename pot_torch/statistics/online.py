@@ -1,0 +1,100 @@
+"""Online aggregation: fold per-batch reducer values into a running result as batches arrive.
+
+``Engine.predict`` returns ``{node: {stat: [value per batch]}}`` and the algorithms aggregate afterwards; kept
+per batch, that list grows with the calibration set. For the aggregators that can be computed exactly from
+a running value (``'min'``, ``'max'``, ``'mean'`` as sum and count) an algorithm marks its reducer with
+:func:`stream_into` and ``IEEngine`` keeps one :class:`OnlineAccumulator` per statistic instead of the list.
+The engine then returns a one-element list, ``[accumulator.result()]``, one row (``[1]`` or ``[1, C]``) that
+the same aggregator passes through unchanged: ``min([x]) == x``, ``mean([x]) == x``.
+
+The results equal the list-then-aggregate ones exactly for ``'min'`` and ``'max'``; for ``'mean'`` the sum
+is kept in float64 in data set order (deterministic), so it differs at most by float64 rounding before the
+final float32 cast. Engines that return per-batch lists (custom ``Engine`` subclasses) still work: the
+algorithms aggregate whatever list they get.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+__all__ = ["ONLINE_AGGREGATORS", "OnlineAccumulator", "stream_into", "online_aggregator_of"]
+
+#: Aggregators with an exact online form.
+ONLINE_AGGREGATORS = ("min", "max", "mean")
+#: The attribute of a statistic function naming the aggregator it may be streamed into.
+ONLINE_ATTRIBUTE = "online_aggregate"
+
+
+def stream_into(fn: Any, aggregator: str) -> Any:
+    """Mark the statistic function ``fn`` (a reducer) as aggregated by ``aggregator``; returns ``fn``.
+
+    Only aggregators of :data:`ONLINE_AGGREGATORS` are marked; others leave ``fn`` unmarked (per-batch lists).
+    """
+    if aggregator in ONLINE_AGGREGATORS:
+        setattr(fn, ONLINE_ATTRIBUTE, aggregator)
+    return fn
+
+
+def online_aggregator_of(fn: Any) -> Optional[str]:
+    """The aggregator ``fn`` was marked with by :func:`stream_into`, or ``None``."""
+    name = getattr(fn, ONLINE_ATTRIBUTE, None)
+    return name if name in ONLINE_AGGREGATORS else None
+
+
+class OnlineAccumulator:
+    """The running ``'min'``, ``'max'`` or ``'mean'`` of per-batch values ``[B]`` or ``[B, C]``.
+
+    :param aggregator: one of :data:`ONLINE_AGGREGATORS`.
+    :param what: names the statistic in errors.
+    """
+
+    def __init__(self, aggregator: str, what: str = "statistic") -> None:
+        if aggregator not in ONLINE_AGGREGATORS:
+            raise ValueError(f"{what}: aggregator {aggregator!r} has no online form; online aggregators are "
+                             f"{', '.join(ONLINE_AGGREGATORS)}")
+        self.aggregator = aggregator
+        self.what = what
+        self._value: Optional[np.ndarray] = None
+        self._dtype: Any = None
+        self.count = 0
+
+    def add(self, value: Any) -> None:
+        """Fold one batch's values (axis 0 = samples) in.
+
+        :raises ValueError: the shape after the batch axis differs from earlier batches.
+        """
+        rows = np.atleast_1d(np.asarray(value))
+        if self._value is not None and rows.shape[1:] != self._value.shape[1:]:
+            raise ValueError(f"{self.what}: per-batch statistics must share their shape after the batch axis to "
+                             f"be aggregated, got {rows.shape} after batches of shape (B, "
+                             f"{', '.join(map(str, self._value.shape[1:]))}); mixing per-tensor and per-channel "
+                             "values (or different channel counts) is not allowed")
+        if rows.shape[0] == 0:
+            return
+        if self.aggregator == "mean":
+            part = np.sum(rows, axis=0, dtype=np.float64, keepdims=True)
+            self._value = part if self._value is None else self._value + part
+            if self._dtype is None:
+                self._dtype = rows.dtype if np.issubdtype(rows.dtype, np.floating) else np.float64
+        else:
+            reduce, combine = (np.min, np.minimum) if self.aggregator == "min" else (np.max, np.maximum)
+            part = reduce(rows, axis=0, keepdims=True)
+            self._value = part if self._value is None else combine(self._value, part)
+        self.count += rows.shape[0]
+
+    @property
+    def empty(self) -> bool:
+        """True until a non-empty batch was added."""
+        return self._value is None
+
+    def result(self) -> np.ndarray:
+        """One row, ``[1]`` or ``[1, C]``: the aggregate of every sample added so far.
+
+        :raises ValueError: nothing was added.
+        """
+        if self._value is None:
+            raise ValueError(f"{self.what}: cannot aggregate an empty list of statistics: no batch was measured")
+        if self.aggregator == "mean":
+            return np.asarray(self._value / self.count, dtype=self._dtype)
+        return self._value.copy()
