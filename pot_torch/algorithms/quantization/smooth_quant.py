@@ -36,6 +36,7 @@ from pot_torch.graph.editor import ops_by_name, ordered_consumers, replace_const
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.aggregators import aggregate
 from pot_torch.statistics.collector import Statistics, StatisticsRequest
+from pot_torch.statistics.online import stream_into
 from pot_torch.statistics.reducers import make_reducer
 from pot_torch.utils.logger import get_logger
 
@@ -224,9 +225,9 @@ class SmoothQuant(Algorithm):
         layout: Dict[Hashable, Dict[str, Any]] = {}
         for _, groups in self.groups(model):
             for group in groups:
-                layout[group.stat_key] = {ABS_MAX: make_reducer(
+                layout[group.stat_key] = {ABS_MAX: stream_into(make_reducer(
                     "abs_max", per_channel=True, channel_axis=group.channel_axis,
-                    inplace=bool(self.config.inplace_statistics))}
+                    inplace=bool(self.config.inplace_statistics)), "max")}
         if not layout:
             return []
         indices = calibration_indices(self.config, len(self.engine.data_loader))
