@@ -9,7 +9,7 @@ import numpy as np
 import openvino as ov
 import torch
 from torch.utils.data import DataLoader as TorchBatchLoader
-from torch.utils.data import IterableDataset
+from torch.utils.data import IterableDataset, TensorDataset
 
 from pot_torch.adapters.tensors import to_numpy, to_torch, unbind
 from pot_torch.api import DataLoader
@@ -132,7 +132,7 @@ class TorchDataLoader(DataLoader):
         data, annotation, metadata = self._split(self._source[index], index)
         data = self._model_data(to_numpy(data), index)
         annotation = to_numpy(annotation)
-        if isinstance(annotation, np.ndarray) and annotation.ndim == 0:
+        if isinstance(annotation, np.generic) or (isinstance(annotation, np.ndarray) and annotation.ndim == 0):
             annotation = (
                 annotation.item()
             )  # a class index as a plain number, as torchvision data sets give it
@@ -317,7 +317,13 @@ def make_source(source: Any, max_items: Optional[int] = None) -> Tuple[Any, bool
                 f"{type(source).__name__}"
             )
         return _IterableSource(source, max_items), False
+    if isinstance(source, TensorDataset) and all(_shares_memory(t) for t in source.tensors):
+        return _ArraySource(source, max_items), False
     return _MapSource(source, max_items), False
+
+
+def _shares_memory(tensor: torch.Tensor) -> bool:
+    return tensor.device.type == "cpu" and not tensor.requires_grad and tensor.dtype != torch.bfloat16
 
 
 class _MapSource:
@@ -334,6 +340,19 @@ class _MapSource:
         if not 0 <= index < self._len:
             raise IndexError(f"item index {index} is out of range for a data set of {self._len} items")
         return self._data[index]
+
+
+class _ArraySource(_MapSource):
+    """A ``TensorDataset`` read through numpy views of its tensors (no copy; indexing numpy is cheaper)."""
+
+    def __init__(self, data: TensorDataset, max_items: Optional[int]) -> None:  # noqa: D107
+        self._data = tuple(tensor.numpy() for tensor in data.tensors)
+        self._len = len(data) if max_items is None else min(len(data), max_items)
+
+    def __getitem__(self, index: int) -> Any:
+        if not 0 <= index < self._len:
+            raise IndexError(f"item index {index} is out of range for a data set of {self._len} items")
+        return tuple(array[index] for array in self._data)
 
 
 class _TorchLoaderSource(_MapSource):

@@ -233,3 +233,21 @@ class NanAccuracy(Accuracy):
 def test_non_finite_metric_is_a_clear_error(problem):
     with pytest.raises(ValueError, match=r"metric 'accuracy' is nan over 240 samples \(NaN or infinite\)"):
         _run(problem, {}, metric=NanAccuracy())
+
+
+def test_reverting_a_saturation_fixed_layer_restores_its_weights():
+    """The first convolution's weights are halved under saturation_fix; reverting it must undo that exactly."""
+    from model_builders import conv_model, reference_infer
+    from pot_torch.algorithms.quantization.quantizer_groups import quantizer_groups, revert_group
+
+    ov_model = conv_model(seed=5)
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((8, 1, 3, 16, 16)).astype(np.float32)
+    engine = IEEngine({"device": "CPU"}, ArrayLoader(images, np.zeros(8)))
+    quantized = create_pipeline([{"name": "MinMaxQuantization", "params": {"saturation_fix": "all"}}],
+                                engine).run(CompressedModel(ov_model)).get_model()
+    for group in quantizer_groups(quantized):
+        revert_group(quantized, group)
+    assert not [op for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize"]
+    np.testing.assert_allclose(reference_infer(quantized, [images[0]])[0], reference_infer(ov_model, [images[0]])[0],
+                               rtol=1e-5, atol=1e-6)

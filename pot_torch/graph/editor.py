@@ -113,9 +113,25 @@ def set_fake_quantize_ranges(fq: ov.Node, ranges: Sequence[np.ndarray | float],
 
 
 def remove_fake_quantize(fq: ov.Node) -> None:
-    """Remove ``fq``: its consumers read its data input directly again."""
+    """Remove ``fq``: its consumers read its data input directly again.
+
+    A FakeQuantize on a constant whose output range differs from its input range (POT's saturation fix halves
+    weights and doubles the output range) also maps the values linearly; that map is folded into the constant,
+    so the layer computes what it computed with the FakeQuantize, without the rounding.
+    """
     if fq.get_type_name() != "FakeQuantize":
         raise ValueError(f"'{fq.get_friendly_name()}' is a {fq.get_type_name()}, not a FakeQuantize")
+    constant = weight_constant_of(fq, 0)
+    if constant is not None:
+        in_low, in_high, out_low, out_high = fake_quantize_ranges(fq)
+        scale = (out_high - out_low) / np.where(in_high == in_low, 1.0, in_high - in_low)
+        shift = out_low - in_low * scale
+        if not (np.allclose(scale, 1.0) and np.allclose(shift, 0.0)):
+            data = constant.get_data().astype(np.float32)
+            if tuple(data.shape) != tuple(fq.get_input_shape(0)):
+                raise ValueError(f"cannot remove '{fq.get_friendly_name()}': it rescales its constant input, "
+                                 "which is reshaped on the way")
+            replace_constant(constant, data * scale + shift)
     fq.output(0).replace(fq.input_value(0))
 
 

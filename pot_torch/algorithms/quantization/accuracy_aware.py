@@ -146,28 +146,42 @@ class AccuracyAwareQuantization(Algorithm):
 
     def _revert_until_met(self, start: _Candidate, ranking: List[MemberGroup], spec: MetricSpec,
                           reference: float, indices: Sequence[int], allowed: float) -> _Candidate:
+        """Revert groups in ranking order until the drop is met.
+
+        First pass: a revert that raises the drop is undone (``use_prev_if_drop_increase``). If the drop is
+        still not met, a second pass reverts the groups the first pass kept, accepting every step: reverts
+        that do not help one at a time can together, and reverting everything gives back the FP model.
+        """
         current = best = start
         limit = self.config.max_iter_num
-        steps = len(ranking) if limit is None else min(limit, len(ranking))
-        for step, member_group in enumerate(ranking, start=1):
-            if step > steps:
-                logger.info("Reached max_iter_num = %d", limit)
-                break
-            model = _reverted(current.model, [member_group])
-            value, _ = evaluate(self.engine, model, spec, indices)
-            candidate = _Candidate(model, spec.drop(reference, value), value, current.reverted + [member_group])
-            layers = ", ".join(member_group[1].layers)
-            if candidate.drop > current.drop and self.config.use_prev_if_drop_increase:
-                logger.info("Step %d/%d: reverting [%s] raised the drop to %.6g; kept quantized", step, steps,
-                            layers, candidate.drop)
-                continue
-            logger.info("Step %d/%d: reverted [%s] to floating point: %s = %.6g, drop %.6g", step, steps, layers,
-                        spec.name, value, candidate.drop)
-            current = candidate
-            if current.drop < best.drop:
-                best = current
-            if current.drop <= allowed:
-                return current
+        total = 2 * len(ranking) if limit is None else min(limit, 2 * len(ranking))
+        step = 0
+        pending, kept = list(ranking), []
+        for second_pass in (False, True):
+            for number, member_group in enumerate(pending, start=1):
+                step += 1
+                label = f"{'Retry' if second_pass else 'Step'} {number}/{len(pending)}"
+                if step > total:
+                    logger.info("Reached max_iter_num = %d", limit)
+                    return best
+                model = _reverted(current.model, [member_group])
+                value, _ = evaluate(self.engine, model, spec, indices)
+                candidate = _Candidate(model, spec.drop(reference, value), value,
+                                       current.reverted + [member_group])
+                layers = ", ".join(member_group[1].layers)
+                if not second_pass and candidate.drop > current.drop and self.config.use_prev_if_drop_increase:
+                    logger.info("%s: reverting [%s] raised the drop to %.6g; kept quantized for now", label,
+                                layers, candidate.drop)
+                    kept.append(member_group)
+                    continue
+                logger.info("%s: reverted [%s] to floating point: %s = %.6g, drop %.6g", label, layers,
+                            spec.name, value, candidate.drop)
+                current = candidate
+                if current.drop < best.drop:
+                    best = current
+                if current.drop <= allowed:
+                    return current
+            pending = kept
         return best
 
 
