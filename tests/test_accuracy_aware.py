@@ -251,3 +251,14 @@ def test_reverting_a_saturation_fixed_layer_restores_its_weights():
     assert not [op for op in quantized.get_ops() if op.get_type_name() == "FakeQuantize"]
     np.testing.assert_allclose(reference_infer(quantized, [images[0]])[0], reference_infer(ov_model, [images[0]])[0],
                                rtol=1e-5, atol=1e-6)
+
+
+def test_tune_hyperparams_tries_a_grid_before_reverting(problem, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="pot_torch"):
+        pipeline, _, _, _ = _run(problem, {"maximal_drop": 2.0, "tune_hyperparams": True})
+    tried = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Hyperparameters")]
+    assert len(tried) == 7  # (performance, mixed) x (default, quantile) x (first_layer, no), minus the default
+    assert any("'quantile'" in line and "'mixed'" in line for line in tried)
+    assert pipeline.algorithms[0].final_drop <= 2.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -73,8 +73,6 @@ class AccuracyAwareQuantization(Algorithm):
         config = self.config
         spec = choose_metric(self.engine, config.metrics)
         check_annotations(self.engine)
-        if config.tune_hyperparams:
-            warnings.warn("tune_hyperparams is not supported by pot_torch and is ignored", UserWarning)
         indices = self._evaluation_indices(spec)
         fp_value, fp_per_sample = evaluate(self.engine, model, spec, indices, per_sample=True)
         reference = spec.baseline_value if spec.baseline_value is not None else fp_value
@@ -82,13 +80,15 @@ class AccuracyAwareQuantization(Algorithm):
         allowed = config.maximal_drop * (abs(reference) if config.drop_type == "relative" else 1.0)
         logger.info("Baseline %s: %.6g (FP model %.6g); allowed drop %.6g", spec.name, reference, fp_value, allowed)
 
-        best, per_sample = self._quantize(model, spec, reference, indices, config.preset)
+        best, per_sample = self._quantize(model, spec, reference, indices, {})
         logger.info("Default INT8 model: %s = %.6g, drop %.6g", spec.name, best.value, best.drop)
-        if best.drop > allowed and config.convert_to_mixed_preset and config.preset == "performance":
-            mixed, mixed_per_sample = self._quantize(model, spec, reference, indices, "mixed")
-            logger.info("Mixed preset: %s = %.6g, drop %.6g", spec.name, mixed.value, mixed.drop)
-            if mixed.drop < best.drop:
-                best, per_sample = mixed, mixed_per_sample
+        for label, overrides in self._alternatives():
+            if best.drop <= allowed:
+                break
+            candidate, candidate_per_sample = self._quantize(model, spec, reference, indices, overrides)
+            logger.info("%s: %s = %.6g, drop %.6g", label, spec.name, candidate.value, candidate.drop)
+            if candidate.drop < best.drop:
+                best, per_sample = candidate, candidate_per_sample
         if best.drop <= allowed:
             return self._finish(best)
         ranking = self._rank_groups(best.model, spec, hardest_samples(
@@ -119,10 +119,28 @@ class AccuracyAwareQuantization(Algorithm):
         rng = np.random.default_rng(int(self.config.seed))
         return sorted(int(i) for i in rng.choice(size, size=count, replace=False))
 
+    def _alternatives(self) -> List[Tuple[str, Dict[str, Any]]]:
+        """Whole-model settings tried before reverting layers: the mixed preset (``convert_to_mixed_preset``,
+        from the performance preset) and, with ``tune_hyperparams``, the quantile range estimator and the
+        other saturation-fix choices (a small grid, as POT's hyperparameter search)."""
+        config = self.config
+        mixed = config.convert_to_mixed_preset and config.preset == "performance"
+        alternatives: List[Tuple[str, Dict[str, Any]]] = [("Mixed preset", {"preset": "mixed"})] if mixed else []
+        if config.tune_hyperparams:
+            presets = [config.preset] + (["mixed"] if config.preset == "performance" else [])
+            for preset in presets:
+                for estimator in ("default", "quantile"):
+                    for saturation in ("first_layer", "no"):
+                        overrides = {"preset": preset, "range_estimator": {"preset": estimator},
+                                     "saturation_fix": saturation}
+                        if (preset, estimator, saturation) != (config.preset, "default", config.saturation_fix):
+                            alternatives.append((f"Hyperparameters {overrides}", overrides))
+        return alternatives
+
     def _quantize(self, model: CompressedModel, spec: MetricSpec, reference: float, indices: Sequence[int],
-                  preset: str) -> Tuple[_Candidate, np.ndarray]:
+                  overrides: Dict[str, Any]) -> Tuple[_Candidate, np.ndarray]:
         params = sub_params(self.config, "DefaultQuantization")
-        params["preset"] = preset
+        params.update(overrides)
         quantized = DefaultQuantization(params, self._calibration_engine).run(copy.deepcopy(model))
         value, per_sample = evaluate(self.engine, quantized, spec, indices, per_sample=True)
         return _Candidate(quantized, spec.drop(reference, value), value), per_sample
