@@ -20,6 +20,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import openvino as ov
 
+from pot_torch.utils.latency import paired_speedup as rounds_speedup
+
 BENCHMARK_APP = "/work/venv/bin/benchmark_app"
 
 
@@ -118,8 +120,7 @@ def paired_speedup(results: Mapping[str, LatencyResult], label: str, baseline: s
 
     Pairing by round cancels slow drifts in machine load that a ratio of overall medians would absorb.
     """
-    ratios = [b / v for b, v in zip(results[baseline].rounds_ms, results[label].rounds_ms)]
-    return statistics.median(ratios)
+    return rounds_speedup({name: result.rounds_ms for name, result in results.items()}, label, baseline)
 
 
 # ------------------------------------------------------------------------------------ runtime model inspection

@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from pot_torch.graph.hardware.config import DEVICE_FILES
 from pot_torch.utils.config import AttrDict
 
 _NO_DEFAULT = object()
@@ -140,7 +141,8 @@ def _metrics_list(value: Any) -> Optional[str]:
     return None
 
 
-TARGET_DEVICES = ("ANY", "CPU", "CPU_SPR", "GPU", "NPU")
+#: The target devices that have a hardware description.
+TARGET_DEVICES = tuple(DEVICE_FILES)
 
 _ESTIMATOR_SIDE = {
     "type": Param(choices=("min", "max", "abs_max", "quantile", "abs_quantile")),
