@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import statistics
 import subprocess
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import openvino as ov
 
+from pot_torch.utils.latency import compile_on_cpu, measure_latency, median_ms
 from pot_torch.utils.latency import paired_speedup as rounds_speedup
 
 BENCHMARK_APP = "/work/venv/bin/benchmark_app"
@@ -28,40 +28,12 @@ BENCHMARK_APP = "/work/venv/bin/benchmark_app"
 def compile_for(model: ov.Model, precision: Optional[str] = "bf16", hint: str = "LATENCY",
                 core: Optional[ov.Core] = None, perf_count: bool = False,
                 threads: Optional[int] = None) -> ov.CompiledModel:
-    """Compile ``model`` for CPU with ``PERFORMANCE_HINT`` ``hint`` and inference precision ``precision``.
+    """Compile ``model`` for CPU with ``PERFORMANCE_HINT`` ``hint`` and inference precision ``precision``
+    (bf16 by default here); see :func:`pot_torch.utils.latency.compile_on_cpu`.
 
     ``threads`` sets ``INFERENCE_NUM_THREADS`` (default: the plugin's choice, all cores).
     """
-    if hint not in ("LATENCY", "THROUGHPUT"):
-        raise ValueError(f"hint must be 'LATENCY' or 'THROUGHPUT', got {hint!r}")
-    config: Dict[str, object] = {"PERFORMANCE_HINT": hint}
-    if precision is not None:
-        config["INFERENCE_PRECISION_HINT"] = precision
-    if perf_count:
-        config["PERF_COUNT"] = True
-    if threads is not None:
-        config["INFERENCE_NUM_THREADS"] = threads
-    return (core or ov.Core()).compile_model(model, "CPU", config)
-
-
-def _run_sync(request: ov.InferRequest, inputs: Mapping[int, np.ndarray], iterations: int) -> float:
-    """Median wall time in ms of ``iterations`` synchronous inferences."""
-    times = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        request.infer(inputs)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
-
-
-def _run_async(compiled: ov.CompiledModel, inputs: Mapping[int, np.ndarray], iterations: int) -> float:
-    """Throughput-mode cost in ms per inference (wall time / inferences) over the optimal number of requests."""
-    queue = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-    start = time.perf_counter()
-    for _ in range(iterations):
-        queue.start_async(inputs)
-    queue.wait_all()
-    return (time.perf_counter() - start) / iterations * 1e3
+    return compile_on_cpu(model, precision, hint, threads, perf_count, core)
 
 
 @dataclass
@@ -87,7 +59,8 @@ def compare_latency(variants: Mapping[str, ov.Model], example: Mapping[int, np.n
                     iterations: int = 30, warmup: int = 5,
                     precisions: Optional[Mapping[str, Optional[str]]] = None,
                     threads: Optional[int] = None) -> Dict[str, LatencyResult]:
-    """Measure every variant in interleaved rounds; returns ``{label: LatencyResult}``.
+    """Measure every variant in interleaved rounds with :func:`pot_torch.utils.latency.measure_latency`;
+    returns ``{label: LatencyResult}``.
 
     :param variants: ``{label: model}``; every model takes ``example``.
     :param precision: inference precision for all variants, unless ``precisions`` names one for a label.
@@ -95,24 +68,9 @@ def compare_latency(variants: Mapping[str, ov.Model], example: Mapping[int, np.n
     :param threads: ``INFERENCE_NUM_THREADS`` for every variant (``None``: all cores).
     """
     inputs = example if isinstance(example, Mapping) else {0: example}
-    core = ov.Core()
-    compiled = {label: compile_for(model, (precisions or {}).get(label, precision), hint, core, threads=threads)
-                for label, model in variants.items()}
-    runners = {}
-    for label, cm in compiled.items():
-        if hint == "LATENCY":
-            request = cm.create_infer_request()
-            runners[label] = (lambda r=request: (lambda n: _run_sync(r, inputs, n)))()
-        else:
-            runners[label] = (lambda c=cm: (lambda n: _run_async(c, inputs, n)))()
-    for run in runners.values():
-        run(warmup)
-    per_round: Dict[str, List[float]] = defaultdict(list)
-    for r in range(rounds):
-        order = list(runners) if r % 2 == 0 else list(reversed(runners))  # alternate order against drift
-        for label in order:
-            per_round[label].append(runners[label](iterations))
-    return {label: LatencyResult(statistics.median(v), v) for label, v in per_round.items()}
+    per_round = measure_latency(variants, inputs, precision, rounds, iterations, warmup, hint=hint,
+                                threads=threads, precisions=precisions)
+    return {label: LatencyResult(median_ms(ms), ms) for label, ms in per_round.items()}
 
 
 def paired_speedup(results: Mapping[str, LatencyResult], label: str, baseline: str) -> float:

@@ -7,8 +7,9 @@ import openvino as ov
 import openvino.opset13 as ops
 import pytest
 
+from classification_metrics import Accuracy
 from model_builders import outlier_classifier
-from pot_torch import CompressedModel, DataLoader, IEEngine, Metric, create_pipeline
+from pot_torch import CompressedModel, DataLoader, IEEngine, create_pipeline
 from pot_torch.algorithms.quantization.accuracy_aware import AccuracyDropNotMetWarning
 from pot_torch.algorithms.quantization.accuracy_evaluation import MetricSpec, hardest_samples
 from pot_torch.algorithms.quantization.quantizer_groups import QuantizerGroup, quantizer_groups, revert_group
@@ -26,30 +27,8 @@ class ArrayLoader(DataLoader):
         return self.inputs[index], (int(self.labels[index]) if self.with_annotations else None)
 
 
-class Accuracy(Metric):
-    """Top-1 accuracy in percent (so absolute and relative drops differ)."""
-
-    def reset(self):
-        self.hits, self.last = [], []
-
-    def update(self, output, target):
-        self.last = (np.argmax(output[0], axis=-1).reshape(-1) == np.asarray(target)).astype(float) * 100.0
-        self.hits.extend(self.last.tolist())
-
-    @property
-    def value(self):
-        return {"accuracy": list(self.last)}
-
-    @property
-    def avg_value(self):
-        return {"accuracy": float(np.mean(self.hits))}
-
-    def get_attributes(self):
-        return {"accuracy": {"direction": "higher-better", "type": "accuracy"}}
-
-
 class ErrorRate(Accuracy):
-    """100 - accuracy: lower is better."""
+    """100 - accuracy in percent: lower is better."""
 
     @property
     def value(self):
@@ -221,18 +200,9 @@ def test_a_quantizer_above_a_max_pool_is_grouped_with_the_layer_below_it():
     assert ov.Core().compile_model(model, "CPU")(np.ones((1, 4, 8, 8), np.float32))[0].shape == (1, 4, 4, 4)
 
 
-class NanAccuracy(Accuracy):
-    """Every value is NaN (a metric dividing by zero)."""
-
-    def update(self, output, target):
-        super().update(output, target)
-        self.last = self.last * np.nan
-        self.hits = [np.nan] * len(self.hits)
-
-
 def test_non_finite_metric_is_a_clear_error(problem):
     with pytest.raises(ValueError, match=r"metric 'accuracy' is nan over 240 samples \(NaN or infinite\)"):
-        _run(problem, {}, metric=NanAccuracy())
+        _run(problem, {}, metric=Accuracy(nan=True))
 
 
 def test_reverting_a_saturation_fixed_layer_restores_its_weights():

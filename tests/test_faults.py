@@ -8,11 +8,11 @@ import signal
 import sys
 from pathlib import Path
 
-import numpy as np
 import openvino as ov
 import pytest
 
-from pot_torch import CompressedModel, DataLoader, IEEngine, Metric, create_pipeline, save_model
+from pot_torch import CompressedModel, DataLoader, IEEngine, create_pipeline, save_model
+from tests.classification_metrics import Accuracy
 from tests.model_builders import conv_model, outlier_classifier
 
 
@@ -31,34 +31,6 @@ class FaultyLoader(DataLoader):
         if self.reads - 1 == self.fail_at:
             raise self.error
         return self.inputs[index], int(self.labels[index])
-
-
-class Accuracy(Metric):
-    """Top-1 accuracy; ``nan_from`` makes every value from that update on NaN."""
-
-    def __init__(self, nan: bool = False) -> None:
-        self.nan = nan
-        super().__init__()
-
-    def reset(self):
-        self.hits, self.last = [], np.zeros(0)
-
-    def update(self, output, target):
-        self.last = (np.argmax(output[0], axis=-1).reshape(-1) == np.asarray(target)).astype(float)
-        if self.nan:
-            self.last = self.last * np.nan
-        self.hits.extend(self.last.tolist())
-
-    @property
-    def value(self):
-        return {"accuracy": list(self.last)}
-
-    @property
-    def avg_value(self):
-        return {"accuracy": float(np.mean(self.hits)) if self.hits else float("nan")}
-
-    def get_attributes(self):
-        return {"accuracy": {"direction": "higher-better", "type": "accuracy"}}
 
 
 def snapshot(model: CompressedModel, folder: Path) -> bytes:
@@ -114,7 +86,7 @@ def test_ctrl_c_during_accuracy_search_names_the_item_and_changes_nothing(tmp_pa
     # 16 statistics reads (MinMax/FBC share a pass), 1 annotation check, then FP and INT8 evaluations on 40
     # items: read 100 falls inside the accuracy search's evaluations
     loader = FaultyLoader(inputs[:40], labels[:40], fail_at=100, error=KeyboardInterrupt())
-    model, pipeline = _classifier_run(loader, "AccuracyAwareQuantization", Accuracy())
+    model, pipeline = _classifier_run(loader, "AccuracyAwareQuantization", Accuracy(percent=False))
     before = snapshot(model, tmp_path / "before")
     with pytest.raises(KeyboardInterrupt) as raised:
         pipeline.run(model)
@@ -128,7 +100,7 @@ def test_ctrl_c_during_accuracy_search_names_the_item_and_changes_nothing(tmp_pa
 def test_nan_metric_in_accuracy_search_is_an_error(tmp_path):
     _, inputs, labels = outlier_classifier()
     loader = FaultyLoader(inputs[:40], labels[:40], fail_at=-1, error=ValueError())
-    model, pipeline = _classifier_run(loader, "AccuracyAwareQuantization", Accuracy(nan=True))
+    model, pipeline = _classifier_run(loader, "AccuracyAwareQuantization", Accuracy(percent=False, nan=True))
     before = snapshot(model, tmp_path / "before")
     with pytest.raises(ValueError, match="metric 'accuracy' .*NaN"):
         pipeline.run(model)

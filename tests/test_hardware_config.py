@@ -52,7 +52,10 @@ def test_transformer_rules_and_cpu_spr_exception():
 
 
 def test_unknown_device_lists_valid_ones():
-    with pytest.raises(ValueError, match="target_device 'GNA'.*ANY, CPU, CPU_SPR, GPU, NPU"):
+    with pytest.raises(ValueError, match=r"^unknown target_device 'TPU'; valid values: ANY, CPU, CPU_SPR, GPU, NPU$"):
+        load_hardware_config("TPU")
+    with pytest.raises(ValueError, match=r"^target_device 'GNA' is not supported: the GNA plugin was removed from "
+                                         r"OpenVINO .*; valid values: ANY, CPU, CPU_SPR, GPU, NPU$"):
         load_hardware_config("GNA")
 
 

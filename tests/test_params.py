@@ -25,8 +25,8 @@ def test_unknown_parameter_lists_valid_ones():
 
 @pytest.mark.parametrize("params, message", [
     ({"preset": "fast"}, "invalid value 'fast' for 'preset'; valid values: 'performance', 'mixed', 'accuracy'"),
-    ({"target_device": "GNA3"}, "GNA is not supported by pot_torch"),
-    ({"target_device": "TPU"}, "valid values: ANY, CPU, CPU_SPR, GPU, NPU"),
+    ({"target_device": "GNA3"}, "target_device 'GNA3' is not supported: the GNA plugin was removed from OpenVINO"),
+    ({"target_device": "TPU"}, "unknown target_device 'TPU'; valid values: ANY, CPU, CPU_SPR, GPU, NPU"),
     ({"stat_subset_size": 0}, "expected a positive integer"),
     ({"shuffle_data": "yes"}, "expected True or False"),
     ({"weights": {"mode": "asym"}}, "invalid value 'asym' for 'weights.mode'"),

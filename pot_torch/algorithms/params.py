@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pot_torch.graph.hardware.config import DEVICE_FILES
+from pot_torch.graph.hardware.config import check_target_device
 from pot_torch.utils.config import AttrDict
 
 _NO_DEFAULT = object()
@@ -21,7 +21,10 @@ _NONE_TURNS_OFF = ("smooth_quant_alpha",)
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter: its default, and either allowed ``choices`` or a ``check`` returning an error text."""
+    """One parameter: its default, and either allowed ``choices`` or a ``check`` returning an error text.
+
+    A ``check`` may instead raise ``ValueError`` itself when another module owns the message (``target_device``).
+    """
 
     default: Any = None
     choices: Optional[Tuple[Any, ...]] = None
@@ -101,11 +104,7 @@ def _bits(value: Any) -> Optional[str]:
 
 
 def _target_device(value: Any) -> Optional[str]:
-    if isinstance(value, str) and value.upper().startswith("GNA"):
-        return ("GNA is not supported by pot_torch (the GNA plugin left OpenVINO in 2024); "
-                "use 'ANY', 'CPU', 'GPU' or 'NPU'")
-    if value not in TARGET_DEVICES:
-        return f"valid values: {', '.join(TARGET_DEVICES)}"
+    check_target_device(value)  # raises the hardware descriptions' own ValueError, the same for every caller
     return None
 
 
@@ -140,9 +139,6 @@ def _metrics_list(value: Any) -> Optional[str]:
         return "expected a list like [{'name': 'accuracy', 'baseline_value': 0.72}]"
     return None
 
-
-#: The target devices that have a hardware description.
-TARGET_DEVICES = tuple(DEVICE_FILES)
 
 _ESTIMATOR_SIDE = {
     "type": Param(choices=("min", "max", "abs_max", "quantile", "abs_quantile")),

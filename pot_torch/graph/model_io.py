@@ -8,14 +8,9 @@ from typing import Any, Dict, List, Optional
 
 import openvino as ov
 
-from pot_torch.graph.hardware.config import DEVICE_FILES
+from pot_torch.graph.hardware.config import check_target_device
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.utils.atomic import atomic_output_files
-
-#: Target devices pot_torch accepts (those with a hardware description: POT's list without the GNA family).
-SUPPORTED_TARGET_DEVICES = tuple(DEVICE_FILES)
-#: POT's GNA targets: their plugin left OpenVINO in 2024, so pot_torch rejects them with an explanation.
-GNA_TARGET_DEVICES = ("GNA", "GNA3", "GNA3.5")
 
 _EXAMPLE_CONFIG = (
     "example: {'model_name': 'resnet', 'model': 'resnet.xml', 'weights': 'resnet.bin'} "
@@ -23,20 +18,6 @@ _EXAMPLE_CONFIG = (
     "'weights': 'pnet.bin'}, {'name': 'rnet', 'model': 'rnet.xml', 'weights': 'rnet.bin'}]} "
     "('weights' is optional: by default the .bin next to the .xml)"
 )
-
-
-def check_target_device(target_device: Any) -> str:
-    """Return ``target_device`` if pot_torch supports it, else raise ``ValueError`` saying what to use."""
-    if target_device in GNA_TARGET_DEVICES:
-        raise ValueError(
-            f"target_device '{target_device}' is not supported: the GNA plugin was removed from OpenVINO "
-            "and pot_torch does not implement POT's GNA transformations; use one of "
-            f"{list(SUPPORTED_TARGET_DEVICES)}"
-        )
-    if target_device not in SUPPORTED_TARGET_DEVICES:
-        raise ValueError(f"unknown target_device {target_device!r}; expected one of "
-                         f"{list(SUPPORTED_TARGET_DEVICES)}")
-    return target_device
 
 
 def load_model(model_config: Mapping, target_device: str = "ANY") -> CompressedModel:

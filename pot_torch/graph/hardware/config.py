@@ -118,13 +118,28 @@ def _read(file_name: str) -> Dict[str, Any]:
         return json.load(handle)
 
 
+def check_target_device(target_device: Any) -> str:
+    """Return ``target_device`` if it has a hardware description (a key of ``DEVICE_FILES``).
+
+    This is the one check of ``target_device`` (``load_model``, algorithm parameters and
+    ``load_hardware_config`` all call it), so every caller gives the same message.
+
+    :raises ValueError: naming the bad value and listing the valid ones; POT's GNA targets (``GNA``, ``GNA3``,
+        ``GNA3.5``) get an explanation of why they are not supported.
+    """
+    valid = f"valid values: {', '.join(DEVICE_FILES)}"
+    if isinstance(target_device, str) and target_device.upper().startswith("GNA"):
+        raise ValueError(f"target_device {target_device!r} is not supported: the GNA plugin was removed from "
+                         f"OpenVINO in 2024 and pot_torch does not implement POT's GNA transformations; {valid}")
+    if not isinstance(target_device, str) or target_device not in DEVICE_FILES:
+        raise ValueError(f"unknown target_device {target_device!r}; {valid}")
+    return target_device
+
+
 def load_hardware_config(target_device: str = "ANY") -> HardwareConfig:
     """The hardware description for ``target_device`` (``ANY``, ``CPU``, ``CPU_SPR``, ``GPU`` or ``NPU``).
 
-    :raises ValueError: for another device, naming the valid ones.
+    :raises ValueError: for another device, from ``check_target_device``.
     """
-    if target_device not in DEVICE_FILES:
-        raise ValueError(f"no hardware description for target_device {target_device!r}; valid values: "
-                         f"{', '.join(DEVICE_FILES)}")
-    file_name = DEVICE_FILES[target_device]
+    file_name = DEVICE_FILES[check_target_device(target_device)]
     return HardwareConfig(_read(file_name), target_device, source=file_name)
