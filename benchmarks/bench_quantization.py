@@ -75,13 +75,15 @@ def ir_size_bytes(xml: Path) -> int:
 
 
 # ------------------------------------------------------------------------------------------------- workers
-def _quantize_nncf(name: str, fp_xml: Path, out_xml: Path, samples: int) -> None:
+def quantize_with_nncf(name: str, fp_xml: Path, out_xml: Path, samples: int, **nncf_options) -> None:
+    """``nncf.quantize`` zoo model ``name`` (TRANSFORMER model type for the encoder) and save it to ``out_xml``;
+    ``nncf_options`` go to ``nncf.quantize`` (e.g. ``fast_bias_correction``)."""
     import nncf
 
     model = ov.Core().read_model(fp_xml)
     kwargs = {"model_type": nncf.ModelType.TRANSFORMER} if name == "bert_tiny" else {}
     data = model_zoo.CALIBRATION[name](samples)
-    quantized = nncf.quantize(model, nncf.Dataset(data), subset_size=samples, **kwargs)
+    quantized = nncf.quantize(model, nncf.Dataset(data), subset_size=samples, **kwargs, **nncf_options)
     ov.save_model(quantized, out_xml, compress_to_fp16=False)
 
 
@@ -102,7 +104,11 @@ def pot_torch_unavailable() -> Optional[str]:
     return None
 
 
-def _quantize_pot_torch(name: str, fp_xml: Path, out_xml: Path, samples: int) -> None:
+def quantize_with_pot_torch(name: str, fp_xml: Path, out_xml: Path, samples: int,
+                            extra_params: Optional[Dict] = None) -> None:
+    """pot_torch DefaultQuantization of zoo model ``name`` (transformer model type for the encoder, else the
+    performance preset), ``compress_model_weights``, saved to ``out_xml``; ``extra_params`` are added to the
+    algorithm's params (e.g. ``use_fast_bias``)."""
     from pot_torch import (DataLoader, IEEngine, compress_model_weights, create_pipeline, load_model,
                            save_model)
 
@@ -126,6 +132,7 @@ def _quantize_pot_torch(name: str, fp_xml: Path, out_xml: Path, samples: int) ->
         params["model_type"] = "transformer"  # default preset mixed, as NNCF's TRANSFORMER model type
     else:
         params["preset"] = "performance"
+    params.update(extra_params or {})
     pipeline = create_pipeline([{"name": "DefaultQuantization", "params": params}], engine)
     quantized = pipeline.run(model)
     compress_model_weights(quantized)
@@ -138,7 +145,7 @@ def _quantize_pot_torch(name: str, fp_xml: Path, out_xml: Path, samples: int) ->
 def run_worker(method: str, name: str, fp_xml: Path, out_xml: Path, samples: int) -> Dict[str, float]:
     """Quantize in this process; returns wall time (s) and peak RSS (MB) of the process."""
     start = time.perf_counter()
-    (_quantize_nncf if method == "nncf" else _quantize_pot_torch)(name, fp_xml, out_xml, samples)
+    (quantize_with_nncf if method == "nncf" else quantize_with_pot_torch)(name, fp_xml, out_xml, samples)
     return {"seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
 
 
@@ -230,12 +237,18 @@ def markdown_table(rows: List[Dict]) -> str:
     return "\n".join(lines)
 
 
+def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--samples`` (calibration, default 300) and ``--eval-samples`` (default 200), shared by the benchmarks
+    that quantize zoo models."""
+    parser.add_argument("--samples", type=int, default=300, help="calibration samples (default 300)")
+    parser.add_argument("--eval-samples", type=int, default=200, help="evaluation samples (default 200)")
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(model_zoo.ZOO),
                         help=f"comma-separated zoo names (default: all of {', '.join(model_zoo.ZOO)})")
-    parser.add_argument("--samples", type=int, default=300, help="calibration samples (default 300)")
-    parser.add_argument("--eval-samples", type=int, default=200, help="evaluation samples (default 200)")
+    add_sample_arguments(parser)
     parser.add_argument("--threads", type=int, default=None,
                         help="INFERENCE_NUM_THREADS for latency (default: all cores; 1 is less noisy on a "
                              "shared machine)")

@@ -311,3 +311,32 @@ def test_bias_correction_ignores_activation_quantizers_when_measuring(engine):
     same = BiasCorrection({}, engine).run(weights_only)
     for layer, value in biases(same).items():
         np.testing.assert_allclose(biases(corrected)[layer], value, rtol=1e-5, atol=1e-6)
+
+
+def _fake_quantize(x: np.ndarray, levels: int, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """OpenVINO's FakeQuantize with equal input and output ranges, in numpy."""
+    steps = np.round((np.clip(x, low, high) - low) / (high - low) * (levels - 1))
+    return steps / (levels - 1) * (high - low) + low
+
+
+def test_fast_bias_correction_shift_is_the_weight_error_on_the_fp_mean_input(engine):
+    """The probe measures the weight quantization only (NNCF's choice; POT also rounded the mean input through
+    the activation FakeQuantize): the new fc bias is hand-computable and the activation quantizers change
+    nothing."""
+    fp, quantized = _setup(engine)
+    layout = {"flatten": {"mean": make_reducer("mean", True, -1, inplace=True)}}
+    mean_input = aggregate("mean", collect_statistics(engine, fp, [StatisticsRequest(layout)])[0]["flatten"]["mean"])
+    fp_output_mean = output_means(engine, fp)["fc_bias"]
+    weights = weight_constant_of(ops_by_name(fp.get_model())["fc"], 1).get_data()
+    limit = np.abs(weights).max(axis=1, keepdims=True)
+    quantized_weights = _fake_quantize(weights, 16, -limit, limit)
+    expected = fp_output_mean - quantized_weights @ mean_input
+    corrected = biases(FastBiasCorrection({}, engine).run(copy.deepcopy(quantized)))
+    np.testing.assert_allclose(corrected["fc"], expected, rtol=1e-5, atol=1e-5)
+    weights_only = copy.deepcopy(quantized)
+    for fq in fake_quantize_ops(weights_only.get_model()):
+        if weight_constant_of(fq, 0) is None:
+            remove_fake_quantize(fq)
+    without_activation_fq = biases(FastBiasCorrection({}, engine).run(weights_only))
+    for layer, value in without_activation_fq.items():
+        np.testing.assert_allclose(corrected[layer], value, rtol=1e-6, atol=1e-7, err_msg=layer)

@@ -94,3 +94,18 @@ def test_smooth_quant_alpha_accepts_numbers_up_to_one_and_off_values(alpha):
         assert resolve_params(algorithm, {"smooth_quant_alpha": alpha}).smooth_quant_alpha == alpha
     assert resolve_params("SmoothQuant", {}).smooth_quant_alpha == 0.95
     assert "smooth_quant_alpha" not in ALGORITHM_PARAMS["MinMaxQuantization"]
+
+
+def test_model_type_defaults_apply_to_parameters_not_given():
+    plain = resolve_params("DefaultQuantization", {})
+    assert (plain.preset, plain.use_fast_bias) == ("performance", True)
+    transformer = resolve_params("DefaultQuantization", {"model_type": "transformer"})
+    assert (transformer.preset, transformer.use_fast_bias) == ("mixed", False)
+    given = resolve_params("DefaultQuantization", {"model_type": "transformer", "preset": "performance",
+                                                   "use_fast_bias": True})
+    assert (given.preset, given.use_fast_bias) == ("performance", True)
+    # AccuracyAwareQuantization resolves them too, so the DefaultQuantization it runs gets them
+    accuracy_aware = resolve_params("AccuracyAwareQuantization", {"model_type": "transformer"})
+    inner = resolve_params("DefaultQuantization", sub_params(accuracy_aware, "DefaultQuantization"))
+    assert (inner.preset, inner.use_fast_bias) == ("mixed", False)
+    assert resolve_params("MinMaxQuantization", {"model_type": "transformer"}).preset == "mixed"

@@ -184,3 +184,26 @@ def test_saved_model_reloads_and_the_ir_is_deterministic(tmp_path: Path):
     quantized = reference_infer(reloaded, [data[0]])[0]
     cosine = float(np.dot(fp.ravel(), quantized.ravel()) / (np.linalg.norm(fp) * np.linalg.norm(quantized)))
     assert cosine > 0.99
+
+
+def test_transformers_get_the_full_bias_correction_by_default():
+    """model_type transformer -> use_fast_bias False unless given (docs/quantization.md, "Bias correction")."""
+    rng = np.random.default_rng(2)
+    x = ops.parameter([1, SEQ, HIDDEN], np.float32, name="input")
+    hidden = x
+    for name in ("fc1", "fc2"):
+        weights = rng.standard_normal((HIDDEN, HIDDEN)).astype(np.float32)
+        matmul = ops.matmul(hidden, ops.constant(weights), False, False)
+        matmul.set_friendly_name(name)
+        bias = rng.uniform(0.5, 1.0, (1, 1, HIDDEN)).astype(np.float32)
+        hidden = ops.gelu(ops.add(matmul, ops.constant(bias)), "erf")
+    model, data = ov.Model([ops.result(hidden)], [x], "biased_mlp"), encoder_data()
+
+    def outputs(params: dict) -> np.ndarray:
+        quantized = _pipeline("DefaultQuantization", params, model, data).get_model()
+        compiled = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        return np.stack([compiled(item)[0] for item in data])
+
+    default = outputs({"model_type": "transformer"})
+    np.testing.assert_array_equal(default, outputs({"model_type": "transformer", "use_fast_bias": False}))
+    assert not np.array_equal(default, outputs({"model_type": "transformer", "use_fast_bias": True}))

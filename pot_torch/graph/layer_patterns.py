@@ -88,14 +88,6 @@ def activation_source(layer: ov.Node, port: int) -> ov.Output:
     return source
 
 
-def activation_fake_quantize(layer: ov.Node, port: int) -> Optional[ov.Node]:
-    """The FakeQuantize directly feeding activation input ``port`` of ``layer``, or ``None``."""
-    node = layer.input_value(port).get_node()
-    if is_fake_quantize(node) and weight_constant_of(node, 0) is None:
-        return node
-    return None
-
-
 def has_quantized_weights(layer: ov.Node) -> bool:
     """Whether the weights of ``layer`` go through a FakeQuantize of a constant right before the layer."""
     port = weight_port(layer)

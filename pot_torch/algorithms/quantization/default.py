@@ -5,7 +5,8 @@
    negative;
 1. ``ActivationChannelAlignment`` with its own statistics pass, skipped when it finds no layer pairs;
 2. one statistics pass serving both ``MinMaxQuantization`` and ``FastBiasCorrection`` (or ``BiasCorrection``
-   with ``use_fast_bias: False``), collected on the aligned model;
+   with ``use_fast_bias: False``, the default for ``model_type: 'transformer'``), collected on the aligned
+   model;
 3. ``MinMaxQuantization.run`` then the bias correction's ``run``.
 
 Each part gets ``sub_params(config, part_name)``. Run on its own, ``run(model)`` edits ``model`` in place.
@@ -15,8 +16,7 @@ from __future__ import annotations
 from typing import Any, List, Optional
 
 from pot_torch.algorithms.algorithm import Algorithm
-from pot_torch.algorithms.params import sub_params
-from pot_torch.algorithms.quantization.minmax import effective_preset
+from pot_torch.algorithms.params import resolve_params, sub_params
 from pot_torch.algorithms.quantization.smooth_quant import smooth_quant_enabled
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.statistics.collector import Statistics, StatisticsRequest, collect_statistics
@@ -29,13 +29,14 @@ logger = get_logger(__name__)
 class DefaultQuantization(Algorithm):
     """[SmoothQuant,] ActivationChannelAlignment, MinMaxQuantization and (fast) bias correction.
 
-    Parameters: those of its parts (see ``pot_torch.algorithms.params``) plus ``use_fast_bias`` (default True).
+    Parameters: those of its parts (see ``pot_torch.algorithms.params``) plus ``use_fast_bias`` (default True,
+    False for ``model_type: 'transformer'``).
     Its statistics are collected inside ``run`` (one pass per model-changing step), so
     ``statistics_requests`` is empty.
     """
 
     def __init__(self, config: Any, engine: Any) -> None:
-        super().__init__(effective_preset("DefaultQuantization", dict(config or {})), engine)
+        super().__init__(resolve_params("DefaultQuantization", config), engine)
 
     def _part(self, name: str) -> Algorithm:
         return COMPRESSION_ALGORITHMS.get(name)(sub_params(self.config, name), self.engine)

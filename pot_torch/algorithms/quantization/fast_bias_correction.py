@@ -2,11 +2,16 @@
 
 For every quantized layer with a bias ``Add`` the floating-point statistics (collected on the model before
 quantization, in the same pass as MinMaxQuantization's) give the per-channel mean of the layer's input and of
-its biased output. The quantized layer alone (FakeQuantize on its input, its FakeQuantized weights, no bias)
-is run on an input holding the floating-point input mean in every position of each channel; the new bias is
-the floating-point output mean minus that output's per-channel mean. It is applied unless the change is too
-large relative to the bias (:func:`~pot_torch.algorithms.quantization.bias_shift.shift_magnitude` not below
-``threshold``, default 2.0; a bias with a zero value is never changed), as in POT.
+its biased output. The layer alone (its FakeQuantized weights, no bias) is run on an input holding the
+floating-point input mean in every position of each channel; the new bias is the floating-point output mean
+minus that output's per-channel mean. It is applied unless the change is too large relative to the bias
+(:func:`~pot_torch.algorithms.quantization.bias_shift.shift_magnitude` not below ``threshold``, default 2.0;
+a bias with a zero value is never changed), as in POT.
+
+Unlike POT, the probe input does not pass through the layer's activation FakeQuantize (NNCF's choice): the
+rounding of one point, the mean, is not the mean rounding error over the data, which is close to zero, and it
+added a spurious term that made the threshold reject useful corrections (docs/quantization.md, "Bias
+correction"). What is corrected is the mean shift caused by the weight quantization.
 
 All the one-layer models are built into one ``openvino.Model`` (one input and one output per layer) and
 compiled once at f32, so the algorithm costs one compilation and one inference.
@@ -24,7 +29,7 @@ from pot_torch.algorithms.quantization.bias_shift import (SHAPE_STAT, BiasedLaye
                                                           apply_bias_shift, compile_f32, find_biased_layers,
                                                           mean_layout, mean_of, static_input_shape)
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
-from pot_torch.graph.layer_patterns import activation_fake_quantize, find_bias_add
+from pot_torch.graph.layer_patterns import find_bias_add
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.collector import StatisticsRequest
 from pot_torch.statistics.reducers import make_reducer
@@ -121,7 +126,7 @@ def _probe_for(layer_op: ov.Node, layer: BiasedLayer, stats: Mapping[Hashable, D
 
 
 def _build_probe_model(model: ov.Model, probes: List[_Probe]) -> ov.Model:
-    """One model holding, per probe, Parameter -> (the layer's input FakeQuantize) -> layer -> channel means.
+    """One model holding, per probe, Parameter -> layer -> channel means.
 
     Built on a clone of ``model`` whose layers are rewired to read their own Parameter; the layers keep their
     FakeQuantized weights and lose their bias (only the layer's own output is measured).
@@ -134,13 +139,7 @@ def _build_probe_model(model: ov.Model, probes: List[_Probe]) -> ov.Model:
         port = probe.layer.port
         parameter = ops.parameter(list(probe.input_blob.shape), layer.get_input_element_type(port),
                                   name=f"{probe.layer.name}/fbc_input_{index}")
-        source = parameter.output(0)
-        fq = activation_fake_quantize(layer, port)
-        if fq is not None:
-            attributes = fq.get_attributes()
-            source = ops.fake_quantize(source, *(fq.input_value(i) for i in range(1, 5)), attributes["levels"],
-                                       attributes.get("auto_broadcast", "numpy")).output(0)
-        layer.input(port).replace_source_output(source)
+        layer.input(port).replace_source_output(parameter.output(0))
         reducer = make_reducer("mean", per_channel=True, channel_axis=probe.layer.output_axis, inplace=True)
         results.append(ops.result(reducer.graph_reduce(layer.output(0), name=f"{probe.layer.name}/fbc_mean")))
         parameters.append(parameter)

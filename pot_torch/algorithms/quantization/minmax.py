@@ -30,18 +30,6 @@ from pot_torch.statistics.collector import Statistics, StatisticsRequest
 _IGNORED_KEYS = ("scope", "operations", "skip_model")
 
 
-def effective_preset(algorithm: str, config: Mapping[str, Any]) -> Dict[str, Any]:
-    """``resolve_params(algorithm, config)`` where ``model_type`` may change the default ``preset``.
-
-    A transformer gets the hardware description's ``default_preset`` (``mixed``) unless ``preset`` is given.
-    """
-    params = resolve_params(algorithm, config)
-    if params.model_type and "preset" not in config:
-        rules = load_hardware_config(params.target_device).model_type_rules(params.model_type)
-        params.preset = rules.get("default_preset", params.preset)
-    return params
-
-
 @dataclass
 class PlannedQuantizer:
     """A FakeQuantize site with its chosen quantizer, levels and range estimator."""
@@ -72,7 +60,7 @@ class MinMaxQuantization(Algorithm):
     """
 
     def __init__(self, config: Any, engine: Any) -> None:
-        super().__init__(effective_preset("MinMaxQuantization", dict(config or {})), engine)
+        super().__init__(resolve_params("MinMaxQuantization", config), engine)
         self._hardware: HardwareConfig = load_hardware_config(self.config.target_device)
 
     # ------------------------------------------------------------------------------------------- planning
