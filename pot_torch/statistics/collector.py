@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 from pot_torch.api.engine import Engine
+from pot_torch.engines.utils import split_node_key
 from pot_torch.samplers.batch_sampler import BatchSampler
 
 #: A statistics layout as POT's ``Engine.predict`` takes it: ``{node_key: {stat_name: fn}}``. ``node_key`` is
@@ -40,6 +41,9 @@ def collect_statistics(engine: Engine, model: Any, requests: Sequence[Statistics
     """Run ``model`` through ``engine`` and return the statistics of each request, in request order.
 
     Requests that read the same samples in the same batches share one ``engine.predict`` call.
+
+    :raises ValueError: ``model`` is a cascade and a requested op name belongs to more than one member
+        (statistics are keyed by op name, so they would mix).
     """
     results: List[Statistics] = [{} for _ in requests]
     passes: Dict[Tuple[Optional[Tuple[int, ...]], int], List[int]] = {}
@@ -48,6 +52,7 @@ def collect_statistics(engine: Engine, model: Any, requests: Sequence[Statistics
             passes.setdefault(request.sampling_key(), []).append(index)
     if not passes:
         return results
+    _check_cascade_keys(model, [key for request in requests for key in request.layout])
     engine.set_model(model)
     for (subset, batch_size), members in passes.items():
         merged: StatsLayout = {}
@@ -63,3 +68,21 @@ def collect_statistics(engine: Engine, model: Any, requests: Sequence[Statistics
                 index_text, stat_name = merged_name.split("/", 1)
                 results[int(index_text)].setdefault(node_key, {})[stat_name] = values
     return results
+
+
+def _check_cascade_keys(model: Any, node_keys: Sequence[Hashable]) -> None:
+    """Refuse statistics on an op name that several cascade members have."""
+    if not getattr(model, "is_cascade", False):
+        return
+    owners: Dict[str, List[str]] = {}
+    for member in model.models:
+        for name in {op.get_friendly_name() for op in member["model"].get_ops()}:
+            owners.setdefault(name, []).append(member["name"])
+    for key in node_keys:
+        name = split_node_key(key)[0]
+        if len(owners.get(name, ())) > 1:
+            raise ValueError(
+                f"cascade members {owners[name]} each have an op named '{name}': statistics are keyed by op "
+                "name, so theirs would mix. Give each member's ops unique names before quantizing, e.g. "
+                "prefix them with the member's name (op.set_friendly_name(f'{member}/{name}'), as "
+                "examples/cascaded_model.py does; POT prefixed cascade op names itself)")
