@@ -13,8 +13,9 @@ rounds, median), pot_torch's latency relative to NNCF's (median over rounds of t
 faster), speedup over the FP32 IR at the default precision (bf16 on this CPU) and at strict f32, the
 quantization wall time and peak RSS, the IR size (xml + bin), the .bin as a percentage of the FP32 .bin and
 the number of FakeQuantize nodes in the IR. Both quantizers compress their weights (pot_torch with
-``compress_model_weights``); the BERT-style encoder uses each tool's transformer model type (both then
-default to the mixed preset), the CNNs the performance preset.
+``compress_model_weights``); the BERT-style encoders use each tool's transformer model type (both then
+default to the mixed preset; pot_torch also to the full BiasCorrection), the CNNs the performance preset.
+``--models bert_base`` adds the encoder at BERT-base size (a few minutes) to check time and memory at scale.
 
 If pot_torch's DefaultQuantization is not registered yet the pot_torch rows say so and the rest still runs.
 The module also has ``strip_fake_quantize`` for placement experiments (see docs/int8-placement-findings.md).
@@ -81,7 +82,7 @@ def quantize_with_nncf(name: str, fp_xml: Path, out_xml: Path, samples: int, **n
     import nncf
 
     model = ov.Core().read_model(fp_xml)
-    kwargs = {"model_type": nncf.ModelType.TRANSFORMER} if name == "bert_tiny" else {}
+    kwargs = {"model_type": nncf.ModelType.TRANSFORMER} if name in model_zoo.TRANSFORMERS else {}
     data = model_zoo.CALIBRATION[name](samples)
     quantized = nncf.quantize(model, nncf.Dataset(data), subset_size=samples, **kwargs, **nncf_options)
     ov.save_model(quantized, out_xml, compress_to_fp16=False)
@@ -128,7 +129,7 @@ def quantize_with_pot_torch(name: str, fp_xml: Path, out_xml: Path, samples: int
     model = load_model({"model_name": name, "model": str(fp_xml), "weights": str(fp_xml.with_suffix(".bin"))})
     engine = IEEngine({"device": "CPU"}, CalibrationLoader(model_zoo.CALIBRATION[name](samples)))
     params = {"target_device": "CPU", "stat_subset_size": samples}
-    if name == "bert_tiny":
+    if name in model_zoo.TRANSFORMERS:
         params["model_type"] = "transformer"  # default preset mixed, as NNCF's TRANSFORMER model type
     else:
         params["preset"] = "performance"
@@ -246,8 +247,9 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(model_zoo.ZOO),
-                        help=f"comma-separated zoo names (default: all of {', '.join(model_zoo.ZOO)})")
+    parser.add_argument("--models", default=",".join(model_zoo.DEFAULT_MODELS),
+                        help=f"comma-separated zoo names, from {', '.join(model_zoo.ZOO)} (default: "
+                             f"{', '.join(model_zoo.DEFAULT_MODELS)})")
     add_sample_arguments(parser)
     parser.add_argument("--threads", type=int, default=None,
                         help="INFERENCE_NUM_THREADS for latency (default: all cores; 1 is less noisy on a "

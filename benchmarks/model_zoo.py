@@ -10,6 +10,8 @@ Models:
   held-out synthetic set.
 - ``bert_tiny``: a BERT-style encoder (token ids [1,128] -> embeddings + 4 post-LN encoder layers, hidden 256,
   4 heads, FFN 1024 -> [CLS] pooler -> 2 classes), seeded random weights; quality is output cosine similarity.
+- ``bert_base`` (not in the default set, ``--models bert_base``): the same encoder at BERT-base size (12
+  layers, hidden 768, 12 heads, FFN 3072; 92 M parameters, a 367 MB FP32 .bin), for time and memory at scale.
 
 Everything is deterministic: same seed, same weights, same data. The trained ``small_cnn`` weights are cached
 under ``$POT_TORCH_BENCH_CACHE`` (default ``benchmarks/.cache``) so later runs skip training.
@@ -231,7 +233,7 @@ def _bert_module(vocab: int, seq_len: int, hidden: int, layers: int, heads: int,
 
 
 def build_bert_tiny(seed: int = 0, vocab: int = 8000, seq_len: int = 128, hidden: int = 256, layers: int = 4,
-                    heads: int = 4, ffn: int = 1024) -> ZooModel:
+                    heads: int = 4, ffn: int = 1024, name: str = "bert_tiny") -> ZooModel:
     """A BERT-style encoder with random weights from ``seed``; input ``input_ids`` [1,seq_len] int64."""
     import torch
 
@@ -239,7 +241,12 @@ def build_bert_tiny(seed: int = 0, vocab: int = 8000, seq_len: int = 128, hidden
     module = _bert_module(vocab, seq_len, hidden, layers, heads, ffn)
     model = _convert(module, torch.ones(1, seq_len, dtype=torch.int64))
     calibration = lambda n: token_batches(n, seq_len, vocab, seed=102)  # noqa: E731
-    return _untrained_zoo_model("bert_tiny", model, calibration, lambda n: token_batches(n, seq_len, vocab, seed=202))
+    return _untrained_zoo_model(name, model, calibration, lambda n: token_batches(n, seq_len, vocab, seed=202))
+
+
+def build_bert_base(seed: int = 0) -> ZooModel:
+    """The BERT-style encoder at BERT-base size (12 layers, hidden 768, 12 heads, FFN 3072)."""
+    return build_bert_tiny(seed, hidden=768, layers=12, heads=12, ffn=3072, name="bert_base")
 
 
 def _small_cnn_calibration(n: int, seed: int = 0) -> List[np.ndarray]:
@@ -261,6 +268,7 @@ CALIBRATION: Dict[str, Callable[[int], List[np.ndarray]]] = {
     "mobilenet_v3_small": lambda n: smooth_images(n, 224, seed=101),
     "small_cnn": _small_cnn_calibration,
     "bert_tiny": lambda n: token_batches(n, 128, 8000, seed=102),
+    "bert_base": lambda n: token_batches(n, 128, 8000, seed=102),
 }
 """Torch-free calibration data by zoo name: ``CALIBRATION[name](n)`` gives ``n`` batch-1 inputs."""
 
@@ -269,7 +277,12 @@ ZOO: Dict[str, Callable[[], ZooModel]] = {
     "mobilenet_v3_small": build_mobilenet_v3_small,
     "small_cnn": build_small_cnn,
     "bert_tiny": build_bert_tiny,
+    "bert_base": build_bert_base,
 }
+#: The zoo models a benchmark runs unless told otherwise (``bert_base`` takes minutes, so it is opt-in).
+DEFAULT_MODELS = ("resnet18", "mobilenet_v3_small", "small_cnn", "bert_tiny")
+#: Zoo models quantized with the transformer model type.
+TRANSFORMERS = ("bert_tiny", "bert_base")
 
 
 def build(name: str) -> ZooModel:

@@ -340,3 +340,18 @@ def test_fast_bias_correction_shift_is_the_weight_error_on_the_fp_mean_input(eng
     without_activation_fq = biases(FastBiasCorrection({}, engine).run(weights_only))
     for layer, value in without_activation_fq.items():
         np.testing.assert_allclose(corrected[layer], value, rtol=1e-6, atol=1e-7, err_msg=layer)
+
+
+def test_probing_in_pieces_gives_the_same_biases(engine, monkeypatch):
+    """A model with more than PROBE_WEIGHT_BYTES of weights is probed in several compiled pieces."""
+    import pot_torch.algorithms.quantization.fast_bias_correction as fast
+
+    _, quantized = _setup(engine)
+    whole = biases(FastBiasCorrection({}, engine).run(copy.deepcopy(quantized)))
+    compiled_pieces = []
+    monkeypatch.setattr(fast, "PROBE_WEIGHT_BYTES", 1)  # every layer on its own
+    monkeypatch.setattr(fast, "compile_f32", lambda model: compiled_pieces.append(model) or compile_f32(model))
+    pieces = biases(FastBiasCorrection({}, engine).run(copy.deepcopy(quantized)))
+    assert len(compiled_pieces) == len(LAYERS)
+    for layer in LAYERS:
+        np.testing.assert_array_equal(pieces[layer], whole[layer])

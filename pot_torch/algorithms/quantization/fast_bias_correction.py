@@ -13,8 +13,9 @@ rounding of one point, the mean, is not the mean rounding error over the data, w
 added a spurious term that made the threshold reject useful corrections (docs/quantization.md, "Bias
 correction"). What is corrected is the mean shift caused by the weight quantization.
 
-All the one-layer models are built into one ``openvino.Model`` (one input and one output per layer) and
-compiled once at f32, so the algorithm costs one compilation and one inference.
+The one-layer models are built into one ``openvino.Model`` (one input and one output per layer) and compiled
+at f32, so the algorithm costs one compilation and one inference; a model with more than
+:data:`PROBE_WEIGHT_BYTES` (64 MiB) of weights is probed in several such pieces to bound the memory.
 """
 from __future__ import annotations
 
@@ -29,13 +30,18 @@ from pot_torch.algorithms.quantization.bias_shift import (SHAPE_STAT, BiasedLaye
                                                           apply_bias_shift, compile_f32, find_biased_layers,
                                                           mean_layout, mean_of, static_input_shape)
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
-from pot_torch.graph.layer_patterns import find_bias_add
+from pot_torch.graph.editor import weight_constant_of
+from pot_torch.graph.layer_patterns import find_bias_add, weight_port
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.collector import StatisticsRequest
 from pot_torch.statistics.reducers import make_reducer
 from pot_torch.utils.logger import get_logger
 
 logger = get_logger(__name__)
+
+#: Most weight bytes compiled into one probe model. The compiled model holds its own copy of the quantized
+#: weights, so probing a large model in one piece would add about its size to the peak memory.
+PROBE_WEIGHT_BYTES = 64 * 2**20
 
 
 @COMPRESSION_ALGORITHMS.register("FastBiasCorrection")
@@ -68,12 +74,9 @@ class FastBiasCorrection(BiasShiftAlgorithm):
         ops_by_name = {op.get_friendly_name(): op for op in model.get_ops()}
         probes = [probe for probe in (_probe_for(ops_by_name[layer.name], layer, stats) for layer in layers)
                   if probe is not None]
-        if not probes:
-            return
-        compiled = compile_f32(_build_probe_model(model, probes))
-        results = compiled({index: probe.input_blob for index, probe in enumerate(probes)})
-        for index, probe in enumerate(probes):
-            quantized_mean = np.mean(results[compiled.output(index)], axis=0)
+        chunks = _chunks_by_weight_size(probes, ops_by_name)
+        quantized_means = [mean for chunk in chunks for mean in _measure(model, chunk)]
+        for probe, quantized_mean in zip(probes, quantized_means):
             layer = ops_by_name[probe.layer.name]
             bias = find_bias_add(layer)
             if bias is None:
@@ -123,6 +126,34 @@ def _probe_for(layer_op: ov.Node, layer: BiasedLayer, stats: Mapping[Hashable, D
     dtype = layer_op.get_input_element_type(layer.port).to_dtype()
     blob = np.ascontiguousarray(np.broadcast_to(input_mean.reshape(broadcast), shape), dtype=dtype)
     return _Probe(layer, blob, output_mean)
+
+
+def _weight_bytes(layer_op: ov.Node) -> int:
+    port = weight_port(layer_op)
+    constant = None if port is None else weight_constant_of(layer_op, port)
+    return 0 if constant is None else int(constant.get_byte_size())
+
+
+def _chunks_by_weight_size(probes: List[_Probe], ops_by_name: Mapping[str, ov.Node]) -> List[List[_Probe]]:
+    """``probes`` in order, cut into runs whose layers hold at most :data:`PROBE_WEIGHT_BYTES` of weights
+    (a layer larger than that gets a run of its own)."""
+    chunks: List[List[_Probe]] = []
+    size = 0
+    for probe in probes:
+        weight = _weight_bytes(ops_by_name[probe.layer.name])
+        if not chunks or size + weight > PROBE_WEIGHT_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(probe)
+        size += weight
+    return chunks
+
+
+def _measure(model: ov.Model, probes: List[_Probe]) -> List[np.ndarray]:
+    """The per-channel output mean of each probe's layer on its input blob (one compilation at f32)."""
+    compiled = compile_f32(_build_probe_model(model, probes))
+    results = compiled({index: probe.input_blob for index, probe in enumerate(probes)})
+    return [np.mean(results[compiled.output(index)], axis=0) for index in range(len(probes))]
 
 
 def _build_probe_model(model: ov.Model, probes: List[_Probe]) -> ov.Model:
