@@ -51,12 +51,12 @@ def output_errors(model: ov.Model, items, references: np.ndarray, precision: Opt
             "rel_mse": float(np.mean((outputs - references) ** 2) / np.mean(references ** 2))}
 
 
-def bench_seed(seed: int, methods: List[str], work: Path, samples: int, eval_samples: int) -> List[Dict]:
+def bench_seed(seed: int, methods: List[str], work: Path, samples: int, eval_samples: Optional[int]) -> List[Dict]:
     """Quantize the encoder built from weight ``seed`` with every method; one row dict per method."""
     zoo = model_zoo.build_bert_tiny(seed=seed)
     fp_xml = work / f"bert_s{seed}_fp32.xml"
     ov.save_model(zoo.model, fp_xml, compress_to_fp16=False)
-    items = zoo.evaluation(eval_samples)
+    items = zoo.evaluation(eval_samples or zoo.eval_samples)
     reference = latency.compile_for(zoo.model, "f32")
     references = np.stack([reference(x)[0].ravel() for x, _ in items])
     rows = []
