@@ -401,3 +401,24 @@ def test_pot_style_overrides_of_process_batch_and_fill_input():
     np.testing.assert_allclose(stats["input"]["sum"], [x.sum() for x in images], rtol=1e-5)
     with pytest.raises(TypeError, match="use BatchSampler"):
         engine.predict(sampler=IndexSampler([0, 1]))
+
+
+def test_collect_statistics_frees_the_statistics_models_and_keeps_the_plain_one():
+    from pot_torch.statistics.collector import StatisticsRequest, collect_statistics
+
+    model, images = conv_model(), _images(2)
+    engine = _engine(model, [(x, None) for x in images])
+    compiles = []
+    original = engine._ie.compile_model
+    engine._ie.compile_model = lambda *a, **k: compiles.append(1) or original(*a, **k)
+    layout = {"relu1": {"max": make_reducer("max", False, inplace=True)}}
+    stats = collect_statistics(engine, CompressedModel(model), [StatisticsRequest(layout)])[0]
+    assert len(stats["relu1"]["max"]) == 2 and len(compiles) == 1
+    assert len(engine._compiled) == 0  # the statistics model does not outlive the collection
+    engine.predict()
+    engine.release_statistics_models()
+    engine.predict()
+    assert len(compiles) == 2  # the plain inference model stays cached
+    engine.predict(stats_layout=layout)
+    engine.predict(stats_layout=layout)
+    assert len(compiles) == 3  # predict itself still reuses a statistics model

@@ -215,6 +215,16 @@ class IEEngine(Engine):
             self._compiled.popitem(last=False)
         return compiled, plan
 
+    def release_statistics_models(self) -> None:
+        """Drop the compiled models built for statistics layouts; the plain inference ones stay cached.
+
+        Each holds its own copy of the weights, so keeping one while an algorithm edits and compiles the model
+        adds about the model's size to the peak memory. ``collect_statistics`` calls this when its passes are
+        done; a later ``predict`` with a statistics layout compiles again.
+        """
+        for key in [key for key, (_, plan) in self._compiled.items() if plan is not None]:
+            del self._compiled[key]
+
     def _get_requests_number(self, stats_layout: Optional[Mapping]) -> int:
         """Requests to run in parallel (0 = the device's optimal number, 1 = synchronous inference)."""
         requested = self._stat_requests_number if stats_layout else self._eval_requests_number

@@ -40,7 +40,8 @@ def collect_statistics(engine: Engine, model: Any, requests: Sequence[Statistics
                        print_progress: bool = False) -> List[Statistics]:
     """Run ``model`` through ``engine`` and return the statistics of each request, in request order.
 
-    Requests that read the same samples in the same batches share one ``engine.predict`` call.
+    Requests that read the same samples in the same batches share one ``engine.predict`` call. Afterwards an
+    engine with a ``release_statistics_models`` method (``IEEngine``) is asked to free its statistics models.
 
     :raises ValueError: ``model`` is a cascade and a requested op name belongs to more than one member
         (statistics are keyed by op name, so they would mix).
@@ -67,6 +68,9 @@ def collect_statistics(engine: Engine, model: Any, requests: Sequence[Statistics
             for merged_name, values in stats.items():
                 index_text, stat_name = merged_name.split("/", 1)
                 results[int(index_text)].setdefault(node_key, {})[stat_name] = values
+    release = getattr(engine, "release_statistics_models", None)  # IEEngine's; POT's Engine API has none
+    if callable(release):
+        release()
     return results
 
 
