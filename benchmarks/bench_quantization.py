@@ -143,17 +143,23 @@ def quantize_with_pot_torch(name: str, fp_xml: Path, out_xml: Path, samples: int
         raise RuntimeError(f"pot_torch save_model wrote {written}, expected {out_xml}")
 
 
-def run_worker(method: str, name: str, fp_xml: Path, out_xml: Path, samples: int) -> Dict[str, float]:
+def run_worker(method: str, name: str, fp_xml: Path, out_xml: Path, samples: int,
+               pot_torch_params: Optional[Dict] = None) -> Dict[str, float]:
     """Quantize in this process; returns wall time (s) and peak RSS (MB) of the process."""
     start = time.perf_counter()
-    (quantize_with_nncf if method == "nncf" else quantize_with_pot_torch)(name, fp_xml, out_xml, samples)
+    if method == "nncf":
+        quantize_with_nncf(name, fp_xml, out_xml, samples)
+    else:
+        quantize_with_pot_torch(name, fp_xml, out_xml, samples, pot_torch_params)
     return {"seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
 
 
-def quantize_in_subprocess(method: str, name: str, fp_xml: Path, out_xml: Path, samples: int) -> Dict:
+def quantize_in_subprocess(method: str, name: str, fp_xml: Path, out_xml: Path, samples: int,
+                           pot_torch_params: Optional[Dict] = None) -> Dict:
     """Run ``run_worker`` in a fresh interpreter; returns its result dict or ``{'error': message}``."""
     cmd = [sys.executable, __file__, "--worker", method, "--models", name, "--fp-xml", str(fp_xml),
-           "--out-xml", str(out_xml), "--samples", str(samples)]
+           "--out-xml", str(out_xml), "--samples", str(samples),
+           "--pot-torch-params", json.dumps(pot_torch_params or {})]
     return run_json_worker(cmd, method)
 
 
@@ -171,7 +177,7 @@ def quality(model: ov.Model, zoo: model_zoo.ZooModel, references: Optional[List[
 
 # ---------------------------------------------------------------------------------------------------- main
 def bench_model(name: str, work: Path, samples: int, eval_samples: Optional[int], threads: Optional[int],
-                rounds: int) -> List[Dict]:
+                rounds: int, pot_torch_params: Optional[Dict] = None) -> List[Dict]:
     """Quantize ``name`` with every method and measure it; returns one row dict per method."""
     zoo = model_zoo.build(name)
     fp_xml = work / f"{name}_fp32.xml"
@@ -188,8 +194,8 @@ def bench_model(name: str, work: Path, samples: int, eval_samples: Optional[int]
                "eval_samples": len(eval_items)}
         reason = pot_torch_unavailable() if method == "pot_torch" else None
         out_xml = work / f"{name}_{method}.xml"
-        result = {"error": f"skipped: {reason}"} if reason else quantize_in_subprocess(method, name, fp_xml,
-                                                                                     out_xml, samples)
+        result = ({"error": f"skipped: {reason}"} if reason else
+                  quantize_in_subprocess(method, name, fp_xml, out_xml, samples, pot_torch_params))
         row.update(result)
         if "error" not in result:
             quantized = ov.Core().read_model(out_xml)
@@ -259,12 +265,16 @@ def main(argv: Optional[List[str]] = None) -> None:
                              "shared machine)")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved latency rounds (default 15)")
     parser.add_argument("--work-dir", type=Path, default=None, help="where IRs go (default: a temp dir)")
+    parser.add_argument("--pot-torch-params", type=json.loads, default={},
+                        help='JSON object added to pot_torch\'s DefaultQuantization params, e.g. '
+                             '\'{"use_fast_bias": false}\' (default: none)')
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     parser.add_argument("--fp-xml", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out-xml", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(run_worker(args.worker, args.models, args.fp_xml, args.out_xml, args.samples)))
+        print(json.dumps(run_worker(args.worker, args.models, args.fp_xml, args.out_xml, args.samples,
+                                    args.pot_torch_params)))
         return
     names = args.models.split(",")
     unknown = [n for n in names if n not in model_zoo.ZOO]
@@ -274,13 +284,15 @@ def main(argv: Optional[List[str]] = None) -> None:
         work = args.work_dir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         rows = [row for name in names
-                for row in bench_model(name, work, args.samples, args.eval_samples, args.threads, args.rounds)]
+                for row in bench_model(name, work, args.samples, args.eval_samples, args.threads, args.rounds,
+                                       args.pot_torch_params)]
     threads = args.threads or "all"
     evaluated = {row["model"]: row["eval_samples"] for row in rows}
     print(f"\nLATENCY hint, batch 1, {threads} inference thread(s), {args.rounds} interleaved rounds; quality "
           f"and INT8 latency at the CPU's default precision ({ov.Core().get_property('CPU', 'INFERENCE_PRECISION_HINT').get_type_name()}); "
           f"{args.samples} calibration samples; evaluation samples: "
-          f"{', '.join(f'{name} {count}' for name, count in evaluated.items())}.\n")
+          f"{', '.join(f'{name} {count}' for name, count in evaluated.items())}"
+          f"{'; pot_torch params ' + json.dumps(args.pot_torch_params) if args.pot_torch_params else ''}.\n")
     print(markdown_table(rows))
 
 
