@@ -1,12 +1,13 @@
 """A small BERT-style encoder (token ids and attention mask in a dict) quantized with model_type 'transformer'.
 
-    python examples/transformer.py            # about a minute on 2 CPU cores
+    python examples/transformer.py            # about 10 seconds on 2 CPU cores
     python examples/transformer.py --quick    # a few seconds (smoke test)
 
 The task is generated: each sequence mixes "topic" tokens of one of four topics with filler tokens and
 padding; the encoder learns to name the topic. Samples are ``({'input_ids': ..., 'attention_mask': ...},
 label)``, so the model inputs are fed by name. ``model_type='transformer'`` applies POT's transformer rules
-(no FakeQuantize on Add, LayerNorm (MVN) and similar ops; symmetric activations into MatMuls).
+(no FakeQuantize on Add, LayerNorm (MVN) and similar ops; symmetric activations into MatMuls), runs
+SmoothQuant first and the full BiasCorrection last (docs/quantization.md).
 """
 import argparse
 import math
