@@ -4,7 +4,9 @@ Each size runs in a fresh process (peak RSS is per process). The data set genera
 from their index (nothing is held), so any growth of peak RSS with the subset size is pot_torch's own: the
 statistics it keeps per sample. DefaultQuantization's statistics (min / max / mean aggregators) are folded
 into running values as batches arrive (``pot_torch.statistics.online``), so the growth should not depend on
-the subset size. Prints a markdown table.
+the subset size. Each size runs twice: with FastBiasCorrection (POT's default) and with the full
+BiasCorrection (``use_fast_bias: False``, the transformer default), which keeps every layer input of its
+samples between levels and therefore runs over at most ``MAX_SAMPLES`` (60) samples. Prints a markdown table.
 
     /work/venv/bin/python benchmarks/bench_memory.py            # 300, 1000, 3000 samples
     /work/venv/bin/python benchmarks/bench_memory.py 300 3000   # chosen sizes
@@ -45,7 +47,7 @@ def _model():
     return ov.Model([ops.result(logits)], [x], "bench_memory_cnn")
 
 
-def _measure(size: int) -> dict:
+def _measure(size: int, use_fast_bias: bool) -> dict:
     """Run in the child process: quantize on ``size`` generated samples, report peak RSS."""
     from pot_torch import BatchSampler, CompressedModel, DataLoader, IEEngine, create_pipeline
 
@@ -62,31 +64,34 @@ def _measure(size: int) -> dict:
     engine.predict(sampler=BatchSampler(GeneratedData(), subset_indices=range(8)))  # OpenVINO loaded and warm
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    pipeline = create_pipeline([{"name": "DefaultQuantization", "params": {"stat_subset_size": size}}], engine)
+    params = {"stat_subset_size": size, "use_fast_bias": use_fast_bias}
+    pipeline = create_pipeline([{"name": "DefaultQuantization", "params": params}], engine)
     pipeline.run(model)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"size": size, "before_mib": before / 1024, "peak_mib": peak / 1024, "seconds": seconds}
+    return {"size": size, "bias": "fast" if use_fast_bias else "full", "before_mib": before / 1024,
+            "peak_mib": peak / 1024, "seconds": seconds}
 
 
 def main(sizes) -> None:
     rows = []
-    for size in sizes:
-        output = subprocess.run([sys.executable, __file__, "--child", str(size)], check=True, capture_output=True,
-                                text=True).stdout
-        rows.append(json.loads(output.strip().splitlines()[-1]))
+    for bias in ("fast", "full"):
+        for size in sizes:
+            output = subprocess.run([sys.executable, __file__, "--child", str(size), bias], check=True,
+                                    capture_output=True, text=True).stdout
+            rows.append(json.loads(output.strip().splitlines()[-1]))
     data_mib = np.prod(INPUT_SHAPE) * 4 / 2 ** 20
-    print("| stat_subset_size | RSS before (MiB) | peak RSS (MiB) | growth (MiB) | one sample's data (MiB) "
-          "| all samples' data, if held (MiB) | time (s) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| bias correction | stat_subset_size | RSS before (MiB) | peak RSS (MiB) | growth (MiB) "
+          "| one sample's data (MiB) | all samples' data, if held (MiB) | time (s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['size']} | {row['before_mib']:.0f} | {row['peak_mib']:.0f} | "
+        print(f"| {row['bias']} | {row['size']} | {row['before_mib']:.0f} | {row['peak_mib']:.0f} | "
               f"{row['peak_mib'] - row['before_mib']:.0f} | {data_mib:.3f} | {data_mib * row['size']:.0f} | "
               f"{row['seconds']:.1f} |")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        print(json.dumps(_measure(int(sys.argv[2]))))
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        print(json.dumps(_measure(int(sys.argv[2]), sys.argv[3] == "fast")))
     else:
         main([int(arg) for arg in sys.argv[1:]] or SIZES)

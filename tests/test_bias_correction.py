@@ -212,7 +212,7 @@ def test_fast_bias_statistics_requests(engine):
     assert layout["relu1"]["mean_per_channel_axis1"].inplace is True
 
 
-def test_bias_correction_uses_a_fifth_of_the_subset(engine):
+def test_bias_correction_uses_a_fifth_of_the_subset_at_most_60_samples(engine):
     fp = CompressedModel(biased_model())
     assert BiasCorrection({"stat_subset_size": 10}, engine).subset_indices() == [0, 1]
     assert BiasCorrection({}, engine).subset_indices() == [0, 1, 2]  # 20% of 16
@@ -221,6 +221,8 @@ def test_bias_correction_uses_a_fifth_of_the_subset(engine):
     assert len(shuffled) == 2 and shuffled != [0, 1]
     layout = BiasCorrection({}, engine).statistics_requests(fp)[0].layout
     assert set(layout["input"]) == {"raw"}
+    large = IEEngine({"device": "CPU"}, ImageLoader(count=400))
+    assert BiasCorrection({}, large).subset_indices() == list(range(60))  # at most MAX_SAMPLES, not 20% of 400
 
 
 def test_no_biased_layers_means_no_requests(engine):
