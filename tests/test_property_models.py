@@ -35,7 +35,7 @@ from pot_torch.engines.data_items import DataItemError
 #: measured on. POT's default per-tensor estimators average the per-sample maxima and clip samples above the
 #: mean by design (with 4 samples of a 1-element tensor the clipping is unbounded).
 COVERING_ESTIMATOR = {"min": {"aggregator": "min"}, "max": {"aggregator": "max"}}
-RECIPES = ("minmax_covering", "default_covering", "default")
+RECIPES = ("minmax_covering", "default_covering", "default", "transformer")
 #: Minimum SQNR (dB) of every INT8 output against FP32 on the calibration data, per recipe. Eight-bit
 #: quantization of one layer gives ~40 dB; chains of up to 8 layers reached 19.8 dB in 1,300 examples, so
 #: ``minmax_covering`` (the quantizers alone, the real bound) is 15 dB.
@@ -43,7 +43,9 @@ RECIPES = ("minmax_covering", "default_covering", "default")
 #: input mean; on 4 samples of a few pixels that estimate is noisy and can shift a bias by up to twice its
 #: size (``threshold`` 2.0), so its bound only catches broken models. POT's default estimators clip by
 #: design: finite outputs of the right shape are all that is checked.
-SQNR_BOUNDS_DB = {"minmax_covering": 15.0, "default_covering": 5.0, "default": -np.inf}
+#: ``transformer`` (DefaultQuantization with ``model_type: transformer``: SmoothQuant, the transformer rules and
+#: the full BiasCorrection) also uses POT's estimators.
+SQNR_BOUNDS_DB = {"minmax_covering": 15.0, "default_covering": 5.0, "default": -np.inf, "transformer": -np.inf}
 #: OpenVINO's CPU plugin cannot compile a rank-4 activation x activation MatMul followed by a Multiply with a
 #: [1, C, 1, 1] constant (batch norm) and then a FakeQuantize ("Check 'any_of(scale.size(), OC, 1U)' failed"),
 #: so pot_torch's INT8 model of such a graph does not compile. The generator leaves batch norm and per-channel
@@ -340,12 +342,15 @@ def quantize(model: ov.Model, inputs: List[dict], preset: str, recipe: str = "de
              **engine_config) -> CompressedModel:
     """Quantize ``model`` with ``preset`` on ``inputs`` (the whole list as calibration data) by ``recipe``:
     ``'default'`` (DefaultQuantization, POT's estimators), ``'default_covering'`` (DefaultQuantization with
-    ``COVERING_ESTIMATOR``) or ``'minmax_covering'`` (MinMaxQuantization alone with ``COVERING_ESTIMATOR``).
+    ``COVERING_ESTIMATOR``), ``'minmax_covering'`` (MinMaxQuantization alone with ``COVERING_ESTIMATOR``) or
+    ``'transformer'`` (DefaultQuantization with ``model_type: transformer``).
     """
     engine = IEEngine({"device": "CPU", **engine_config}, DictLoader(inputs))
     params = {"preset": preset, "stat_subset_size": len(inputs)}
     if recipe.endswith("_covering"):
         params["activations"] = {"range_estimator": COVERING_ESTIMATOR}
+    if recipe == "transformer":
+        params["model_type"] = "transformer"
     name = "MinMaxQuantization" if recipe.startswith("minmax") else "DefaultQuantization"
     return create_pipeline([{"name": name, "params": params}], engine).run(CompressedModel(model))
 

@@ -1,15 +1,24 @@
-"""Work around OpenVINO CPU plugin bugs that make a quantized model fail to compile.
+"""Work around OpenVINO CPU plugin bugs that make a quantized model fail to compile or compute wrong values.
 
-Known bug (OpenVINO 2026.4 CPU plugin, reproduced without pot_torch): a rank-4 MatMul of two activations
-(attention scores), then a Multiply by a constant that varies along a non-last axis (a batch norm over axis 1
-is decomposed into one), then a FakeQuantize: the plugin fuses the scale and the FakeQuantize into the MatMul,
-whose output channels are its last axis, and ``compile_model`` fails with
-``Check 'any_of(scale.size(), OC, 1U)' failed``.
+Both bugs (OpenVINO 2026.4 CPU plugin, reproduced without pot_torch) are about a rank-4 MatMul of two
+activations (attention scores) whose inputs are FakeQuantized, followed by a scale:
 
-:func:`drop_uncompilable_fake_quantize` finds FakeQuantize ops in that position (a graph walk, no
-compilation). Only when there is one it compiles the model on the CPU; if that fails it removes those
-FakeQuantize ops (their consumers then read the floating-point value), logs a warning naming them and checks
-the model compiles. Models without the pattern are not compiled, so quantization does not slow down.
+1. a Multiply by a constant that varies along a non-last axis (a batch norm over axis 1 is decomposed into
+   one), then a FakeQuantize: the plugin fuses the scale and the FakeQuantize into the MatMul, whose output
+   channels are its last axis, and ``compile_model`` fails with ``Check 'any_of(scale.size(), OC, 1U)'
+   failed``. :func:`drop_uncompilable_fake_quantize` finds FakeQuantize ops in that position (a graph walk).
+   Only when there is one it compiles the model on the CPU; if that fails it removes those FakeQuantize ops
+   (their consumers then read the floating-point value), logs a warning naming them and checks the model
+   compiles. Models without the pattern are not compiled, so quantization does not slow down.
+2. a Multiply by a constant that varies along the last axis only (one scale per output column, shape ``[N]``
+   or ``[1, 1, 1, N]``): the model compiles but its outputs are wrong (errors of the size of the outputs, or
+   garbage such as 1e9; a scalar, a ``[1, C, 1, 1]`` or a ``[M, N]`` constant are computed correctly).
+   Whether it shows depends on the ranges (seen with pot_torch's symmetric ranges, low = -high * 128 / 127),
+   so :func:`drop_miscomputed_fake_quantize` removes the activation FakeQuantize ops on that MatMul's inputs
+   whenever the pattern is there (a graph walk; the MatMul then runs in floating point) and logs a warning
+   naming them. The pattern is rare: attention scores are scaled by a scalar.
+
+:func:`apply_cpu_workarounds` runs both.
 """
 from __future__ import annotations
 
@@ -22,7 +31,8 @@ from pot_torch.utils.logger import get_logger
 
 logger = get_logger(__name__)
 
-__all__ = ["fq_sites_at_risk", "drop_uncompilable_fake_quantize"]
+__all__ = ["fq_sites_at_risk", "drop_uncompilable_fake_quantize", "miscomputed_matmul_inputs",
+           "drop_miscomputed_fake_quantize", "apply_cpu_workarounds"]
 
 #: Elementwise ops with a constant operand the CPU plugin fuses into a MatMul as post-ops.
 _SCALE_OPS = ("Multiply", "Add", "Subtract")
@@ -73,6 +83,70 @@ def fq_sites_at_risk(model: ov.Model) -> List[ov.Node]:
     """FakeQuantize ops of ``model`` in the position of the CPU plugin bug described in this module."""
     return [fq for fq in fake_quantize_ops(model)
             if not _is_constant(fq.input_value(0)) and _activation_matmul_behind(fq.input_value(0)) is not None]
+
+
+def _is_constant_subgraph(output: ov.Output, depth: int = 8) -> bool:
+    """Whether ``output`` is computed from Constants only (no Parameter within ``depth`` ops)."""
+    node = output.get_node()
+    if node.get_type_name() == "Constant":
+        return True
+    if depth == 0 or node.get_type_name() == "Parameter" or node.get_input_size() == 0:
+        return False
+    return all(_is_constant_subgraph(value, depth - 1) for value in node.input_values())
+
+
+def _scales_last_axis_only(multiply: ov.Node, matmul_output: ov.Output) -> bool:
+    """Whether ``multiply`` scales ``matmul_output`` by a constant with several values along the last axis and
+    one along every other axis."""
+    others = [value for value in multiply.input_values() if value != matmul_output]
+    if len(others) != 1 or not _is_constant_subgraph(others[0]) or not others[0].get_partial_shape().is_static:
+        return False
+    dims = list(others[0].get_partial_shape().to_shape())
+    return len(dims) > 0 and dims[-1] > 1 and all(dim == 1 for dim in dims[:-1])
+
+
+def miscomputed_matmul_inputs(model: ov.Model) -> List[ov.Node]:
+    """The activation FakeQuantize ops on the inputs of rank-4 activation MatMuls in the position of bug 2."""
+    sites: List[ov.Node] = []
+    for matmul in model.get_ordered_ops():
+        if matmul.get_type_name() != "MatMul" or any(_is_constant(value) for value in matmul.input_values()):
+            continue
+        rank = matmul.get_output_partial_shape(0).rank
+        if rank.is_dynamic or rank.get_length() != 4:
+            continue
+        consumers = [target.get_node() for target in matmul.output(0).get_target_inputs()]
+        if not any(node.get_type_name() == "Multiply" and _scales_last_axis_only(node, matmul.output(0))
+                   for node in consumers):
+            continue
+        for value in matmul.input_values():
+            node = value.get_node()
+            if node.get_type_name() == "FakeQuantize" and not _is_constant(node.input_value(0)) and node not in sites:
+                sites.append(node)
+    return sites
+
+
+def drop_miscomputed_fake_quantize(model: ov.Model, device: str) -> List[str]:
+    """Remove the FakeQuantize ops that make the CPU plugin compute ``model`` wrongly (bug 2; edited in place).
+
+    :returns: the friendly names of the removed FakeQuantize ops (empty when nothing was removed).
+    """
+    if "CPU" not in str(device).upper():
+        return []
+    sites = miscomputed_matmul_inputs(model)
+    names = [fq.get_friendly_name() for fq in sites]
+    for fq in sites:
+        remove_fake_quantize(fq)
+    if names:
+        model.validate_nodes_and_infer_types()
+        logger.warning("The OpenVINO CPU plugin computes a rank-4 activation MatMul with quantized inputs wrongly "
+                       "when its output is scaled along the last axis; left in floating point: %s",
+                       ", ".join(names))
+    return names
+
+
+def apply_cpu_workarounds(model: ov.Model, device: str) -> List[str]:
+    """Both workarounds of this module on ``model`` (edited in place); returns the removed FakeQuantize names."""
+    return drop_miscomputed_fake_quantize(model, device) + drop_uncompilable_fake_quantize(model, device)
 
 
 def _compile_error(core: ov.Core, model: ov.Model) -> Optional[str]:

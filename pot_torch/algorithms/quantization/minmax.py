@@ -13,7 +13,7 @@ import openvino as ov
 
 from pot_torch.algorithms.algorithm import Algorithm
 from pot_torch.algorithms.params import calibration_indices, resolve_params
-from pot_torch.algorithms.quantization.cpu_workarounds import drop_uncompilable_fake_quantize
+from pot_torch.algorithms.quantization.cpu_workarounds import apply_cpu_workarounds
 from pot_torch.algorithms.quantization.fake_quantize import (
     SATURATION_SCALE, activation_fq_range, choose_quantizer, levels_of, per_channel_shape, saturation_fix_layers,
     weight_fq_range)
@@ -111,7 +111,7 @@ class MinMaxQuantization(Algorithm):
     def run(self, model: Any, statistics: Optional[List[Statistics]] = None) -> Any:
         """Insert and fill the FakeQuantize ops of every member of ``model`` (edited in place) and return it.
 
-        On the CPU, FakeQuantize ops the CPU plugin cannot compile are left out (see
+        On the CPU, FakeQuantize ops the CPU plugin cannot compile or computes wrongly are left out (see
         :mod:`~pot_torch.algorithms.quantization.cpu_workarounds`).
         """
         if statistics is None:
@@ -121,7 +121,7 @@ class MinMaxQuantization(Algorithm):
             ov_model = model.get_model(plan.member)
             self._apply(ov_model, plan, collected)
             ov_model.validate_nodes_and_infer_types()
-            drop_uncompilable_fake_quantize(ov_model, self._device())
+            apply_cpu_workarounds(ov_model, self._device())
         return model
 
     def _device(self) -> str:
