@@ -26,8 +26,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.test_property_models import (_SETTINGS, CALIBRATION_SAMPLES, MAX_ACTIVATION_MATMULS, MAX_ELEMENTS,
-                                        NIGHTLY, NIGHTLY_EXAMPLES, NORMALIZED_KINDS, PRESETS, RECIPES,
-                                        check_round_trip)
+                                        MIN_NORMALIZED_SIZE, NIGHTLY, NIGHTLY_EXAMPLES, NORMALIZED_KINDS, PRESETS,
+                                        RECIPES, check_round_trip)
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -203,7 +203,7 @@ class TorchBuilder:
                 choices.append(self.interpolate)
         if s.rank in (2, 3):
             choices += [self.linear, self.flatten]
-            if s.kind in NORMALIZED_KINDS:
+            if s.kind in NORMALIZED_KINDS and s.shape[-1] >= MIN_NORMALIZED_SIZE:
                 choices.append(self.layer_norm)
         if s.rank == 2:
             choices.append(self.batch_norm)
