@@ -30,7 +30,8 @@ import openvino as ov
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import latency  # noqa: E402
 import model_zoo  # noqa: E402
-from bench_quantization import add_sample_arguments, quantize_with_nncf, quantize_with_pot_torch  # noqa: E402
+from bench_quantization import (add_sample_arguments, mean_cosine, quantize_with_nncf,  # noqa: E402
+                                quantize_with_pot_torch)
 
 #: method label -> (tool, its bias correction setting)
 METHODS = {
@@ -45,9 +46,7 @@ def output_errors(model: ov.Model, items, references: np.ndarray, precision: Opt
     """Mean cosine similarity and relative MSE of ``model``'s outputs against ``references``."""
     compiled = latency.compile_for(model, precision)
     outputs = np.stack([compiled(x)[0].ravel() for x, _ in items])
-    cosine = np.sum(outputs * references, axis=1) / (np.linalg.norm(outputs, axis=1)
-                                                      * np.linalg.norm(references, axis=1) + 1e-12)
-    return {"cos": float(np.mean(cosine)),
+    return {"cos": mean_cosine(outputs, references),
             "rel_mse": float(np.mean((outputs - references) ** 2) / np.mean(references ** 2))}
 
 

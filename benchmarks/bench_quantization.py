@@ -171,8 +171,13 @@ def quality(model: ov.Model, zoo: model_zoo.ZooModel, references: Optional[List[
     outputs = [compiled(x)[0].ravel() for x, _ in eval_items]
     if zoo.metric == "accuracy":
         return float(np.mean([np.argmax(y) == label for y, (_, label) in zip(outputs, eval_items)]))
-    sims = [np.dot(y, r) / (np.linalg.norm(y) * np.linalg.norm(r) + 1e-12) for y, r in zip(outputs, references)]
-    return float(np.mean(sims))
+    return mean_cosine(np.stack(outputs), np.stack(references))
+
+
+def mean_cosine(outputs: np.ndarray, references: np.ndarray) -> float:
+    """Mean over rows of the cosine similarity of ``outputs`` [n, d] to ``references`` [n, d]."""
+    norms = np.linalg.norm(outputs, axis=1) * np.linalg.norm(references, axis=1) + 1e-12
+    return float(np.mean(np.sum(outputs * references, axis=1) / norms))
 
 
 # ---------------------------------------------------------------------------------------------------- main

@@ -142,8 +142,7 @@ def _quantized_reference(inputs: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 
 def _f32_outputs(model: ov.Model, inputs: np.ndarray) -> np.ndarray:
-    compiled = CORE.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    return np.stack([compiled(x)[0] for x in inputs])
+    return infer_all(model, list(inputs))[0]
 
 
 def test_cpu_plugin_miscomputes_last_axis_scaled_activation_matmul_and_the_workaround_avoids_it():
