@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -90,7 +92,7 @@ class TorchDataLoader(DataLoader):
 
     :param source: the data source.
     :param model: the ``openvino.Model`` or ``CompressedModel`` the items are for (recommended).
-    :param input_names: names of the inputs for tuple inputs when ``model`` is not given.
+    :param input_names: names of the inputs for tuple inputs when ``model`` is not given (a string: one name).
     :param transform_fn: reads the model input from a raw item.
     :param target_fn: reads the annotation from a raw item (used with ``transform_fn``).
     :param batched: whether items already carry the batch axis (default: True for a batching torch
@@ -102,7 +104,7 @@ class TorchDataLoader(DataLoader):
         self,
         source: Any,
         model: Union[ov.Model, CompressedModel, None] = None,
-        input_names: Optional[Sequence[str]] = None,
+        input_names: Union[str, Sequence[str], None] = None,
         transform_fn: Optional[Callable[[Any], Any]] = None,
         target_fn: Optional[Callable[[Any], Any]] = None,
         batched: Optional[bool] = None,
@@ -146,12 +148,18 @@ class TorchDataLoader(DataLoader):
         A tensor for one input, a tuple for inputs by position, a dict for inputs by name.
         """
         data, _, _ = self._split(self._source[index], index)
-        inputs = to_torch(to_numpy(data))
+        inputs = to_torch(_checked_arrays(to_numpy(data), index))
         if isinstance(inputs, dict):
             return {key: self._with_batch_axis(value) for key, value in inputs.items()}
         if isinstance(inputs, (list, tuple)):
             return tuple(self._with_batch_axis(value) for value in inputs)
         return self._with_batch_axis(inputs)
+
+    def for_model(self, model: Union[ov.Model, CompressedModel]) -> "TorchDataLoader":
+        """This loader's items checked and fitted for ``model``; the source is shared, not read again."""
+        loader = copy.copy(self)
+        loader._specs = _resolve_specs(model, None)
+        return loader
 
     def _with_batch_axis(self, value: Any) -> torch.Tensor:
         tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
@@ -211,7 +219,9 @@ class TorchDataLoader(DataLoader):
         return fitted[specs[0].name] if len(specs) == 1 else fitted
 
 
-def _resolve_specs(model: Any, input_names: Optional[Sequence[str]]) -> Optional[List[InputSpec]]:
+def _resolve_specs(model: Any, input_names: Union[str, Sequence[str], None]) -> Optional[List[InputSpec]]:
+    if isinstance(input_names, str):
+        input_names = [input_names]
     if model is None:
         return [InputSpec(str(name)) for name in input_names] if input_names is not None else None
     specs = model_input_specs(model)
@@ -251,11 +261,22 @@ def _as_array(value: Any, what: str, index: int) -> np.ndarray:
         return value
     if isinstance(value, (bool, int, float, np.generic)):
         return np.asarray(value)
+    kind = type(value)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
     raise TypeError(
-        f"data set item {index}: {what} is a {type(value).__name__}, not a tensor or array; add a "
+        f"data set item {index}: {what} is a {name}, not a tensor or array; add a "
         "transform that makes tensors (e.g. torchvision.transforms.ToTensor()) or "
         f"{_SPLIT_HINT}"
     )
+
+
+def _checked_arrays(inputs: Any, index: int) -> Any:
+    """``inputs`` (a value, tuple/list or dict of model inputs) with every value checked by ``_as_array``."""
+    if isinstance(inputs, dict):
+        return {key: _as_array(value, f"input '{key}'", index) for key, value in inputs.items()}
+    if isinstance(inputs, (list, tuple)):
+        return tuple(_as_array(value, f"input {position}", index) for position, value in enumerate(inputs))
+    return _as_array(inputs, "input", index)
 
 
 def _fit(array: np.ndarray, spec: InputSpec, index: int) -> np.ndarray:
@@ -292,17 +313,39 @@ def _shape_error(shape: Sequence[int], spec: InputSpec, index: int) -> str:
             f"{_SPLIT_HINT}"
         )
     else:
-        hint = (
-            "resize the data to the model's input size (e.g. torchvision.transforms.Resize) or convert the "
-            "model from an example input of this size"
-        )
+        hint = _size_hint(shape, spec)
     return f"{message}. {hint}"
+
+
+def _size_hint(shape: Sequence[int], spec: InputSpec) -> str:
+    """What to do about an item whose axis sizes differ from a static input's, fitting the kind of data."""
+    dims = list(spec.dims or ())
+    offset = len(dims) - len(shape)  # 1 for a sample without the batch axis
+    axes = [axis for axis in range(offset, len(dims)) if dims[axis] is not None and dims[axis] != shape[axis - offset]]
+    dynamic = [-1 if axis == 0 or axis in axes else dim for axis, dim in enumerate(dims)]
+    convert = (f"or convert the model with {'that axis' if len(axes) == 1 else 'those axes'} dynamic: "
+               f"quantize(..., input_shapes={{'{spec.name}': {dynamic}}}) (or convert_torch_model's input_shapes)")
+    if spec.dtype is not None and spec.dtype.kind in "iub":
+        lengths = ", ".join(f"{dims[axis]} on axis {axis}" for axis in axes)
+        return (f"'{spec.name}' takes integer data (token ids, masks) of a fixed length ({lengths}); pad or "
+                "truncate every item to that length (e.g. tokenizer(..., padding='max_length', "
+                f"max_length={dims[axes[-1]]}, truncation=True)), {convert}")
+    if len(dims) == 4 and (spec.dtype is None or spec.dtype.kind == "f"):
+        return (f"resize the images to the model's input size (e.g. torchvision.transforms.Resize("
+                f"({dims[-2]}, {dims[-1]}))), {convert}")
+    return f"give items of the model's input size, {convert}"
 
 
 def make_source(source: Any, max_items: Optional[int] = None) -> Tuple[Any, bool]:
     """Wrap ``source`` for random access; return ``(source view, whether its items are batched)``."""
     if max_items is not None and (not isinstance(max_items, int) or max_items < 1):
         raise ValueError(f"max_items must be a positive integer or None, got {max_items!r}")
+    if isinstance(source, (str, bytes, os.PathLike)):
+        raise TypeError(
+            f"source is the path or string {source!r}, not a data set; give a torch Dataset (e.g. "
+            "torchvision.datasets.ImageFolder(path, transform=transforms.ToTensor())), a torch DataLoader or an "
+            "iterable of items"
+        )
     if isinstance(source, TorchBatchLoader):
         batching = source.batch_sampler is not None
         if not isinstance(source.dataset, IterableDataset):

@@ -23,7 +23,7 @@ from pot_torch.adapters.post_training import QuantizationResult, quantize
 from pot_torch.adapters.synthetic import CLASSES, accuracy, shapes_dataset, train_classifier
 from pot_torch.graph.model_io import save_model
 from pot_torch.utils.latency import measure_latency, median_ms, paired_speedup
-from pot_torch.utils.output_folder import check_output_folder, staged_output_folder
+from pot_torch.utils.output_folder import OutputFolder
 
 
 def demo_cnn(width: int) -> torch.nn.Sequential:
@@ -69,6 +69,10 @@ FULL = DemoSettings(image_size=32, width=16, train_images=8000, validation_image
 #: ``--quick``: a tiny run for CI (well under 30 s); its accuracy and speed figures mean little.
 QUICK = DemoSettings(image_size=32, width=2, train_images=640, validation_images=200, steps=20, batch=32,
                      subset_size=64, maximal_drop=0.01, latency_rounds=3, latency_iterations=10)
+
+
+#: What the demo writes into its output folder.
+OUTPUT_ENTRIES = ("fp32", "int8_default", "int8_accuracy_aware", "results.md")
 
 
 @dataclass
@@ -136,14 +140,15 @@ def run_demo(output_dir: Any = "pot_torch_demo", quick: bool = False, overwrite:
     """Run the demo, print the table (stdout; progress on stderr) and write the IR files to ``output_dir``.
 
     :param output_dir: the folder for ``fp32/``, ``int8_default/``, ``int8_accuracy_aware/`` and
-        ``results.md``; an existing one is replaced only with ``overwrite``.
+        ``results.md``; an existing one is replaced only with ``overwrite`` and only if it holds nothing
+        else (the current, home and root folders and their parents are refused).
     :param quick: use the tiny :data:`QUICK` settings.
     :param seed: seed of the data, weights and training.
     :param settings: explicit sizes (overrides ``quick``).
     :returns: the table rows (FP32, DefaultQuantization, AccuracyAwareQuantization).
     """
     settings = settings or (QUICK if quick else FULL)
-    output = check_output_folder(output_dir, overwrite)
+    output = OutputFolder.checked(output_dir, overwrite, expected=OUTPUT_ENTRIES)
     total_started = time.perf_counter()
     _say(f"[1/5] Generating {settings.train_images} training and {settings.validation_images} validation images "
          f"({settings.image_size}x{settings.image_size}, 10 classes) and training a CNN (width {settings.width}) "
@@ -169,7 +174,7 @@ def run_demo(output_dir: Any = "pot_torch_demo", quick: bool = False, overwrite:
     models = {"fp32": fp_model.get_model(), "default": default.model.get_model(), "aware": aware.model.get_model()}
     rounds = measure_latency(models, rounds=settings.latency_rounds, iterations=settings.latency_iterations)
     default_precision = runtime_default_precision()
-    with staged_output_folder(output, overwrite) as staging:
+    with output.staged() as staging:
         sizes = {"fp32": _ir_bytes(save_model(fp_model, str(staging / "fp32"), model_name="demo_cnn"))}
         for label, result in (("default", default), ("aware", aware)):
             folder = "int8_default" if label == "default" else "int8_accuracy_aware"
@@ -184,7 +189,7 @@ def run_demo(output_dir: Any = "pot_torch_demo", quick: bool = False, overwrite:
         table = format_table(rows, note)
         (staging / "results.md").write_text(table + "\n", encoding="utf-8")
     print(table)
-    print(f"\nIR files written to {output}/ (fp32/, int8_default/, int8_accuracy_aware/)")
+    print(f"\nIR files written to {output.path}/ (fp32/, int8_default/, int8_accuracy_aware/)")
     return rows
 
 

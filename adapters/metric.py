@@ -291,7 +291,8 @@ def _per_sample(annotations: Any) -> Tuple[List[Any], List[int]]:
 def _collate_targets(samples: Sequence[Any]) -> Any:
     """Per-sample annotations as torchmetrics takes them: a stacked tensor, or a list of dicts of tensors."""
     if samples and all(isinstance(sample, dict) for sample in samples):
-        return [to_torch({key: np.asarray(value) for key, value in sample.items()}) for sample in samples]
+        return [to_torch({key: _numeric(np.asarray(value), f"annotation entries '{key}'")
+                          for key, value in sample.items()}) for sample in samples]
     try:
         stacked = np.stack(
             [np.asarray(sample.numpy() if isinstance(sample, torch.Tensor) else sample) for sample in samples]
@@ -302,7 +303,20 @@ def _collate_targets(samples: Sequence[Any]) -> Any:
             f"cannot stack the batch's annotations into one tensor (shapes {shapes}): {error}; "
             "give annotations of one shape, or dicts for detection-style targets"
         ) from None
-    return torch.from_numpy(stacked)
+    return torch.from_numpy(_numeric(stacked, "annotations"))
+
+
+def _numeric(array: np.ndarray, what: str) -> np.ndarray:
+    """``array`` if torch can hold it; strings and objects get an error naming the values and the fix."""
+    if array.dtype.kind in "biufc":
+        return array
+    kind = "strings" if array.dtype.kind in "US" else f"{array.dtype} values"
+    first = array.flat[0].item() if array.size and isinstance(array.flat[0], np.generic) else None
+    raise TypeError(
+        f"the metric's {what} are {kind} ({first!r}), not numbers; metrics take class indices or numeric "
+        "targets: map the labels to numbers, e.g. target_fn=lambda item: CLASSES.index(item[1]) (with "
+        "transform_fn=lambda item: item[0]) or a target_transform in the data set"
+    )
 
 
 def _is_single_number(value: Any) -> bool:

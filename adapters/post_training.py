@@ -5,14 +5,14 @@ import copy
 import pathlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import openvino as ov
 import torch
 
 from pot_torch.adapters.dataset import TorchDataLoader
 from pot_torch.adapters.metric import FunctionMetric, TorchMetric
-from pot_torch.adapters.model import convert_torch_model
+from pot_torch.adapters.model import InputShapes, convert_torch_model, dataset_example_input, forward_inputs
 from pot_torch.adapters.runtime_module import OpenVINOModule
 from pot_torch.algorithms.quantization.accuracy_aware import AccuracyAwareQuantization
 from pot_torch.algorithms.quantization.default import DefaultQuantization
@@ -23,7 +23,9 @@ from pot_torch.graph.model_io import save_model
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.graph.weights_compression import compress_model_weights
 from pot_torch.pipeline import Pipeline
-from pot_torch.utils.logger import progress_enabled
+from pot_torch.utils.logger import get_logger, progress_enabled
+
+logger = get_logger(__name__)
 
 
 @dataclass
@@ -37,6 +39,8 @@ class QuantizationResult:
     :ivar metric_name: which metric the two values are.
     :ivar quantization_time: seconds spent quantizing (statistics, algorithms, accuracy search).
     :ivar reverted_layers: layers accuracy control left in floating point.
+    :ivar forward_arguments: for a torch module, which model input each ``forward()`` argument feeds (in
+        ``forward()``'s order), so that ``module`` takes positional arguments as the torch module did.
     """
 
     model: CompressedModel
@@ -46,13 +50,18 @@ class QuantizationResult:
     metric_name: Optional[str] = None
     quantization_time: float = 0.0
     reverted_layers: List[str] = field(default_factory=list)
+    forward_arguments: Optional[Dict[str, Optional[str]]] = None
     _module: Optional[OpenVINOModule] = field(default=None, repr=False)
 
     @property
     def module(self) -> OpenVINOModule:
-        """An ``nn.Module`` running the INT8 model in OpenVINO: torch tensors in, torch tensors out."""
+        """An ``nn.Module`` running the INT8 model in OpenVINO: torch tensors in, torch tensors out.
+
+        Positional arguments follow the original torch module's ``forward()`` (``forward_arguments``); keyword
+        arguments are model input names.
+        """
         if self._module is None:
-            self._module = OpenVINOModule(self.model.get_model())
+            self._module = OpenVINOModule(self.model.get_model(), forward_arguments=self.forward_arguments)
         return self._module
 
     def save(self, path: Union[str, pathlib.Path], compress_weights: bool = True) -> List[Dict[str, str]]:
@@ -75,25 +84,27 @@ MetricLike = Union[Metric, Callable[..., float], Any]
 
 def quantize(model: Union[torch.nn.Module, ov.Model, CompressedModel], calibration_dataset: Any,
              validation_dataset: Any = None, metric: Optional[MetricLike] = None, *,
-             preset: str = "performance", subset_size: int = 300,
-             ignored_scope: Union[Sequence[str], Dict[str, Any], None] = None, model_type: Optional[str] = None,
+             preset: Optional[str] = None, subset_size: int = 300,
+             ignored_scope: Union[str, Sequence[str], Dict[str, Any], None] = None, model_type: Optional[str] = None,
              maximal_drop: Optional[float] = None, drop_type: str = "absolute", progress: bool = False,
-             seed: int = 0, example_input: Any = None, input_names: Optional[Sequence[str]] = None,
-             transform_fn: Optional[Callable[[Any], Any]] = None, target_fn: Optional[Callable[[Any], Any]] = None,
-             ) -> QuantizationResult:
+             seed: int = 0, example_input: Any = None, input_names: Union[str, Sequence[str], None] = None,
+             input_shapes: Optional[InputShapes] = None, transform_fn: Optional[Callable[[Any], Any]] = None,
+             target_fn: Optional[Callable[[Any], Any]] = None) -> QuantizationResult:
     """Quantize a trained model to INT8 with OpenVINO, from the objects a training script already has.
 
-    :param model: a ``torch.nn.Module`` (converted with ``openvino.convert_model``, dynamic batch), an
-        ``openvino.Model`` or a ``CompressedModel``; never modified.
+    :param model: a ``torch.nn.Module`` (converted with ``openvino.convert_model``, dynamic batch; see
+        ``convert_torch_model`` for which other axes become dynamic), an ``openvino.Model`` or a
+        ``CompressedModel``; never modified.
     :param calibration_dataset: data for the activation statistics: a torch ``Dataset``/``DataLoader``, an
         iterable with ``transform_fn``, or a POT ``DataLoader``.
     :param validation_dataset: data for the metric (default: the calibration data).
     :param metric: a torchmetrics-style object (``update``/``compute``/``reset``), a POT ``Metric`` or a
         function ``fn(preds, targets) -> float`` (higher is better).
-    :param preset: ``'performance'`` or ``'mixed'``.
+    :param preset: ``'performance'`` or ``'mixed'``; default: the model type's (``'mixed'`` for
+        ``'transformer'``), else ``'performance'``.
     :param subset_size: calibration samples used for statistics.
-    :param ignored_scope: node names to leave in floating point, or POT's ``{'scope': [...], 'operations':
-        [...]}``.
+    :param ignored_scope: node names to leave in floating point (one name as a string, or a list), or POT's
+        ``{'scope': [...], 'operations': [...]}``.
     :param model_type: ``'transformer'`` for transformer models.
     :param maximal_drop: the allowed metric drop; ``None`` runs DefaultQuantization, a number runs
         AccuracyAwareQuantization (needs ``metric``).
@@ -102,21 +113,27 @@ def quantize(model: Union[torch.nn.Module, ov.Model, CompressedModel], calibrati
     :param seed: seed of every random choice, for reproducible models.
     :param example_input: the tracing input for a torch module (default: the first calibration item).
     :param input_names: names for the converted model's inputs.
+    :param input_shapes: input shapes for converting a torch module, -1 for a dynamic axis: ``{input name:
+        shape}`` or a list by position (e.g. ``{'input_ids': [-1, 128]}``); wins over the inferred ones.
     :param transform_fn: reads the model input from a raw data item (as ``nncf.Dataset``).
     :param target_fn: reads the annotation from a raw data item (with ``transform_fn``).
     """
     if maximal_drop is not None and metric is None:
         raise ValueError("maximal_drop needs a metric to measure the drop: pass metric=... (for example "
                          "torchmetrics.classification.MulticlassAccuracy(num_classes=10))")
-    fp_model = _as_compressed_model(model, calibration_dataset, example_input, input_names, transform_fn)
-    calibration = _as_loader(calibration_dataset, fp_model, transform_fn, target_fn)
-    validation = calibration if validation_dataset is None else _as_loader(validation_dataset, fp_model,
-                                                                           transform_fn, target_fn)
+    conversion = {"example_input": example_input, "input_names": input_names, "input_shapes": input_shapes}
+    calibration = _as_loader(calibration_dataset, "calibration_dataset", transform_fn, target_fn)
+    validation = calibration if validation_dataset is None else _as_loader(
+        validation_dataset, "validation_dataset", transform_fn, target_fn)
+    fp_model, forward_arguments = _as_compressed_model(model, calibration, conversion)
+    calibration = _for_model(calibration, fp_model)
+    validation = calibration if validation_dataset is None else _for_model(validation, fp_model)
     pot_metric = None if metric is None else _as_metric(metric)
-    params: Dict[str, Any] = {"preset": preset, "stat_subset_size": subset_size, "seed": seed,
-                              "model_type": model_type}
+    params: Dict[str, Any] = {"stat_subset_size": subset_size, "seed": seed, "model_type": model_type}
+    if preset is not None:
+        params["preset"] = preset
     if ignored_scope:
-        params["ignored"] = dict(ignored_scope) if isinstance(ignored_scope, dict) else {"scope": list(ignored_scope)}
+        params["ignored"] = _ignored_params(ignored_scope)
     calibration_engine = IEEngine({"device": "CPU"}, calibration)
     evaluation_engine = IEEngine({"device": "CPU"}, validation, pot_metric)
     with progress_enabled(progress):
@@ -126,37 +143,67 @@ def quantize(model: Union[torch.nn.Module, ov.Model, CompressedModel], calibrati
         else:
             params.update(maximal_drop=maximal_drop, drop_type=drop_type)
             algorithm = AccuracyAwareQuantization(params, evaluation_engine, calibration_engine)
+        if preset is None:
+            logger.info("preset '%s' (the default%s)", algorithm.config.preset,
+                        f" of model_type '{model_type}'" if model_type else "")
         pipeline = Pipeline(calibration_engine)
         pipeline.add_algo(algorithm)
         int8_model = pipeline.run(fp_model)
         elapsed = time.perf_counter() - started
         result = QuantizationResult(int8_model, fp_model, quantization_time=elapsed,
-                                    reverted_layers=list(getattr(algorithm, "reverted_layers", [])))
+                                    reverted_layers=list(getattr(algorithm, "reverted_layers", [])),
+                                    forward_arguments=forward_arguments)
         if pot_metric is not None:
             _fill_metrics(result, algorithm, Pipeline(evaluation_engine))
     return result
 
 
-def _as_compressed_model(model: Any, data: Any, example_input: Any, input_names: Optional[Sequence[str]],
-                         transform_fn: Optional[Callable[[Any], Any]]) -> CompressedModel:
+def _as_compressed_model(model: Any, data: DataLoader, conversion: Dict[str, Any]
+                         ) -> Tuple[CompressedModel, Optional[Dict[str, Optional[str]]]]:
+    """The model as a ``CompressedModel``, and for a torch module which input each forward() argument feeds."""
+    if not isinstance(model, torch.nn.Module):
+        given = [name for name, value in conversion.items() if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to converting a torch.nn.Module, but model is a "
+                             f"{type(model).__name__}; leave them out (reshape an openvino.Model with "
+                             "model.reshape(...) before quantizing)")
     if isinstance(model, CompressedModel):
-        return model
+        return model, None
     if isinstance(model, ov.Model):
-        return CompressedModel(model)
+        return CompressedModel(model), None
     if isinstance(model, torch.nn.Module):
-        if example_input is None and transform_fn is not None:
-            example_input = TorchDataLoader(data, transform_fn=transform_fn).example_input()
-        return convert_torch_model(model, example_input=example_input, dataset=data, input_names=input_names,
-                                   dynamic_batch=True)
+        example_input = conversion["example_input"]
+        if example_input is None:
+            example_input = dataset_example_input(data)
+        converted = convert_torch_model(model, example_input=example_input, dataset=data,
+                                        input_names=conversion["input_names"], dynamic_batch=True,
+                                        input_shapes=conversion["input_shapes"])
+        return converted, forward_inputs(model, example_input, converted)
     raise TypeError(f"model must be a torch.nn.Module, an openvino.Model or a CompressedModel, "
                     f"got {type(model).__name__}")
 
 
-def _as_loader(data: Any, model: CompressedModel, transform_fn: Optional[Callable[[Any], Any]],
+def _as_loader(data: Any, what: str, transform_fn: Optional[Callable[[Any], Any]],
                target_fn: Optional[Callable[[Any], Any]]) -> DataLoader:
-    if isinstance(data, DataLoader):
-        return data
-    return TorchDataLoader(data, model=model, transform_fn=transform_fn, target_fn=target_fn)
+    """``data`` as a POT data loader (not yet tied to the model); an empty one is refused."""
+    loader = data if isinstance(data, DataLoader) else TorchDataLoader(data, transform_fn=transform_fn,
+                                                                       target_fn=target_fn)
+    if len(loader) == 0:
+        raise ValueError(f"{what} is empty; give at least one item (quantization statistics and metrics are "
+                         "computed on the data set's items)")
+    return loader
+
+
+def _for_model(loader: DataLoader, model: CompressedModel) -> DataLoader:
+    """A ``TorchDataLoader`` checking and fitting its items for ``model``; a POT data loader as it is."""
+    return loader.for_model(model) if isinstance(loader, TorchDataLoader) else loader
+
+
+def _ignored_params(ignored_scope: Union[str, Sequence[str], Dict[str, Any]]) -> Dict[str, Any]:
+    """``quantize``'s ``ignored_scope`` as POT's ``ignored`` parameter; a string is one node name."""
+    if isinstance(ignored_scope, dict):
+        return dict(ignored_scope)
+    return {"scope": [ignored_scope] if isinstance(ignored_scope, str) else list(ignored_scope)}
 
 
 def _as_metric(metric: MetricLike) -> Metric:

@@ -2,6 +2,7 @@
 
     /work/venv/bin/python benchmarks/bench_quantization.py                 # all zoo models, 300 samples
     /work/venv/bin/python benchmarks/bench_quantization.py --models resnet18 --threads 1
+    /work/venv/bin/python benchmarks/bench_quantization.py --zoo real      # real weights (real_bench.py)
 
 Each quantization runs in its own subprocess (``--worker``) so its wall time and peak memory (VmHWM, which
 includes the interpreter, openvino and the quantizer's imports) are its own. The FP32 IR is written once to a
@@ -37,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import latency  # noqa: E402
 from workers import peak_rss_mb, run_json_worker  # noqa: E402
 import model_zoo  # noqa: E402
+import real_zoo  # noqa: E402
+from model_zoo import mean_cosine  # noqa: E402
 
 METHODS = ("pot_torch", "nncf")
 
@@ -76,14 +79,26 @@ def ir_size_bytes(xml: Path) -> int:
 
 
 # ------------------------------------------------------------------------------------------------- workers
+def is_transformer(name: str) -> bool:
+    """Whether zoo or real-zoo model ``name`` is quantized with the transformer model type."""
+    return name in model_zoo.TRANSFORMERS or name in real_zoo.TRANSFORMERS
+
+
+def calibration_data(name: str, samples: int) -> List:
+    """``samples`` calibration inputs of zoo model ``name`` (arrays) or real-zoo model ``name`` (feeds by
+    input name, from its cache)."""
+    return (real_zoo.calibration_items(name, samples) if name in real_zoo.BUILDERS
+            else model_zoo.CALIBRATION[name](samples))
+
+
 def quantize_with_nncf(name: str, fp_xml: Path, out_xml: Path, samples: int, **nncf_options) -> None:
-    """``nncf.quantize`` zoo model ``name`` (TRANSFORMER model type for the encoder) and save it to ``out_xml``;
-    ``nncf_options`` go to ``nncf.quantize`` (e.g. ``fast_bias_correction``)."""
+    """``nncf.quantize`` zoo or real-zoo model ``name`` (TRANSFORMER model type for the transformers) and save
+    it to ``out_xml``; ``nncf_options`` go to ``nncf.quantize`` (e.g. ``fast_bias_correction``)."""
     import nncf
 
     model = ov.Core().read_model(fp_xml)
-    kwargs = {"model_type": nncf.ModelType.TRANSFORMER} if name in model_zoo.TRANSFORMERS else {}
-    data = model_zoo.CALIBRATION[name](samples)
+    kwargs = {"model_type": nncf.ModelType.TRANSFORMER} if is_transformer(name) else {}
+    data = calibration_data(name, samples)
     quantized = nncf.quantize(model, nncf.Dataset(data), subset_size=samples, **kwargs, **nncf_options)
     ov.save_model(quantized, out_xml, compress_to_fp16=False)
 
@@ -107,9 +122,9 @@ def pot_torch_unavailable() -> Optional[str]:
 
 def quantize_with_pot_torch(name: str, fp_xml: Path, out_xml: Path, samples: int,
                             extra_params: Optional[Dict] = None) -> None:
-    """pot_torch DefaultQuantization of zoo model ``name`` (transformer model type for the encoder, else the
-    performance preset), ``compress_model_weights``, saved to ``out_xml``; ``extra_params`` are added to the
-    algorithm's params (e.g. ``use_fast_bias``)."""
+    """pot_torch DefaultQuantization of zoo or real-zoo model ``name`` (transformer model type for the
+    transformers, else the performance preset), ``compress_model_weights``, saved to ``out_xml``;
+    ``extra_params`` are added to the algorithm's params (e.g. ``use_fast_bias``)."""
     from pot_torch import (DataLoader, IEEngine, compress_model_weights, create_pipeline, load_model,
                            save_model)
 
@@ -127,9 +142,9 @@ def quantize_with_pot_torch(name: str, fp_xml: Path, out_xml: Path, samples: int
             return self._items[index], None
 
     model = load_model({"model_name": name, "model": str(fp_xml), "weights": str(fp_xml.with_suffix(".bin"))})
-    engine = IEEngine({"device": "CPU"}, CalibrationLoader(model_zoo.CALIBRATION[name](samples)))
+    engine = IEEngine({"device": "CPU"}, CalibrationLoader(calibration_data(name, samples)))
     params = {"target_device": "CPU", "stat_subset_size": samples}
-    if name in model_zoo.TRANSFORMERS:
+    if is_transformer(name):
         params["model_type"] = "transformer"  # default preset mixed, as NNCF's TRANSFORMER model type
     else:
         params["preset"] = "performance"
@@ -172,12 +187,6 @@ def quality(model: ov.Model, zoo: model_zoo.ZooModel, references: Optional[List[
     if zoo.metric == "accuracy":
         return float(np.mean([np.argmax(y) == label for y, (_, label) in zip(outputs, eval_items)]))
     return mean_cosine(np.stack(outputs), np.stack(references))
-
-
-def mean_cosine(outputs: np.ndarray, references: np.ndarray) -> float:
-    """Mean over rows of the cosine similarity of ``outputs`` [n, d] to ``references`` [n, d]."""
-    norms = np.linalg.norm(outputs, axis=1) * np.linalg.norm(references, axis=1) + 1e-12
-    return float(np.mean(np.sum(outputs * references, axis=1) / norms))
 
 
 # ---------------------------------------------------------------------------------------------------- main
@@ -228,7 +237,8 @@ def bench_model(name: str, work: Path, samples: int, eval_samples: Optional[int]
     return rows
 
 
-def _fmt(value, spec: str, suffix: str = "") -> str:
+def fmt(value, spec: str, suffix: str = "") -> str:
+    """``value`` formatted with ``spec`` plus ``suffix``, or an empty table cell for ``None``."""
     return "" if value is None else format(value, spec) + suffix
 
 
@@ -242,12 +252,12 @@ def markdown_table(rows: List[Dict]) -> str:
         q = r.get("quality")
         drop = None if q is None else r["fp_quality"] - q
         lines.append(
-            f"| {r['model']} | {r['method']} | {metric} {_fmt(q, digits)} | {_fmt(drop, '+' + digits)} | "
-            f"{_fmt(r.get('latency_ms'), '.3f')} | {_fmt(r.get('vs_nncf'), '.3f')} | "
-            f"{_fmt(r.get('vs_bf16'), '.2f', 'x')} | "
-            f"{_fmt(r.get('vs_f32'), '.2f', 'x')} | {_fmt(r.get('seconds'), '.1f')} | "
-            f"{_fmt(r.get('peak_rss_mb'), '.0f')} | {_fmt(r.get('ir_mb'), '.2f')} | {_fmt(r.get('bin_pct'), '.1f')} | "
-            f"{_fmt(r.get('fq'), 'd')} | {r.get('error', '')} |")
+            f"| {r['model']} | {r['method']} | {metric} {fmt(q, digits)} | {fmt(drop, '+' + digits)} | "
+            f"{fmt(r.get('latency_ms'), '.3f')} | {fmt(r.get('vs_nncf'), '.3f')} | "
+            f"{fmt(r.get('vs_bf16'), '.2f', 'x')} | "
+            f"{fmt(r.get('vs_f32'), '.2f', 'x')} | {fmt(r.get('seconds'), '.1f')} | "
+            f"{fmt(r.get('peak_rss_mb'), '.0f')} | {fmt(r.get('ir_mb'), '.2f')} | {fmt(r.get('bin_pct'), '.1f')} | "
+            f"{fmt(r.get('fq'), 'd')} | {r.get('error', '')} |")
     return "\n".join(lines)
 
 
@@ -261,13 +271,18 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(model_zoo.DEFAULT_MODELS),
-                        help=f"comma-separated zoo names, from {', '.join(model_zoo.ZOO)} (default: "
-                             f"{', '.join(model_zoo.DEFAULT_MODELS)})")
+    parser.add_argument("--zoo", choices=("synthetic", "real"), default="synthetic",
+                        help="synthetic: model_zoo (default); real: the real-weights zoo of real_zoo.py, timed "
+                             "at default precision and f32 on all cores and on 1 thread, evaluated on the "
+                             "whole evaluation set unless --eval-samples is given (see real_bench.py)")
+    parser.add_argument("--models", default=None,
+                        help=f"comma-separated names, from {', '.join(model_zoo.ZOO)} (default: "
+                             f"{', '.join(model_zoo.DEFAULT_MODELS)}) or with --zoo real from "
+                             f"{', '.join(real_zoo.REAL_ZOO)} (default: all)")
     add_sample_arguments(parser)
     parser.add_argument("--threads", type=int, default=None,
                         help="INFERENCE_NUM_THREADS for latency (default: all cores; 1 is less noisy on a "
-                             "shared machine)")
+                             "shared machine); --zoo real ignores it and times both")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved latency rounds (default 15)")
     parser.add_argument("--work-dir", type=Path, default=None, help="where IRs go (default: a temp dir)")
     parser.add_argument("--pot-torch-params", type=json.loads, default={},
@@ -281,13 +296,21 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(json.dumps(run_worker(args.worker, args.models, args.fp_xml, args.out_xml, args.samples,
                                     args.pot_torch_params)))
         return
-    names = args.models.split(",")
-    unknown = [n for n in names if n not in model_zoo.ZOO]
+    zoo = real_zoo.REAL_ZOO if args.zoo == "real" else tuple(model_zoo.ZOO)
+    names = args.models.split(",") if args.models else list(real_zoo.REAL_ZOO if args.zoo == "real"
+                                                            else model_zoo.DEFAULT_MODELS)
+    unknown = [n for n in names if n not in zoo]
     if unknown:
-        parser.error(f"unknown model(s) {', '.join(unknown)}; valid: {', '.join(model_zoo.ZOO)}")
+        parser.error(f"unknown {args.zoo}-zoo model(s) {', '.join(unknown)}; valid: {', '.join(zoo)}")
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work_dir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        if args.zoo == "real":
+            import real_bench
+
+            print("\n" + real_bench.run(names, work, args.samples, args.eval_samples, args.rounds,
+                                        args.pot_torch_params))
+            return
         rows = [row for name in names
                 for row in bench_model(name, work, args.samples, args.eval_samples, args.threads, args.rounds,
                                        args.pot_torch_params)]

@@ -56,6 +56,12 @@ class ZooModel:
     eval_samples: int = 200
 
 
+def mean_cosine(outputs: np.ndarray, references: np.ndarray) -> float:
+    """Mean over rows of the cosine similarity of ``outputs`` [n, d] to ``references`` [n, d]."""
+    norms = np.linalg.norm(outputs, axis=1) * np.linalg.norm(references, axis=1) + 1e-12
+    return float(np.mean(np.sum(outputs * references, axis=1) / norms))
+
+
 # ----------------------------------------------------------------------------------------------- synthetic data
 def smooth_images(n: int, size: int, seed: int) -> List[np.ndarray]:
     """``n`` ImageNet-normalised [1,3,size,size] images of smooth random blobs and edges (natural-image-like)."""
@@ -92,7 +98,7 @@ def token_batches(n: int, seq_len: int, vocab: int, seed: int) -> List[np.ndarra
 
 
 # ----------------------------------------------------------------------------------------------------- models
-def _convert(module, example) -> ov.Model:
+def convert_module(module, example) -> ov.Model:
     """Convert an eval-mode torch module to an ``openvino.Model`` with a static input shape."""
     import torch
 
@@ -102,7 +108,7 @@ def _convert(module, example) -> ov.Model:
     return model
 
 
-def _recalibrate_batchnorm(module, images: List[np.ndarray], batch: int = 16) -> None:
+def recalibrate_batchnorm(module, images: List[np.ndarray], batch: int = 16) -> None:
     """Set every BatchNorm's running statistics to the data's (cumulative average over ``images``).
 
     Random-weight networks with identity BatchNorm statistics let activations shrink or grow layer after
@@ -134,8 +140,8 @@ def build_resnet18(seed: int = 0) -> ZooModel:
 
     torch.manual_seed(seed)
     module = torchvision.models.resnet18(weights=None)
-    _recalibrate_batchnorm(module, smooth_images(64, 224, seed=300))
-    model = _convert(module, torch.zeros(1, 3, 224, 224))
+    recalibrate_batchnorm(module, smooth_images(64, 224, seed=300))
+    model = convert_module(module, torch.zeros(1, 3, 224, 224))
     return _untrained_zoo_model("resnet18", model, CALIBRATION["resnet18"], lambda n: smooth_images(n, 224, seed=200))
 
 
@@ -146,8 +152,8 @@ def build_mobilenet_v3_small(seed: int = 0) -> ZooModel:
 
     torch.manual_seed(seed)
     module = torchvision.models.mobilenet_v3_small(weights=None)
-    _recalibrate_batchnorm(module, smooth_images(64, 224, seed=301))
-    model = _convert(module, torch.zeros(1, 3, 224, 224))
+    recalibrate_batchnorm(module, smooth_images(64, 224, seed=301))
+    model = convert_module(module, torch.zeros(1, 3, 224, 224))
     return _untrained_zoo_model("mobilenet_v3_small", model, CALIBRATION["mobilenet_v3_small"],
                                 lambda n: smooth_images(n, 224, seed=201))
 
@@ -178,7 +184,7 @@ def build_small_cnn(seed: int = 0) -> ZooModel:
     """The trained small CNN, input [1,3,32,32]; quality = top-1 accuracy on held-out synthetic shapes."""
     import torch
 
-    model = _convert(train_small_cnn(seed), torch.zeros(1, 3, 32, 32))
+    model = convert_module(train_small_cnn(seed), torch.zeros(1, 3, 32, 32))
     return ZooModel("small_cnn", model, model.inputs[0].get_any_name(),
                     lambda n: _small_cnn_calibration(n, seed), lambda n: _small_cnn_evaluation(n, seed), "accuracy",
                     eval_samples=2000)
@@ -243,7 +249,7 @@ def build_bert_tiny(seed: int = 0, vocab: int = 8000, seq_len: int = 128, hidden
 
     torch.manual_seed(seed)
     module = _bert_module(vocab, seq_len, hidden, layers, heads, ffn)
-    model = _convert(module, torch.ones(1, seq_len, dtype=torch.int64))
+    model = convert_module(module, torch.ones(1, seq_len, dtype=torch.int64))
     calibration = lambda n: token_batches(n, seq_len, vocab, seed=102)  # noqa: E731
     return _untrained_zoo_model(name, model, calibration, lambda n: token_batches(n, seq_len, vocab, seed=202))
 

@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output-dir", dest="config_output", metavar="OUT", default="results",
                         help="with -c: folder for the quantized IR (default: ./results), e.g. -o out/")
     parser.add_argument("--overwrite", dest="config_overwrite", action="store_true",
-                        help="with -c: replace the output folder if it exists (otherwise it is an error)")
+                        help="with -c: replace a previous output in OUT (otherwise an existing OUT is an error); "
+                        "a folder holding other files or the config's inputs is never replaced")
     parser.add_argument("--keep-uncompressed-weights", dest="config_keep_weights", action="store_true",
                         help="with -c: store weights as FP32 instead of INT8 (as POT's option)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -67,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="tiny data, model and training (under 30 s; for CI), e.g. --quick")
     demo.add_argument("-o", "--output-dir", default="pot_torch_demo", metavar="OUT",
                       help="folder for the FP32 and INT8 IR files (default: ./pot_torch_demo)")
-    demo.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
+    demo.add_argument("--overwrite", action="store_true",
+                      help="replace a previous demo output in OUT; a folder holding other files is never replaced")
     demo.add_argument("--seed", type=int, default=0, help="seed of the data, weights and training (default: 0)")
 
     quantize = commands.add_parser("quantize", help="DefaultQuantization of an IR on a folder of images",
@@ -90,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                           ".xml's name)")
     quantize.add_argument("-o", "--output-dir", metavar="OUT",
                           help="folder for the INT8 IR (default: ./<model name>_int8), e.g. -o net_int8")
-    quantize.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
+    quantize.add_argument("--overwrite", action="store_true",
+                          help="replace a previous output in OUT; a folder holding other files, the model or the "
+                          "images is never replaced")
     quantize.add_argument("--keep-uncompressed-weights", action="store_true",
                           help="store weights as FP32 instead of INT8")
     return parser

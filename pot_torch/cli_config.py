@@ -30,7 +30,7 @@ from pot_torch.graph.weights_compression import compress_model_weights
 from pot_torch.image_folder import CHANNEL_ORDERS, ImageFolderLoader
 from pot_torch.pipeline import create_pipeline
 from pot_torch.utils.logger import progress_enabled
-from pot_torch.utils.output_folder import check_output_folder, staged_output_folder
+from pot_torch.utils.output_folder import DATA_FOLDER, Input, OutputFolder
 
 _SECTIONS = ("model", "engine", "compression")
 _PYTHON_API_HINT = ("use the Python API instead: a pot_torch.DataLoader and pot_torch.Metric with IEEngine and "
@@ -180,10 +180,9 @@ def _checked_compression(compression: Dict[str, Any]) -> Dict[str, Any]:
         except ValueError as error:
             raise ConfigError(str(error)) from error
         params = dict(algorithm.get("params") or {})
-        preset = _PRESET_ALIASES.get(params.get("preset", "performance"), params.get("preset", "performance"))
-        if preset == "accuracy" and target_device in _ACCURACY_AS_MIXED:
-            preset = "mixed"
-        params["preset"] = preset
+        if "preset" in params:  # unset: the model type's default (mixed for transformers), as in the API
+            preset = _PRESET_ALIASES.get(params["preset"], params["preset"])
+            params["preset"] = "mixed" if preset == "accuracy" and target_device in _ACCURACY_AS_MIXED else preset
         params["target_device"] = target_device
         params["model_type"] = None if model_type == "None" else model_type
         params.setdefault("inplace_statistics", compression.get("inplace_statistics", True))
@@ -200,14 +199,19 @@ def run_config(config: Mapping[str, Any], output_dir: Any, overwrite: bool = Fal
                keep_uncompressed_weights: bool = False, progress: bool = True) -> List[Dict[str, str]]:
     """Quantize the model a checked config names, on its image folder, and write the IR to ``output_dir``.
 
-    The output folder is checked first (an existing one is replaced only with ``overwrite``) and filled only
-    when everything succeeded. Weights are stored as INT8 unless ``keep_uncompressed_weights``.
+    The output folder is checked first, before the model is read: it must not be or hold the model, its
+    weights or the data folder (nor, with ``overwrite``, lie inside the data folder), and an existing one is
+    replaced only with ``overwrite`` and only if it holds nothing but a previous ``<model_name>.xml``/``.bin``
+    (``pot_torch.utils.output_folder``). It is filled only when everything succeeded. Weights are stored as
+    INT8 unless ``keep_uncompressed_weights``.
 
     :returns: ``save_model``'s entries, with paths inside ``output_dir``.
     """
     config = check_config(config)
-    output = check_output_folder(output_dir, overwrite)
     model_config, engine_config = config["model"], config["engine"]
+    name = model_config["model_name"]
+    output = OutputFolder.checked(output_dir, overwrite, inputs=_inputs(config),
+                                  expected=(f"{name}.xml", f"{name}.bin"))
     algorithms = config["compression"]["algorithms"]
     _say(f"Loading model {model_config['model']}")
     model = load_model(model_config, target_device=config["compression"].get("target_device", "ANY"))
@@ -225,13 +229,21 @@ def run_config(config: Mapping[str, Any], output_dir: Any, overwrite: bool = Fal
         quantized = pipeline.run(model)
     if not keep_uncompressed_weights:
         compress_model_weights(quantized)
-    with staged_output_folder(output, overwrite) as staging:
-        entries = save_model(quantized, str(staging), model_name=model_config["model_name"])
+    with output.staged() as staging:
+        entries = save_model(quantized, str(staging), model_name=name)
     for entry in entries:
         for key in ("model", "weights"):
-            entry[key] = str(output / Path(entry[key]).name)
+            entry[key] = str(output.path / Path(entry[key]).name)
     _say(f"Wrote {entries[0]['model']} and {entries[0]['weights']}")
     return entries
+
+
+def _inputs(config: Mapping[str, Any]) -> List[Input]:
+    """The files and folder a checked config reads (the .bin defaults to the one next to the .xml)."""
+    model = str(config["model"]["model"])
+    weights = config["model"].get("weights") or str(Path(model).with_suffix(".bin"))
+    return [("input model", model), ("input weights", str(weights)),
+            (DATA_FOLDER, str(config["engine"]["data_source"]))]
 
 
 def simplified_config(model: str, weights: Optional[str], data: str, preset: str, subset_size: int,

@@ -104,3 +104,41 @@ def outlier_classifier(seed: int = 0, features: int = 16, hidden: int = 32, clas
     hidden_values = np.maximum(inputs[:, 0] @ w1, 0)
     labels = np.argmax(hidden_values @ w2, axis=1)
     return model, inputs, labels
+
+
+def se_residual_model(seed: int = 0, channels: int = 8, shape: Sequence[int] = (1, 3, 16, 16)) -> ov.Model:
+    """A DBNet-neck-like block: a convolution output read by a residual Add and by a squeeze-excitation gate.
+
+    input[shape] -> conv1 + bias -> relu1 -> conv2 (no bias, as DBNet's neck) -> residual Add(relu1, conv2);
+    ``conv2`` also feeds the SE gate ``conv2 * sigmoid(se_up(relu(se_down(mean(conv2)))))``;
+    ``merge`` = residual + gate -> conv3 + bias -> output. ``shape`` may hold -1 (dynamic) dimensions.
+    """
+    rng = np.random.default_rng(seed)
+    x = ops.parameter(list(shape), np.float32, name="input")
+
+    def conv(data: ov.Node, cin: int, cout: int, name: str, kernel: int = 3, bias: bool = True) -> ov.Node:
+        pad = [kernel // 2] * 2
+        node = ops.convolution(data, _const(rng, [cout, cin, kernel, kernel], 0.3, f"{name}_weights"), [1, 1], pad,
+                               pad, [1, 1])
+        node.set_friendly_name(name)
+        if not bias:
+            return node
+        bias = ops.add(node, _const(rng, [1, cout, 1, 1], 0.1, f"{name}_bias_const"))
+        bias.set_friendly_name(f"{name}_bias")
+        return bias
+
+    def named(node: ov.Node, name: str) -> ov.Node:
+        node.set_friendly_name(name)
+        return node
+
+    relu1 = named(ops.relu(conv(x, int(shape[1]), channels, "conv1")), "relu1")
+    y = conv(relu1, channels, channels, "conv2", bias=False)
+    residual = named(ops.add(relu1, y), "residual")
+    pooled = named(ops.reduce_mean(y, ops.constant(np.array([2, 3], np.int64)), True), "se_mean")
+    squeezed = named(ops.relu(conv(pooled, channels, channels // 2, "se_down", kernel=1)), "se_relu")
+    gate = named(ops.sigmoid(conv(squeezed, channels // 2, channels, "se_up", kernel=1)), "se_gate")
+    scaled = named(ops.multiply(y, gate), "se_scale")
+    merge = named(ops.add(residual, scaled), "merge")
+    result = ops.result(conv(merge, channels, 4, "conv3"))
+    result.set_friendly_name("output")
+    return ov.Model([result], [x], "se_residual_model")

@@ -133,6 +133,11 @@ def test_dict_and_tuple_inputs_map_to_model_inputs_by_name_and_position():
         np.testing.assert_array_equal(data["b"], np.full((1, 4), 2.0, np.float32))
     named_only = TorchDataLoader([((a, b), 1)], input_names=["a", "b"])
     assert sorted(named_only[0][0]) == ["a", "b"]
+    one_name = TorchDataLoader([((a,), 1)], input_names="pixels")  # a string is one name, not six
+    assert one_name.input_names == ["pixels"]
+    with pytest.raises(TypeError, match=r"source is the path or string 'images/', not a data set; give a torch "
+                                        r"Dataset \(e.g. torchvision.datasets.ImageFolder"):
+        TorchDataLoader("images/")  # not a data set of the characters 'i', 'm', ...
 
 
 def test_detection_style_dict_targets_become_dicts_of_arrays():
@@ -157,6 +162,25 @@ def test_wrong_image_size_names_input_shapes_and_item():
         r"\[3,16,16\] for one sample.*got shape \[3,12,16\]",
     ):
         loader[3]
+
+
+def test_size_errors_give_the_hint_that_fits_the_data():
+    images = TorchDataLoader(fake_data(size=2, image_size=(3, 12, 16)), model=conv_model(size=16))
+    with pytest.raises(ValueError, match=r"resize the images to the model's input size \(e.g. "
+                                         r"torchvision.transforms.Resize\(\(16, 16\)\)\), or convert the model "
+                                         r"with that axis dynamic: quantize\(..., input_shapes=\{'input': "
+                                         r"\[-1, 3, -1, 16\]\}\)"):
+        images[0]
+    ids = ov.opset13.parameter([1, 8], ov.Type.i64, name="input_ids")
+    text = ov.Model([ov.opset13.result(ov.opset13.convert(ids, "f32"))], [ids], "text")
+    tokens = TorchDataLoader([torch.zeros(13, dtype=torch.long)], model=text)
+    with pytest.raises(ValueError, match=r"'input_ids' takes integer data \(token ids, masks\) of a fixed length "
+                                         r"\(8 on axis 1\); pad or truncate every item to that length \(e.g. "
+                                         r"tokenizer\(..., padding='max_length', max_length=8, truncation=True\)\), "
+                                         r"or convert the model with that axis dynamic: quantize\(..., "
+                                         r"input_shapes=\{'input_ids': \[-1, -1\]\}\)") as caught:
+        tokens[0]
+    assert "Resize" not in str(caught.value)
 
 
 def test_wrong_rank_and_static_batch_errors():
@@ -187,7 +211,7 @@ def test_wrong_number_of_inputs_and_names():
 def test_unreadable_items_get_instructive_errors():
     untransformed = torchvision.datasets.FakeData(size=2, image_size=(3, 16, 16))
     with pytest.raises(
-        TypeError, match=r"item 0: input is a Image, not a tensor or array; add a transform.*" r"ToTensor"
+        TypeError, match=r"item 0: input is a PIL.Image.Image, not a tensor or array; add a transform.*" r"ToTensor"
     ):
         TorchDataLoader(untransformed)[0]
     with pytest.raises(

@@ -181,3 +181,90 @@ def test_bad_arguments():
         convert_torch_model(SmallCNN())
     with pytest.raises(ValueError, match="the dataset is empty"):
         convert_torch_model(SmallCNN(), dataset=[])
+
+
+class TokenMixer(torch.nn.Module):
+    """forward(input_ids, attention_mask, token_type_ids) like a BERT: order matters, types differ."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.tokens, self.types = torch.nn.Embedding(20, 8), torch.nn.Embedding(2, 8)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        x = self.tokens(input_ids) + self.types(token_type_ids)
+        return (x if attention_mask is None else x * attention_mask[..., None]).sum(1)
+
+
+def _tokens(length: int, seed: int = 0) -> dict:
+    """One tokenized sample, keys in a tokenizer's order (token_type_ids before attention_mask)."""
+    generator = torch.Generator().manual_seed(seed)
+    return {"input_ids": torch.randint(0, 20, (length,), generator=generator),
+            "token_type_ids": torch.randint(0, 2, (length,), generator=generator),
+            "attention_mask": torch.randint(0, 2, (length,), generator=generator)}
+
+
+def _shapes(model: CompressedModel) -> dict:
+    return {port.get_any_name(): str(port.get_partial_shape()) for port in model.get_model().inputs}
+
+
+def test_integer_length_axis_and_axes_that_vary_in_the_data_are_dynamic(caplog):
+    with caplog.at_level("INFO", logger="pot_torch"):
+        text = convert_torch_model(TokenMixer(), dataset=[_tokens(5)], dynamic_batch=True)
+    assert _shapes(text) == {"input_ids": "[?,?]", "token_type_ids": "[?,?]", "attention_mask": "[?,?]"}
+    assert "input 'attention_mask': axis 1 is dynamic (length axis of an integer [batch, length] input" in caplog.text
+    images = [torch.zeros(3, 16, 16), torch.zeros(3, 16, 16), torch.zeros(3, 12, 16)]
+    with caplog.at_level("INFO", logger="pot_torch"):
+        varying = convert_torch_model(_seeded(SmallCNN()).eval(), dataset=images)
+    assert _shapes(varying) == {"image": "[1,3,?,16]"}
+    assert "input 'image': axis 2 is dynamic (sizes [12, 16] in the first 3 items)" in caplog.text
+    assert _shapes(convert_torch_model(_seeded(SmallCNN()).eval(), dataset=images[:2])) == {"image": "[1,3,16,16]"}
+
+
+def test_input_shapes_win_over_inference():
+    model = convert_torch_model(TokenMixer(), dataset=[_tokens(5)], dynamic_batch=True,
+                                input_shapes={"input_ids": [1, 5], "attention_mask": [None, 5]})
+    assert _shapes(model) == {"input_ids": "[1,5]", "token_type_ids": "[?,?]", "attention_mask": "[?,5]"}
+    by_position = convert_torch_model(_seeded(SmallCNN()).eval(), torch.zeros(1, 3, 16, 16),
+                                      input_shapes=[[-1, 3, -1, -1]])
+    assert _shapes(by_position) == {"image": "[?,3,?,?]"}
+    with pytest.raises(ValueError, match=r"input_shapes names \['mask'\], which are not inputs of the example; "
+                                         r"its inputs are \['input_ids', 'token_type_ids', 'attention_mask'\]"):
+        convert_torch_model(TokenMixer(), dataset=[_tokens(5)], input_shapes={"mask": [-1, -1]})
+    with pytest.raises(TypeError, match=r"input_shapes\['image'\] must be a list of axis sizes"):
+        convert_torch_model(SmallCNN(), torch.zeros(1, 3, 16, 16), input_shapes={"image": "1,3,16,16"})
+
+
+def test_input_names_given_as_one_string_name_the_single_input():
+    model = convert_torch_model(_seeded(SmallCNN()).eval(), torch.zeros(1, 3, 16, 16), input_names="pixels")
+    assert _shapes(model) == {"pixels": "[1,3,16,16]"}
+
+
+def test_openvino_module_takes_positional_arguments_in_forward_order():
+    from pot_torch.adapters import OpenVINOModule
+    from pot_torch.adapters.model import forward_inputs
+
+    module = TokenMixer().eval()
+    example = {name: value[None] for name, value in _tokens(6).items()}
+    model = convert_torch_model(module, example, dynamic_batch=True)
+    runner = OpenVINOModule(model.get_model(), forward_arguments=forward_inputs(module, example, model))
+    batch = {name: value[None] for name, value in _tokens(9, seed=1).items()}
+    with torch.no_grad():
+        expected = module(**batch)
+    positional = runner(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    np.testing.assert_allclose(positional.numpy(), expected.numpy(), rtol=1e-2, atol=1e-2)  # CPU default bf16
+    assert torch.equal(positional, runner(batch["input_ids"], token_type_ids=batch["token_type_ids"],
+                                          attention_mask=batch["attention_mask"]))
+    partial = convert_torch_model(module, {"input_ids": example["input_ids"],
+                                           "token_type_ids": example["token_type_ids"],
+                                           "attention_mask": example["attention_mask"]}, input_names=["a", "b", "c"])
+    renamed = OpenVINOModule(partial.get_model(), forward_arguments=forward_inputs(module, example, partial))
+    assert torch.equal(renamed(example["input_ids"], example["attention_mask"], example["token_type_ids"]),
+                       renamed(a=example["input_ids"], b=example["token_type_ids"], c=example["attention_mask"]))
+    no_mask = {"input_ids": example["input_ids"], "token_type_ids": example["token_type_ids"]}
+    unmasked = convert_torch_model(module, no_mask)
+    gap = OpenVINOModule(unmasked.get_model(), forward_arguments=forward_inputs(module, no_mask, unmasked))
+    assert gap(example["input_ids"], token_type_ids=example["token_type_ids"]).shape == (1, 8)
+    with pytest.raises(TypeError, match=r"positional argument 1 is forward\(\)'s 'attention_mask', which the "
+                                        r"converted model has no input for.*pass them by keyword"):
+        gap(example["input_ids"], example["attention_mask"], example["token_type_ids"])

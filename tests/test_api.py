@@ -144,3 +144,59 @@ def test_engine_is_abstract_and_keeps_config_loader_metric():
     assert engine.data_loader is loader and engine.metric is metric
     assert engine.get_metric_attributes() == {"accuracy": {"direction": "higher-better", "type": "accuracy"}}
     assert NullEngine({}).get_metric_attributes() == {}
+
+
+class FloatAverage(Accuracy):
+    """avg_value a bare float instead of {name: value} (issue #11)."""
+
+    @property
+    def avg_value(self):
+        return 0.5
+
+
+class ListPerSample(Accuracy):
+    """value a bare list instead of {name: [per-sample values]} (issue #11)."""
+
+    @property
+    def value(self):
+        return list(self._last)
+
+
+class ScalarPerSample(Accuracy):
+    """value {name: scalar} instead of {name: [per-sample values]}."""
+
+    @property
+    def value(self):
+        return {"accuracy": 1.0}
+
+
+def _predict(metric, per_sample=False):
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    from pot_torch import CompressedModel, IEEngine
+
+    data = ops.parameter([1, 3], np.float32, name="x")
+    engine = IEEngine({"device": "CPU"}, ArrayLoader(), metric)
+    engine.set_model(CompressedModel(ov.Model([ops.result(ops.relu(data))], [data], "relu")))
+    return engine.predict(metric_per_sample=per_sample)
+
+
+@pytest.mark.parametrize("metric, per_sample, message", [
+    (FloatAverage(), False, "FloatAverage.avg_value returned 0.5; expected a dict {metric name: value over the "
+                            "samples seen since reset}, e.g. {'accuracy': 0.72}"),
+    (ListPerSample(), True, "ListPerSample.value returned [1.0]; expected a dict {metric name: [one value per "
+                            "sample of the last update]}, e.g. {'accuracy': [1.0, 0.0]}"),
+    (ScalarPerSample(), True, "ScalarPerSample.value['accuracy'] is 1.0 for a batch of 1 sample(s); expected a "
+                              "list of one value per sample of the last update"),
+])
+def test_metric_values_of_the_wrong_shape_are_named(metric, per_sample, message):
+    with pytest.raises(TypeError) as raised:
+        _predict(metric, per_sample)
+    assert message in str(raised.value)
+
+
+def test_well_shaped_metric_values_pass_through_predict():
+    metrics, _ = _predict(Accuracy(), per_sample=True)
+    records, overall = metrics
+    assert len(records) == 4 and set(overall) == {"accuracy"}

@@ -14,8 +14,9 @@ from pot_torch.algorithms.quantization.bias_shift import compile_f32, find_biase
 from pot_torch.algorithms.quantization.fast_bias_correction import FastBiasCorrection
 from pot_torch.api.data_loader import DataLoader
 from pot_torch.engines.ie_engine import IEEngine
+from pot_torch.graph.constants import constant_source
 from pot_torch.graph.editor import (fake_quantize_ops, insert_fake_quantize, ops_by_name, remove_fake_quantize,
-                                    weight_constant_of, weight_fq_name, weight_source_output)
+                                    weight_fq_name, weight_source_output)
 from pot_torch.graph.layer_patterns import find_bias_add
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.aggregators import aggregate
@@ -92,7 +93,7 @@ def quantize(model: ov.Model, engine: IEEngine, weight_layers=("conv1", "conv2",
     for layer in weight_layers:
         node = by_name[layer]
         source = weight_source_output(node, 1)
-        weights = weight_constant_of(node, 1).get_data()
+        weights = constant_source(node.input_value(1)).get_data()
         axes = (1,) if node.get_type_name() == "MatMul" else tuple(range(1, weights.ndim))
         limit = np.abs(weights).max(axis=axes, keepdims=True)
         insert_fake_quantize(model, source, weight_levels, (-limit, limit, -limit, limit),
@@ -253,7 +254,7 @@ def _branchy_model(seed: int = 1) -> ov.Model:
 def _quantize_weights(model: ov.Model, levels: int = 8) -> ov.Model:
     for layer in find_biased_layers(model, quantized_only=False):
         node = ops_by_name(model)[layer.name]
-        weights = weight_constant_of(node, 1).get_data()
+        weights = constant_source(node.input_value(1)).get_data()
         limit = np.abs(weights).max(axis=(1, 2, 3), keepdims=True)
         insert_fake_quantize(model, weight_source_output(node, 1), levels, (-limit, limit, -limit, limit),
                              consumers=[node.input(1)], name=weight_fq_name(layer.name, 1))
@@ -308,7 +309,7 @@ def test_bias_correction_ignores_activation_quantizers_when_measuring(engine):
     assert len(fake_quantize_ops(corrected.get_model())) == len(fake_quantize_ops(quantized.get_model()))
     weights_only = copy.deepcopy(quantized)
     for fq in fake_quantize_ops(weights_only.get_model()):
-        if weight_constant_of(fq, 0) is None:
+        if constant_source(fq.input_value(0)) is None:
             remove_fake_quantize(fq)
     same = BiasCorrection({}, engine).run(weights_only)
     for layer, value in biases(same).items():
@@ -329,7 +330,7 @@ def test_fast_bias_correction_shift_is_the_weight_error_on_the_fp_mean_input(eng
     layout = {"flatten": {"mean": make_reducer("mean", True, -1, inplace=True)}}
     mean_input = aggregate("mean", collect_statistics(engine, fp, [StatisticsRequest(layout)])[0]["flatten"]["mean"])
     fp_output_mean = output_means(engine, fp)["fc_bias"]
-    weights = weight_constant_of(ops_by_name(fp.get_model())["fc"], 1).get_data()
+    weights = constant_source(ops_by_name(fp.get_model())["fc"].input_value(1)).get_data()
     limit = np.abs(weights).max(axis=1, keepdims=True)
     quantized_weights = _fake_quantize(weights, 16, -limit, limit)
     expected = fp_output_mean - quantized_weights @ mean_input
@@ -337,7 +338,7 @@ def test_fast_bias_correction_shift_is_the_weight_error_on_the_fp_mean_input(eng
     np.testing.assert_allclose(corrected["fc"], expected, rtol=1e-5, atol=1e-5)
     weights_only = copy.deepcopy(quantized)
     for fq in fake_quantize_ops(weights_only.get_model()):
-        if weight_constant_of(fq, 0) is None:
+        if constant_source(fq.input_value(0)) is None:
             remove_fake_quantize(fq)
     without_activation_fq = biases(FastBiasCorrection({}, engine).run(weights_only))
     for layer, value in without_activation_fq.items():

@@ -89,8 +89,13 @@ def test_quantize_refuses_an_existing_output_folder_unless_overwrite(ir, images,
     assert main(["quantize", "-m", str(ir), "--data", str(images), "-o", str(out)]) == 1
     assert "already exists; pass --overwrite" in _error(capsys)
     assert (out / "keep.txt").read_text() == "mine"
-    assert main(["quantize", "-m", str(ir), "--data", str(images), "-o", str(out), "--overwrite"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["net.bin", "net.xml"]
+    assert main(["quantize", "-m", str(ir), "--data", str(images), "-o", str(out), "--overwrite"]) == 1
+    assert "holds files pot-torch did not write (keep.txt)" in _error(capsys)  # the user's file stays
+    assert (out / "keep.txt").read_text() == "mine"
+    new = tmp_path / "new"
+    assert main(["quantize", "-m", str(ir), "--data", str(images), "-o", str(new)]) == 0
+    assert main(["quantize", "-m", str(ir), "--data", str(images), "-o", str(new), "--overwrite"]) == 0
+    assert sorted(p.name for p in new.iterdir()) == ["net.bin", "net.xml"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging leftovers
 
 
@@ -192,6 +197,18 @@ def test_check_config_fills_pot_cli_defaults(ir, images):
     assert config["model"].get("model_name") is None  # the caller's dict is not changed
 
 
+def test_config_without_preset_keeps_the_model_type_default(ir, images):
+    """An unset preset is the model type's default (mixed for transformers), not a hidden 'performance'."""
+    from pot_torch.algorithms.params import resolve_params
+
+    config = _config(ir, images)
+    config["compression"]["model_type"] = "transformer"
+    del config["compression"]["algorithms"][0]["params"]["preset"]
+    params = check_config(config)["compression"]["algorithms"][0]["params"]
+    assert "preset" not in params
+    assert resolve_params("DefaultQuantization", params).preset == "mixed"
+
+
 @pytest.mark.parametrize("change, message", [
     ({"engine": {"config": "ac.yml"}}, "Accuracy Checker engine is not supported"),
     ({"engine": {"type": "tensorflow"}}, "unknown engine type 'tensorflow'"),
@@ -237,10 +254,9 @@ def test_read_config_file_reads_pot_templates_format(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- demo
-def test_demo_quick_prints_the_table_and_writes_ir(tmp_path):
+def test_demo_quick_prints_the_table_and_writes_ir(tmp_path, cli_files_guard):
     out = tmp_path / "demo"
-    run = subprocess.run([sys.executable, "-m", "pot_torch.cli", "demo", "--quick", "-o", str(out)],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    run = cli_files_guard.subprocess(["demo", "--quick", "-o", str(out)], timeout=300)
     assert run.returncode == 0, run.stderr
     rows = [line for line in run.stdout.splitlines() if line.startswith("| ")]
     assert len(rows) == 4  # header + FP32 + two INT8 rows

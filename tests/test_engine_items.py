@@ -6,12 +6,14 @@ import openvino as ov
 import openvino.opset13 as ops
 import pytest
 
+from pot_torch import CompressedModel, IEEngine, Metric
 from pot_torch.engines.data_items import DataItemError, DataItemTypeError, has_own_sample_ids, parse_batch
 from pot_torch.engines.input_feeding import batch_input, fill_inputs
 from pot_torch.engines.utils import (add_tensor_names, align_stat_names_with_results, append_stats,
                                      cast_friendly_names, collect_model_outputs, get_clean_name, output_names,
                                      process_accumulated_stats, restore_original_node_names)
 from tests.model_builders import conv_model, two_input_model
+from tests.test_ie_engine import ListLoader
 
 
 def _image_info_model() -> ov.Model:
@@ -43,10 +45,52 @@ def test_parse_batch_with_metadata_and_legacy_format():
     assert not has_own_sample_ids([("x", 3)])
 
 
-def test_parse_batch_flattens_dict_annotations():
-    annotations, _, _ = parse_batch([("x", {"id9": 4}), ("y", {"id3": 1})])
-    assert annotations == [("id9", 4), ("id3", 1)]
-    assert has_own_sample_ids([("x", {"id9": 4})])
+def test_parse_batch_passes_dict_annotations_unchanged_as_pot_did():
+    boxes = {"boxes": np.zeros((2, 4)), "labels": np.array([1, 2])}
+    annotations, _, _ = parse_batch([("x", boxes), ("y", {"id3": 1})])
+    assert annotations == [(0, boxes), (1, {"id3": 1})]
+    assert not has_own_sample_ids([("x", boxes)])
+    assert has_own_sample_ids([(("img7", boxes), "x")])
+
+
+class _RecordingMetric(Metric):
+    """Keeps every annotation list ``update`` gets (``seen`` outlives ``reset``); value: boxes per sample."""
+
+    def __init__(self):
+        self.seen, self._counts = [], []
+        super().__init__()
+
+    @property
+    def value(self):
+        return {"count": [float(len(a["labels"])) for a in self.seen[-1]]}
+
+    @property
+    def avg_value(self):
+        return {"count": float(np.mean(self._counts))}
+
+    def update(self, output, target):
+        self.seen.append(target)
+        self._counts += [len(annotation["labels"]) for annotation in target]
+
+    def reset(self):
+        self._counts = []
+
+
+def _detection_items():
+    return [(np.zeros((3, 16, 16), np.float32),
+             {"boxes": np.full((index + 1, 4), index, np.float32), "labels": np.arange(index + 1)})
+            for index in range(3)]
+
+
+def test_engine_gives_the_metric_dict_annotations_and_data_set_indices_as_sample_ids():
+    metric = _RecordingMetric()
+    engine = IEEngine({"device": "CPU"}, ListLoader(_detection_items()), metric)
+    engine.set_model(CompressedModel(conv_model()))
+    (records, averages), _ = engine.predict(metric_per_sample=True)
+    assert [sorted(batch[0]) for batch in metric.seen] == [["boxes", "labels"]] * 3
+    assert [len(batch[0]["labels"]) for batch in metric.seen] == [1, 2, 3]
+    assert [(r["sample_id"], r["result"]) for r in records] == [(0, 1.0), (1, 2.0), (2, 3.0)]
+    assert averages == {"count": 2.0}
 
 
 @pytest.mark.parametrize("batch, message", [

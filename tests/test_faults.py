@@ -3,6 +3,7 @@ raises an error that says what happened and, for data faults, at which data set 
 from __future__ import annotations
 
 import os
+import re
 import resource
 import signal
 import sys
@@ -169,3 +170,37 @@ def test_read_only_output_folder_gives_permission_error_and_leaves_files(outputs
     assert message == (f"PermissionError: [Errno 13] cannot write the model into save_path '{folder}': Permission "
                        "denied; give a folder you can write to (existing files there are unchanged)")
     assert folder_contents(folder) == contents
+
+
+def _test_is_xfail(source: str, name: str) -> bool:
+    """Whether ``def name`` in ``source`` carries a ``pytest.mark.xfail`` decorator."""
+    before = source[:source.index(f"def {name}(")].rstrip().splitlines()
+    decorators = []
+    for line in reversed(before):
+        if not line.startswith("@") and not line.startswith(" "):
+            break
+        decorators.append(line)
+    return any("xfail" in line for line in decorators)
+
+
+def test_bad_input_page_names_real_tests_and_only_open_bugs_as_open():
+    """docs/bad-input.md stays true: every test it cites exists, and a row says "open bug" exactly when its
+    test is an expected failure (a fixed bug's row must say what happens now)."""
+    root = Path(__file__).resolve().parent.parent
+    problems = []
+    for row in (root / "docs" / "bad-input.md").read_text().splitlines():
+        if not row.startswith("| ") or "tests/" not in row:
+            continue
+        current_file = None
+        for file_name, test_name in re.findall(r"(?:(tests/\w+\.py))?(?:::(\w+))?", row):
+            current_file = file_name or current_file
+            if file_name and not (root / file_name).is_file():
+                problems.append(f"{file_name} does not exist")
+            if not test_name:
+                continue
+            source = (root / current_file).read_text()
+            if f"def {test_name}(" not in source:
+                problems.append(f"{current_file}::{test_name} does not exist")
+            elif _test_is_xfail(source, test_name) != ("open bug" in row):
+                problems.append(f"{current_file}::{test_name}: the row's 'open bug' and the test's xfail disagree")
+    assert not problems, "\n".join(problems)

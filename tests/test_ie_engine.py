@@ -422,3 +422,51 @@ def test_collect_statistics_frees_the_statistics_models_and_keeps_the_plain_one(
     engine.predict(stats_layout=layout)
     engine.predict(stats_layout=layout)
     assert len(compiles) == 3  # predict itself still reuses a statistics model
+
+
+class OutputMean(Metric):
+    """The mean of output 0 over the data set: any change in any output changes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sums: List[float] = []
+
+    @property
+    def value(self):
+        return {"mean": self.sums[-1:]}
+
+    @property
+    def avg_value(self):
+        return {"mean": float(np.mean(self.sums))}
+
+    def update(self, output, target):
+        self.sums.append(float(np.asarray(output[0], np.float64).mean()))
+
+    def reset(self):
+        self.sums = []
+
+    def get_attributes(self):
+        return {"mean": {"direction": "higher-better", "type": "mean"}}
+
+
+def test_consecutive_evaluations_of_a_compressed_weight_model_are_identical():
+    """Issue #11: ``pipeline.evaluate`` compiles for throughput each time; with two CPU streams the plugin
+    computes the INT8 weight decompression wrongly in some compilations (tests/test_regressions.py), so
+    evaluations differed. IEEngine compiles such models with one stream; every other model keeps its streams."""
+    from pot_torch import Pipeline
+    from tests.test_regressions import weight_compressed_pointwise_cnn
+
+    data = np.random.default_rng(1).standard_normal((4, 256, 4, 4)).astype(np.float32)
+    pipeline = Pipeline(IEEngine({"device": "CPU"}, ListLoader([(x, 0) for x in data]), OutputMean()))
+    model = CompressedModel(weight_compressed_pointwise_cnn())
+    compiles = []
+    original = pipeline.engine._ie.compile_model
+    pipeline.engine._ie.compile_model = lambda *a, **k: compiles.append(a[2].get("NUM_STREAMS")) or original(*a, **k)
+    values = [pipeline.evaluate(model)["mean"] for _ in range(20)]
+    assert len(set(values)) == 1, values
+    assert compiles == [None] + [1] * 20  # found once, then compiled with one stream directly
+    expected = [ov.Core().compile_model(model.get_model(), "CPU")(x[None])[0].astype(np.float64).mean() for x in data]
+    assert values[0] == float(np.mean(expected))
+    assert pipeline.engine._compiled[(None, None, True)][0].get_property("NUM_STREAMS") == 1
+    pipeline.evaluate(CompressedModel(weight_compressed_pointwise_cnn(compressed=False)))
+    assert pipeline.engine._compiled[(None, None, True)][0].get_property("NUM_STREAMS") > 1  # f32: untouched

@@ -260,3 +260,56 @@ def test_engine_returning_per_batch_lists_gives_the_same_ranges(preset):
     for node in fake_quantize_ops(streamed.get_model()):
         for a, b in zip(fake_quantize_ranges(node), fq(listed, node.get_friendly_name())[1:]):
             np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_ignored_op_reading_a_quantized_output_raw_is_reported_under_dynamic_shapes(caplog):
+    """An ignored op keeps reading the float value of a quantized output; with dynamic shapes the CPU plugin can
+    compute that output wrongly (tests/test_regressions.py), so MinMaxQuantization says so."""
+    from tests.model_builders import se_residual_model
+
+    data = [np.random.default_rng(i).standard_normal((1, 3, 16, 16)).astype(np.float32) for i in range(2)]
+    for shape, expected in (((1, 3, 16, 16), False), ((-1, 3, -1, -1), True)):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="pot_torch"):
+            quantize({"ignored": {"scope": ["se_scale"]}}, data, se_residual_model(shape=shape))
+        assert ("se_scale reads the input of conv2/fq_output_0" in caplog.text) == expected
+
+
+def _count_placements(monkeypatch) -> List[int]:
+    """Record one entry per ``place_quantizers`` call (each starts with ``ignored_op_names``)."""
+    from pot_torch.algorithms.quantization import placement
+    calls: List[int] = []
+    original = placement.ignored_op_names
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(placement, "ignored_op_names", counted)
+    return calls
+
+
+def test_placement_is_computed_once_per_model(monkeypatch):
+    """Issue #13: ``statistics_requests`` and ``run`` placed the FakeQuantize ops twice; they share one plan now,
+    and a changed model gets a new one."""
+    calls = _count_placements(monkeypatch)
+    quantize({})
+    assert len(calls) == 1
+    algorithm = MinMaxQuantization({}, IEEngine({"device": "CPU"}, ArrayLoader(images())))
+    model = CompressedModel(conv_model())
+    first = algorithm.plan(model)
+    assert algorithm.plan(copy.deepcopy(model)) is first and len(calls) == 2  # same structure: same plan
+    algorithm.run(model)  # inserts FakeQuantize ops
+    assert algorithm.plan(model) is not first and len(calls) == 3
+
+
+def test_cpu_workaround_sites_are_never_requested_nor_inserted():
+    """Issue #13: the CPU plugin workarounds removed FakeQuantize ops after insertion, so their statistics were
+    collected for nothing; now the plan leaves them out and the statistics request follows the plan."""
+    from tests.test_regressions import _attention_scores_model, _batch_norm_then_linear
+    model = _attention_scores_model(_batch_norm_then_linear)
+    norm = next(op.get_friendly_name() for op in model.get_ops() if op.get_type_name() == "BatchNormInference")
+    data = [np.random.default_rng(i).standard_normal((1, 2, 3, 4)).astype(np.float32) for i in range(2)]
+    algorithm = MinMaxQuantization({}, IEEngine({"device": "CPU"}, ArrayLoader(data)))
+    layout = algorithm.statistics_requests(CompressedModel(model))[0].layout
+    assert norm not in layout and "query" in layout

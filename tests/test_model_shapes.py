@@ -155,3 +155,29 @@ def test_fp16_compressed_ir_quantizes_and_keeps_precision(tmp_path):
     reloaded = _round_trip(model, calibration, tmp_path / "out")
     assert len([fq for fq in fake_quantize_ops(reloaded) if "weights" in fq.get_friendly_name()]) == 3
     _assert_close(model, reloaded, calibration)
+
+
+def _weight_fake_quantizes(model: ov.Model) -> list:
+    from pot_torch.graph.constants import constant_source
+
+    return [fq for fq in fake_quantize_ops(model) if constant_source(fq.input_value(0)) is not None]
+
+
+@pytest.mark.parametrize("recipe", ["default", "minmax_covering", "transformer"])
+def test_saved_int8_ir_with_compressed_weights_is_not_quantized_twice(tmp_path, caplog, recipe):
+    """Issue #11 item 7: a saved INT8 IR stores weights as Constant(i8) -> Convert -> [Subtract] -> Multiply;
+    quantizing it again must not put a new FakeQuantize after each decompression Multiply."""
+    from pot_torch import compress_model_weights
+
+    calibration = [{"input": RNG.uniform(0, 1, (1, 3, 16, 16)).astype(np.float32)} for _ in range(4)]
+    first = quantize(conv_model(), calibration, "performance", recipe)
+    compress_model_weights(first)
+    path = save_model(first, str(tmp_path), model_name="int8")[0]["model"]
+    loaded = load_model({"model_name": "int8", "model": path}).get_model()
+    assert not _weight_fake_quantizes(loaded)  # the weights are stored as integers
+    with caplog.at_level(logging.WARNING, logger="pot_torch"):
+        twice = quantize(loaded, calibration, "performance", recipe).get_model()
+    assert len(fake_quantize_ops(twice)) == len(fake_quantize_ops(loaded))  # nothing added
+    assert not _weight_fake_quantizes(twice)
+    assert "3 layers already have INT8-compressed weights" in caplog.text
+    assert sqnr_db(infer_all(loaded, calibration)[0], infer_all(twice, calibration)[0]) >= 40.0

@@ -107,6 +107,20 @@ def test_evaluate_on_a_subset():
                                                   rel=1e-5)
 
 
+@pytest.mark.parametrize("indices, message", [
+    ("012", "Pipeline.evaluate: subset_indices must be a list of data set indices such as [0, 5, 9], got '012'"),
+    ([0, 6], "Pipeline.evaluate: subset_indices holds 6, which is not an index of the data set (6 items: "
+             "0 to 5)"),
+    ([0, 1.5], "Pipeline.evaluate: subset_indices holds 1.5, which is not an index of the data set (6 items: "
+               "0 to 5)"),
+])
+def test_evaluate_checks_subset_indices(indices, message):
+    engine = IEEngine({"device": "CPU"}, Images(), MeanLogit())
+    with pytest.raises(ValueError) as raised:
+        Pipeline(engine).evaluate(CompressedModel(conv_model()), subset_indices=indices)
+    assert message in str(raised.value)
+
+
 def test_evaluate_without_metric_is_a_clear_error():
     with pytest.raises(ValueError, match="Pipeline.evaluate needs a metric"):
         Pipeline(IEEngine({"device": "CPU"}, Images())).evaluate(CompressedModel(conv_model()))
@@ -118,7 +132,8 @@ def test_run_rejects_a_bare_openvino_model():
 
 
 def test_create_pipeline_unknown_name_lists_registered():
-    with pytest.raises(ValueError, match=r"Unknown algorithm 'DefaultQuantisation'. Registered algorithms: "
+    with pytest.raises(ValueError, match=r"Unknown algorithm 'DefaultQuantisation' \(did you mean "
+                                         r"'DefaultQuantization'\?\)\. Registered algorithms: "
                                          r"AccuracyAwareQuantization, ActivationChannelAlignment"):
         create_pipeline([{"name": "DefaultQuantisation", "params": {}}], IEEngine({}, Images()))
 
@@ -128,6 +143,46 @@ def test_create_pipeline_config_shape_errors():
         create_pipeline([{"params": {}}], IEEngine({}, Images()))
 
 
+@pytest.mark.parametrize("config, error, message", [
+    ("DefaultQuantization", TypeError,
+     "create_pipeline takes a list of algorithm configs such as [{'name': 'DefaultQuantization', 'params': {...}}], "
+     "got the string 'DefaultQuantization'; write create_pipeline([{'name': 'DefaultQuantization', 'params': "
+     "{...}}], engine)"),
+    (7, TypeError, "create_pipeline takes a list of algorithm configs such as [{'name': 'DefaultQuantization', "
+                   "'params': {...}}], got 7"),
+    ([{"name": "DefaultQuantization", "params": ["preset", "mixed"]}], TypeError,
+     "'params' of algorithm config 0 (DefaultQuantization) must be a dict of parameters, got ['preset', 'mixed']"),
+    ([{"name": "DefaultQuantization", "parmas": {"preset": "mixed"}}], ValueError,
+     "algorithm config 0 (DefaultQuantization) has unknown key(s) ['parmas']; valid keys: name, params"),
+])
+def test_create_pipeline_wrong_config_shapes_say_how_to_write_it(config, error, message):
+    with pytest.raises(error) as raised:
+        create_pipeline(config, IEEngine({}, Images()))
+    assert message in str(raised.value)
+
+
 def test_create_pipeline_accepts_a_single_dict_and_registry_prefix():
     pipeline = create_pipeline({"name": "QuantizationAlgos.MinMaxQuantization"}, IEEngine({}, Images()))
     assert [a.name for a in pipeline.algorithms] == ["MinMaxQuantization"]
+
+
+def test_ignored_scope_per_member_on_a_single_model_is_refused():
+    pipeline = create_pipeline([{"name": "MinMaxQuantization",
+                                 "params": {"stat_subset_size": 2, "ignored": {"conv_model": {"scope": ["conv1"]}}}}],
+                               IEEngine({"device": "CPU"}, Images()))
+    with pytest.raises(ValueError, match=r"'ignored' is given per cascade member \(\['conv_model'\]\), but the "
+                                         r"model is a single model"):
+        pipeline.run(CompressedModel(conv_model()))
+
+
+def test_ignored_scope_naming_a_member_the_cascade_lacks_is_refused():
+    from pot_torch.algorithms.quantization.minmax import MinMaxQuantization
+
+    cascade = CompressedModel(models=[{"name": "pnet", "model": conv_model(seed=1)},
+                                      {"name": "rnet", "model": conv_model(seed=2)}])
+    engine = IEEngine({"device": "CPU"}, Images())
+    plans = MinMaxQuantization({"ignored": {"pnet": {"scope": ["conv1"]}}}, engine).plan(cascade)
+    assert [any(q.site.consumer == "conv1" for q in plan.weights) for plan in plans] == [False, True]
+    with pytest.raises(ValueError, match=r"'ignored' names the model member\(s\) \['pnett'\], which the cascade "
+                                         r"does not have; its members: \['pnet', 'rnet'\] \(close: pnet\)"):
+        MinMaxQuantization({"ignored": {"pnett": {"scope": ["conv1"]}}}, engine).plan(cascade)

@@ -8,7 +8,7 @@ import pytest
 
 from pot_torch.algorithms.quantization.placement import ignored_op_names, place_quantizers
 from pot_torch.graph.hardware.config import HardwareConfig, load_hardware_config
-from tests.model_builders import conv_model
+from tests.model_builders import conv_model, se_residual_model
 
 CPU = load_hardware_config("CPU")
 GPU = load_hardware_config("GPU")  # keeps POT's per-channel depthwise activations
@@ -100,7 +100,7 @@ def test_concat_inputs_unified_and_depthwise_per_channel():
     placement = place_quantizers(concat_model(), GPU)
     activations, weights = _sites(placement)
     assert activations["relu_b/fq_output_0"] == [("concat", 1)]
-    assert placement.unified == [("relu_a/fq_output_0", "relu_b/fq_output_0")]
+    assert placement.unified == (("relu_a/fq_output_0", "relu_b/fq_output_0"),)
     by_name = {s.name: s for s in placement.activations}
     # relu_a feeds the depthwise conv (per channel) and the concat (unified, per tensor): per tensor wins
     assert activations["relu_a/fq_output_0"] == [("dw", 0), ("concat", 0)]
@@ -188,6 +188,15 @@ def test_unknown_ignored_name_lists_close_names():
         place_quantizers(conv_model(), CPU, {"scope": ["conv_2"]})
 
 
+def test_ignored_operation_type_the_model_lacks_is_warned_about(caplog):
+    """An ignored op type the model does not have selects nothing: said, not silent."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="pot_torch"):
+        assert ignored_op_names(conv_model(), {"operations": [{"type": "Softmax"}]}) == set()
+    assert any("op type 'Softmax', which no op of model" in r.getMessage() for r in caplog.records)
+
+
 def test_already_quantized_inputs_are_skipped():
     from pot_torch.algorithms.quantization.minmax import MinMaxQuantization  # noqa: F401  (registry)
     from pot_torch.graph.editor import insert_fake_quantize, weight_fq_name
@@ -243,3 +252,36 @@ def test_quantizer_serving_every_consumer_of_a_maxpool_moves_above_it():
     activations, _ = _sites(place_quantizers(ov.Model([ops.result(add)], [x], "pool_fanout"), CPU))
     assert activations == {"input/fq_output_0": [("conv1", 0)], "relu/fq_output_0": [("maxpool", 0)],
                            "conv2/fq_output_0": [("residual", 1)]}
+
+
+def test_activation_quantizer_is_shared_by_every_consumer_of_its_output():
+    """conv2 feeds the residual Add (quantized) and a squeeze-excitation gate (ReduceMean, Multiply: not
+    quantized on the CPU): one FakeQuantize on conv2 serves all three, as POT and NNCF place it (with
+    one edge quantized and the others raw, the CPU plugin computes the block wrongly under dynamic shapes;
+    docs/int8-placement-findings.md, "Dynamic shapes")."""
+    activations, _ = _sites(place_quantizers(se_residual_model(shape=(-1, 3, -1, -1)), CPU))
+    assert activations["conv2/fq_output_0"] == [("residual", 1), ("se_mean", 0), ("se_scale", 0)]
+
+
+def test_ignored_consumer_keeps_reading_the_float_output():
+    activations, _ = _sites(place_quantizers(se_residual_model(), CPU, {"scope": ["se_scale"]}))
+    assert activations["conv2/fq_output_0"] == [("residual", 1), ("se_mean", 0)]
+
+
+def _branching_conv_model(shape) -> ov.Model:
+    """input -> conv (no bias) -> relu and sigmoid, both model outputs (neither is quantized on the CPU)."""
+    rng = np.random.default_rng(6)
+    x = ops.parameter(shape, np.float32, name="input")
+    conv = _conv(x, rng, 4, 4, "conv")
+    return ov.Model([ops.result(_named(ops.relu(conv), "relu")), ops.result(_named(ops.sigmoid(conv), "sigmoid"))],
+                    [x], "branching_conv")
+
+
+def test_branching_int8_convolution_output_is_quantized_only_under_dynamic_shapes():
+    """The CPU plugin miscomputes an INT8 convolution (no bias) read by several ops under dynamic shapes
+    (tests/test_regressions.py); one FakeQuantize reading it avoids that, so it gets one there, and only there."""
+    static, _ = _sites(place_quantizers(_branching_conv_model([1, 4, 8, 8]), CPU))
+    dynamic, _ = _sites(place_quantizers(_branching_conv_model([-1, 4, -1, -1]), CPU))
+    assert static == {"input/fq_output_0": [("conv", 0)]}
+    assert dynamic.keys() == {"input/fq_output_0", "conv/fq_output_0"}
+    assert sorted(dynamic["conv/fq_output_0"]) == [("relu", 0), ("sigmoid", 0)]

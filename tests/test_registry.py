@@ -37,3 +37,9 @@ def test_quantization_algorithms_are_registered_by_pot_name():
     for name in ["MinMaxQuantization", "DefaultQuantization", "FastBiasCorrection", "BiasCorrection",
                  "ActivationChannelAlignment"]:
         assert name in COMPRESSION_ALGORITHMS, name
+
+
+def test_misspelt_name_suggests_the_close_registered_ones():
+    with pytest.raises(ValueError, match=r"Unknown algorithm 'DefaultQuantisation' \(did you mean "
+                                         r"'DefaultQuantization'\?\)\. Registered algorithms: AccuracyAware"):
+        COMPRESSION_ALGORITHMS.get("DefaultQuantisation")

@@ -10,10 +10,10 @@ import openvino as ov
 import openvino.opset13 as ops
 import pytest
 
-from pot_torch.algorithms.quantization.cpu_workarounds import (drop_miscomputed_fake_quantize,
-                                                              drop_uncompilable_fake_quantize, fq_sites_at_risk,
-                                                              miscomputed_matmul_inputs)
+from pot_torch.algorithms.quantization.cpu_workarounds import miscomputed_sites, uncompilable_sites
+from pot_torch.algorithms.quantization.placement import place_quantizers
 from pot_torch.graph.editor import fake_quantize_ops
+from pot_torch.graph.hardware.config import load_hardware_config
 from tests.test_property_models import CORE, infer_all, quantize, sqnr_db
 
 RNG = np.random.default_rng(5)
@@ -79,29 +79,45 @@ def test_batch_norm_after_activation_matmul_compiles(caplog):
     assert sqnr_db(infer_all(model, calibration)[0], infer_all(quantized, calibration)[0]) >= 20.0
 
 
-def _scaled_activation_matmul(scale: np.ndarray) -> ov.Model:
-    """input [1,2,3,4] -> x @ x^T [1,2,3,3] -> * scale -> FakeQuantize -> @ W (no pot_torch involved)."""
+def _scaled_activation_matmul(scale: np.ndarray, quantized: bool) -> ov.Model:
+    """input [1,2,3,4] -> x @ x^T [1,2,3,3] -> * scale ``scaled`` -> (FakeQuantize) -> @ W (no pot_torch involved)."""
     x = ops.parameter([1, 2, 3, 4], np.float32, name="input")
     scores = ops.multiply(ops.matmul(x, x, False, True), ops.constant(scale.astype(np.float32)))
-    limit = ops.constant(np.float32(4.0))
-    fq = ops.fake_quantize(scores, ops.negative(limit), limit, ops.negative(limit), limit, 256)
-    fq.set_friendly_name("scaled/fq")
+    scores.set_friendly_name("scaled")
+    if quantized:
+        limit = ops.constant(np.float32(4.0))
+        scores = ops.fake_quantize(scores, ops.negative(limit), limit, ops.negative(limit), limit, 256)
     weight = ops.constant(RNG.standard_normal((3, 3)).astype(np.float32))
-    return ov.Model([ops.result(ops.matmul(fq, weight, False, False))], [x], "scaled_scores")
+    return ov.Model([ops.result(ops.matmul(scores, weight, False, False))], [x], "scaled_scores")
 
 
-@pytest.mark.parametrize("scale, at_risk, dropped", [
+def _activation_site_names(placement) -> set:
+    return {site.name for site in placement.activations}
+
+
+@pytest.mark.parametrize("scale, at_risk, fails", [
     (np.array([1.2, 0.8]).reshape(1, 2, 1, 1), True, True),  # per channel on axis 1: the plugin bug
-    (np.full((1, 2, 1, 1), 1.3), True, False),  # same shape, equal values: compiles, so nothing is dropped
-    (np.array([1.2, 0.8, 1.0]), False, False),  # last axis: not the pattern, never compiled for the check
+    (np.full((1, 2, 1, 1), 1.3), True, False),  # same shape, equal values: compiles
+    (np.array([1.2, 0.8, 1.0]), False, False),  # last axis: not the pattern
 ])
-def test_cpu_workaround_drops_only_fake_quantize_that_does_not_compile(scale, at_risk, dropped):
-    model = _scaled_activation_matmul(scale)
-    assert [fq.get_friendly_name() for fq in fq_sites_at_risk(model)] == (["scaled/fq"] if at_risk else [])
-    assert drop_uncompilable_fake_quantize(model, "GPU") == []  # other devices: untouched
-    assert drop_uncompilable_fake_quantize(model, "CPU") == (["scaled/fq"] if dropped else [])
-    assert len(fake_quantize_ops(model)) == (0 if dropped else 1)
-    CORE.compile_model(model, "CPU")
+def test_cpu_workaround_leaves_out_fake_quantize_that_does_not_compile(scale, at_risk, fails):
+    """The plugin bug (a FakeQuantize after a rank-4 activation MatMul scaled along axis 1 does not compile) and
+    the placement that avoids it: the site is left out of the plan for the CPU (with ``compile_check``, only when
+    a probe with it does not compile), kept for the GPU."""
+    if fails:
+        with pytest.raises(RuntimeError, match="any_of"):
+            CORE.compile_model(_scaled_activation_matmul(scale, quantized=True), "CPU")
+    else:
+        CORE.compile_model(_scaled_activation_matmul(scale, quantized=True), "CPU")
+    model = _scaled_activation_matmul(scale, quantized=False)
+    cpu = load_hardware_config("CPU")
+    unfiltered = place_quantizers(model, cpu, cpu_plugin=False)
+    assert "scaled/fq_output_0" in _activation_site_names(unfiltered)
+    assert uncompilable_sites(model, unfiltered) == (["scaled/fq_output_0"] if at_risk else [])
+    assert ("scaled/fq_output_0" in _activation_site_names(place_quantizers(model, cpu))) == (not at_risk)
+    checked = place_quantizers(model, cpu, compile_check=True)
+    assert ("scaled/fq_output_0" in _activation_site_names(checked)) == (not fails)
+    assert "scaled/fq_output_0" in _activation_site_names(place_quantizers(model, load_hardware_config("GPU")))
 
 
 #: Ranges (low, high) of the two FakeQuantize ops, as pot_torch's symmetric activation quantizers make them
@@ -149,20 +165,25 @@ def test_cpu_plugin_miscomputes_last_axis_scaled_activation_matmul_and_the_worka
     """Found by the nightly property test: a rank-4 MatMul of two quantized activations whose output is scaled
     by a [N] vector (one value per output column) compiles, but the CPU plugin computes it wrongly (outputs off
     by their own size, sometimes 1e9; a plugin bug, no pot_torch involved). A scalar scale is computed right.
-    ``drop_miscomputed_fake_quantize`` removes the FakeQuantize ops on that MatMul's inputs. When the first
+    The placement for the CPU leaves out the FakeQuantize ops on that MatMul's inputs. When the first
     assertion fails, the plugin is fixed and the workaround can go."""
     inputs = np.random.default_rng(4).standard_normal((4, 1, 2, 2, 3)).astype(np.float32)
     scale = np.array([0.3, 0.4])
     model = _last_axis_scaled_scores(scale, quantized=True)
     assert np.abs(_f32_outputs(model, inputs) - _quantized_reference(inputs, scale)).max() > 0.1  # the bug
-    assert [fq.get_friendly_name() for fq in miscomputed_matmul_inputs(model)] == ["query/fq", "input/fq"]
-    assert drop_miscomputed_fake_quantize(model, "GPU") == []  # other devices: untouched
-    assert drop_miscomputed_fake_quantize(model, "CPU") == ["query/fq", "input/fq"]
-    reference = _f32_outputs(_last_axis_scaled_scores(scale, quantized=False), inputs)
-    np.testing.assert_allclose(_f32_outputs(model, inputs), reference, atol=1e-5)
     scalar = _last_axis_scaled_scores(np.array(0.3), quantized=True)
-    assert miscomputed_matmul_inputs(scalar) == []
     np.testing.assert_allclose(_f32_outputs(scalar, inputs), _quantized_reference(inputs, 0.3), atol=1e-4)
+    cpu = load_hardware_config("CPU")
+    for scaled_by, expected in ((scale, True), (np.array(0.3), False)):
+        fp32 = _last_axis_scaled_scores(scaled_by, quantized=False)
+        query = next(op.get_friendly_name() for op in fp32.get_ordered_ops()
+                     if op.get_type_name() == "MatMul" and op.input_value(1).get_node().get_type_name() == "Constant")
+        sites = [f"{query}/fq_output_0", "input/fq_output_0"]
+        unfiltered = place_quantizers(fp32, cpu, cpu_plugin=False)
+        assert set(sites) <= _activation_site_names(unfiltered)
+        assert miscomputed_sites(fp32, unfiltered) == (sites if expected else [])
+        assert bool(set(sites) & _activation_site_names(place_quantizers(fp32, cpu))) == (not expected)
+        assert set(sites) <= _activation_site_names(place_quantizers(fp32, load_hardware_config("GPU")))
 
 
 def test_quantized_last_axis_scaled_activation_matmul_stays_close_to_fp32(caplog):
@@ -192,3 +213,167 @@ def test_cpu_plugin_miscomputes_a_last_axis_multiply_before_a_convolution_in_f32
     padded = np.pad((data * vector)[0, 0], 1)
     expected = np.array([[np.sum(padded[i:i + 3, j:j + 3] * weights[0, 0]) for j in range(3)] for i in range(2)])
     assert np.abs(compiled(data)[0][0, 0] - expected).max() > 0.05  # the plugin bug (f32 rounding: ~1e-7)
+
+
+def _fq(value, low: float, high: float, levels: int = 256):
+    low_c, high_c = ops.constant(np.float32(low)), ops.constant(np.float32(high))
+    return ops.fake_quantize(value, low_c, high_c, low_c, high_c, levels)
+
+
+def _partly_quantized_conv_block(shape, shared: bool) -> ov.Model:
+    """An INT8 convolution whose output feeds a residual Add through a FakeQuantize and a squeeze-excitation
+    gate ``y * sigmoid(mean(y))`` either raw (``shared=False``) or through the same FakeQuantize."""
+    rng = np.random.default_rng(0)
+    x = ops.parameter(shape, np.float32, name="input")
+    x_q = _fq(x, -4.0, 4.0)
+    weights = _fq(ops.constant((rng.standard_normal((8, 8, 3, 3)) * 0.2).astype(np.float32)), -1.0, 1.0, 255)
+    y = ops.convolution(x_q, weights, [1, 1], [1, 1], [1, 1], [1, 1])
+    y_q = _fq(y, -6.0, 6.0)
+    gate_input = y_q if shared else y
+    gate = ops.sigmoid(ops.reduce_mean(gate_input, ops.constant(np.array([2, 3], np.int64)), True))
+    out = ops.add(ops.add(x_q, y_q), ops.multiply(gate_input, gate))
+    return ov.Model([ops.result(out)], [x], "partly_quantized_conv")
+
+
+@pytest.mark.parametrize("precision", ["f32", "bf16"])
+def test_cpu_plugin_miscomputes_a_partly_quantized_convolution_output_under_dynamic_shapes(precision):
+    """OpenVINO alone (2026.4 CPU plugin): a convolution output read through a FakeQuantize by one consumer and
+    raw by another (a squeeze-excitation gate) is computed wrongly when any input dimension is dynamic (cosine
+    ~0.89 to the static model), while one FakeQuantize shared by all consumers is right. pot_torch therefore
+    shares an activation quantizer with every consumer of its output (placement.py); when the first assertion
+    fails, the plugin is fixed."""
+    data = np.random.default_rng(1).standard_normal((1, 8, 16, 16)).astype(np.float32)
+
+    def run(shape, shared):
+        compiled = CORE.compile_model(_partly_quantized_conv_block(shape, shared), "CPU",
+                                      {"INFERENCE_PRECISION_HINT": precision})
+        return compiled(data)[0].ravel().astype(np.float64)
+
+    def cosine(a, b):
+        return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+    for dynamic in ([1, 8, -1, -1], [-1, 8, 16, 16]):
+        assert cosine(run(dynamic, False), run([1, 8, 16, 16], False)) < 0.95  # the plugin bug
+        assert cosine(run(dynamic, True), run([1, 8, 16, 16], True)) > 0.9999
+
+
+def test_dynamic_shape_se_block_quantizes_like_its_static_reshape():
+    """Issue #11 item 10 (a DBNet-style detector gave cosine 0.25 to FP32 with dynamic H/W): the quantized
+    dynamic-shape model must compute what the same model quantized at a static shape computes."""
+    from tests.model_builders import se_residual_model
+
+    data = [{"input": np.random.default_rng(i).standard_normal((1, 3, 16, 16)).astype(np.float32)}
+            for i in range(4)]
+    static = quantize(se_residual_model(), data, "performance").get_model()
+    dynamic = quantize(se_residual_model(shape=(-1, 3, -1, -1)), data, "performance").get_model()
+    expected, got = infer_all(static, data)[0], infer_all(dynamic, data)[0]
+    assert sqnr_db(expected, got) > 40.0
+
+
+def _int8_convolution_read_twice(shape, bias: float, quantized: bool = True) -> ov.Model:
+    """A convolution read by a Relu and a Sigmoid; ``quantized``: in INT8 (FakeQuantize on input and weights)."""
+    rng = np.random.default_rng(0)
+    x = ops.parameter(shape, np.float32, name="input")
+    weights = ops.constant((rng.standard_normal((8, 8, 3, 3)) * 0.3).astype(np.float32))
+    data = x
+    if quantized:
+        data, weights = _fq(x, -2.3, 2.3), _fq(weights, -1.0, 1.0, 255)
+    y = ops.convolution(data, weights, [1, 1], [1, 1], [1, 1], [1, 1])
+    if bias:
+        y = ops.add(y, ops.constant(np.full((1, 8, 1, 1), bias, np.float32)))
+    return ov.Model([ops.result(ops.relu(y)), ops.result(ops.sigmoid(y))], [x], "int8_convolution_read_twice")
+
+
+def test_cpu_plugin_miscomputes_an_int8_convolution_read_by_two_ops_under_dynamic_shapes():
+    """Found by the dynamic-shape property test, reproduced with OpenVINO alone: an INT8 convolution without a
+    bias whose output two unquantized ops read is computed wrongly once a dimension is dynamic (f32); with a bias
+    it is right. pot_torch puts a FakeQuantize on such an output in dynamic-shape models
+    (``quantize_branching_int8_outputs``). When the first assertion fails, the plugin is fixed."""
+    data = np.random.default_rng(1).standard_normal((1, 8, 16, 16)).astype(np.float32)
+
+    def error(bias):
+        static, dynamic = (CORE.compile_model(_int8_convolution_read_twice(shape, bias), "CPU",
+                                              {"INFERENCE_PRECISION_HINT": "f32"})(data)
+                           for shape in ([1, 8, 16, 16], [-1, 8, -1, -1]))
+        return max(np.abs(static[i] - dynamic[i]).max() for i in range(2))
+
+    assert error(0.0) > 1.0  # the plugin bug
+    assert error(0.1) < 1e-5
+
+
+def test_dynamic_shape_int8_convolution_read_by_two_ops_computes_like_static():
+    data = [{"input": np.random.default_rng(i).standard_normal((1, 8, 16, 16)).astype(np.float32)} for i in range(4)]
+    static = quantize(_int8_convolution_read_twice([1, 8, 16, 16], 0.0, False), data, "performance").get_model()
+    dynamic = quantize(_int8_convolution_read_twice([-1, 8, -1, -1], 0.0, False), data, "performance").get_model()
+    for expected, got in zip(infer_all(static, data), infer_all(dynamic, data)):
+        assert sqnr_db(expected, got) > 25.0
+
+
+def _constant_along_dynamic_axis_model(shape) -> ov.Model:
+    """x [1, 2, 1] + a [1, 2, 1] constant -> FakeQuantize -> a = x @ W, scores = a @ x^T (attention-like)."""
+    x = ops.parameter(shape, np.float32, name="input")
+    value = _fq(ops.add(x, ops.constant(np.array([[[0.0889], [-0.0934]]], np.float32))), 0.0, 0.7197)
+    query = ops.matmul(value, ops.constant(np.full((1, 1), 0.6404, np.float32)), False, False)
+    scores = ops.matmul(query, value, False, True)
+    return ov.Model([ops.result(ops.relu(scores))], [x], "constant_along_dynamic_axis")
+
+
+def test_cpu_plugin_miscomputes_a_constant_along_a_dynamic_axis_before_a_fake_quantize():
+    """Found by the dynamic-shape property test, reproduced with OpenVINO alone (f32): with the batch and the
+    sequence axis dynamic, adding a constant with two values along the sequence axis and then quantizing is
+    computed wrongly (0.215 where 0.136 is right). Real models hold such constants along static axes; the
+    property test's generator does not draw them (``KNOWN_CPU_PLUGIN_DYNAMIC_BUG``). When this fails, the
+    plugin is fixed."""
+    data = np.array([[[0.6], [0.4]]], np.float32)
+    static, dynamic = (CORE.compile_model(_constant_along_dynamic_axis_model(shape), "CPU",
+                                          {"INFERENCE_PRECISION_HINT": "f32"})(data)[0]
+                       for shape in ([1, 2, 1], [-1, -1, 1]))
+    assert np.abs(static - dynamic).max() > 0.05
+
+
+def weight_compressed_pointwise_cnn(layers: int = 8, channels: int = 256, size: int = 4,
+                                    compressed: bool = True) -> ov.Model:
+    """Pointwise (1x1) convolutions with float activations whose weights are stored as ``Constant(i8) -> Convert
+    -> Multiply(scale)``, the subgraph ``compress_model_weights`` makes (``compressed=False``: the same values
+    as f32 constants; no pot_torch involved)."""
+    rng = np.random.default_rng(0)
+    value = x = ops.parameter([1, channels, size, size], np.float32, name="input")
+    for _ in range(layers):
+        weights = ops.constant(rng.integers(-127, 128, (channels, channels, 1, 1)).astype(np.int8))
+        scale = rng.uniform(0.5, 1.5, (channels, 1, 1, 1)) / (127 * np.sqrt(channels))
+        if compressed:
+            weights = ops.multiply(ops.convert(weights, np.float32), ops.constant(scale.astype(np.float32)))
+        else:
+            weights = ops.constant(weights.get_data().astype(np.float32) * scale.astype(np.float32))
+        bias = ops.constant(rng.standard_normal((1, channels, 1, 1)).astype(np.float32) * 0.1)
+        value = ops.relu(ops.add(ops.convolution(value, weights, [1, 1], [0, 0], [0, 0], [1, 1]), bias))
+    return ov.Model([ops.result(value)], [x], "weight_compressed_pointwise_cnn")
+
+
+def test_cpu_plugin_races_on_constant_subgraphs_when_compiling_several_streams():
+    """Found through issue #11 (evaluations of an INT8-weight model giving different metrics): the CPU plugin
+    keeps the weight decompression ``Convert -> Multiply`` of a pointwise convolution with float inputs in its
+    runtime graph and computes it when each stream's graph is initialised, in parallel; with two or more
+    streams some compilations (5-25% here) come out with wrong weights and every inference of that compiled
+    model is wrong, synchronous or not. One stream is always right. ``IEEngine`` detects such layers
+    (``constant_compute_layers``) and compiles those models with one stream. When the race is not seen (the
+    test then skips) in a few reruns, the plugin may be fixed and the workaround can go."""
+    from pot_torch.engines.ie_engine import constant_compute_layers
+
+    model = weight_compressed_pointwise_cnn()
+    data = np.random.default_rng(1).standard_normal((1, 256, 4, 4)).astype(np.float32)
+    expected = CORE.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY"})(data)[0]
+    throughput = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": 2}
+    layers = constant_compute_layers(CORE.compile_model(model, "CPU", throughput))
+    assert len(layers) == 16 and {kind for _, kind in layers} == {"Convert", "Subgraph"}
+    for _ in range(10):
+        single = CORE.compile_model(model, "CPU", {**throughput, "NUM_STREAMS": 1})
+        np.testing.assert_array_equal(single(data)[0], expected)
+    wrong = 0
+    for _ in range(100):  # the race hits 5-25% of compilations on 2 cores; stop at the first
+        wrong += not np.array_equal(CORE.compile_model(model, "CPU", throughput)(data)[0], expected)
+        if wrong:
+            break
+    if not wrong:  # a race: its absence in one run proves nothing, so it must not fail CI either way
+        pytest.skip("no wrong two-stream compilation in 100 this run; if that repeats, the CPU plugin's race "
+                    "may be fixed and the one-stream workaround can go")

@@ -207,3 +207,14 @@ def test_transformers_get_the_full_bias_correction_by_default():
     default = outputs({"model_type": "transformer"})
     np.testing.assert_array_equal(default, outputs({"model_type": "transformer", "use_fast_bias": False}))
     assert not np.array_equal(default, outputs({"model_type": "transformer", "use_fast_bias": True}))
+
+
+def test_smooth_quant_places_once_and_not_through_minmax(monkeypatch):
+    """Issue #13: SmoothQuant built a whole MinMaxQuantization for its weight sites and placed them in both
+    ``statistics_requests`` and ``run``; with MinMaxQuantization's own two placements a transformer took four.
+    Now one placement on the floating-point model and one on the smoothed model."""
+    from tests.test_minmax import _count_placements
+    calls = _count_placements(monkeypatch)
+    model, data = encoder_block(), encoder_data()
+    assert _smoothing_ops(_pipeline("DefaultQuantization", {"model_type": "transformer"}, model, data).get_model())
+    assert len(calls) == 2

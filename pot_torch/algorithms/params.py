@@ -6,12 +6,14 @@ others (DefaultQuantization, AccuracyAwareQuantization) hands each part ``sub_pa
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from pot_torch.graph.hardware.config import check_target_device, load_hardware_config
+from pot_torch.graph.op_types import unknown_op_type_problem
 from pot_torch.utils.config import AttrDict
 
 _NO_DEFAULT = object()
@@ -21,7 +23,8 @@ _NONE_TURNS_OFF = ("smooth_quant_alpha",)
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter: its default, and either allowed ``choices`` or a ``check`` returning an error text.
+    """One parameter: its default, and allowed ``choices`` or a ``check`` returning an error text (for a dict
+    parameter, ``check`` runs after its ``schema``, for rules between its keys).
 
     A ``check`` may instead raise ``ValueError`` itself when another module owns the message (``target_device``).
     """
@@ -38,14 +41,14 @@ class Param:
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"invalid value {value!r} for '{path}'; valid values: "
                              f"{', '.join(repr(c) for c in self.choices)}")
+        if self.schema is not None:  # the keys first, so that ``check`` sees valid ones
+            if not isinstance(value, Mapping):
+                raise ValueError(f"'{path}' must be a dict with keys among {sorted(self.schema)}, got {value!r}")
+            validate_mapping(path, value, self.schema)
         if self.check is not None:
             problem = self.check(value)
             if problem:
                 raise ValueError(f"invalid value {value!r} for '{path}': {problem}")
-        if self.schema is not None:
-            if not isinstance(value, Mapping):
-                raise ValueError(f"'{path}' must be a dict with keys among {sorted(self.schema)}, got {value!r}")
-            validate_mapping(path, value, self.schema)
 
 
 def validate_mapping(path: str, value: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
@@ -63,43 +66,60 @@ def validate_mapping(path: str, value: Mapping[str, Any], schema: Mapping[str, A
             validate_mapping(f"{path}.{key}", item, spec)
 
 
-def _positive_int(value: Any) -> Optional[str]:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        return "expected a positive integer"
-    return None
+Check = Callable[[Any], Optional[str]]
 
 
-def _non_negative_int(value: Any) -> Optional[str]:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        return "expected a non-negative integer"
-    return None
+def _rule(base: Optional[Check], accept: Callable[[Any], bool], expected: str) -> Check:
+    """A check: ``expected`` unless ``value`` passes ``base`` (if any) and ``accept``."""
+    def check(value: Any) -> Optional[str]:
+        return expected if (base is not None and base(value)) or not accept(value) else None
+    return check
 
 
-def _boolean(value: Any) -> Optional[str]:
-    return None if isinstance(value, bool) else "expected True or False"
+_NUMBER_TYPES = (int, float, np.integer, np.floating)
+_integer_type = _rule(None, lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool),
+                      "expected an integer")
+_positive_int = _rule(_integer_type, lambda v: v >= 1, "expected a positive integer")
+_non_negative_int = _rule(_integer_type, lambda v: v >= 0, "expected a non-negative integer")
+_boolean = _rule(None, lambda v: isinstance(v, bool), "expected True or False")
+#: Any real number but NaN (which compares false with everything, so no range check would catch it).
+_number = _rule(None, lambda v: isinstance(v, _NUMBER_TYPES) and not isinstance(v, bool) and not np.isnan(v),
+                "expected a number")
+_finite = _rule(_number, np.isfinite, "expected a finite number")
+_integer = _rule(_finite, lambda v: float(v) == int(v), "expected an integer")
+_accuracy_drop = _rule(_finite, lambda v: v >= 0,
+                       "expected a finite number >= 0, the largest metric drop accepted (e.g. 0.01)")
+_unit_interval = _rule(_number, lambda v: 0.0 <= v <= 1.0, "expected a number in [0, 1]")
+_probability = _rule(_number, lambda v: 0.0 <= v < 0.5, "expected a number in [0, 0.5)")
+_fraction = _rule(_number, lambda v: 0.0 < v <= 1.0, "expected a number in (0, 1]")
+_bits = _rule(_positive_int, lambda v: 2 <= v <= 8, "expected an integer number of bits from 2 to 8")
+_bias_threshold = _rule(_number, lambda v: v > 0, "expected a positive number: a bias correction whose shift "
+                                                  "magnitude is not below it is skipped (inf: never skip)")
+_level_low = _rule(_integer, lambda v: v <= 0,
+                   "expected an integer <= 0 (the lowest quantization level, e.g. -128 or 0)")
+_level_high = _rule(_integer, lambda v: v >= 1,
+                    "expected an integer >= 1 (the highest quantization level, e.g. 127 or 255)")
 
 
-def _number(value: Any) -> Optional[str]:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        return "expected a number"
-    return None
-
-
-def _probability(value: Any) -> Optional[str]:
-    if _number(value) or not 0.0 <= float(value) < 0.5:
-        return "expected a number in [0, 0.5)"
-    return None
-
-
-def _fraction(value: Any) -> Optional[str]:
-    if _number(value) or not 0.0 < float(value) <= 1.0:
-        return "expected a number in (0, 1]"
-    return None
-
-
-def _bits(value: Any) -> Optional[str]:
-    if _positive_int(value) or not 2 <= int(value) <= 8:
-        return "expected an integer number of bits from 2 to 8"
+def _quantizer_levels(value: Mapping[str, Any]) -> Optional[str]:
+    """``level_low``/``level_high`` against each other and ``bits`` (FakeQuantize needs at least 3 levels here:
+    2 would divide by zero in the signed symmetric range, 1 is refused by the CPU plugin)."""
+    bits = value.get("bits")
+    allowed = 2 ** (8 if bits is None else int(bits))
+    bits_text = f"'bits' {bits}" if bits is not None else "'bits' 8 (the default)"
+    low, high = value.get("level_low"), value.get("level_high")
+    if low is not None and high is not None:
+        levels = int(high) - int(low) + 1
+        if levels < 3:
+            return (f"level_low {low} and level_high {high} give {levels} quantization level(s); expected "
+                    f"level_low <= 0 < level_high with at least 3 levels, e.g. -128 and 127")
+        if levels > allowed:
+            return (f"level_low {low} and level_high {high} give {levels} quantization level(s); {bits_text} "
+                    f"allows at most {allowed}: raise 'bits' or narrow the levels")
+    for name, level, limit in (("level_low", low, allowed // 2), ("level_high", high, allowed - 1)):
+        if level is not None and abs(int(level)) > limit:
+            return (f"{name} {level} does not fit: {bits_text} allows at most {allowed} levels; raise 'bits' or "
+                    f"give a {name} of magnitude up to {limit}")
     return None
 
 
@@ -108,23 +128,39 @@ def _target_device(value: Any) -> Optional[str]:
     return None
 
 
+#: The keys of one model's ``ignored``; other keys name cascade members (``{member: {scope...}}``).
+IGNORED_KEYS = ("scope", "operations", "skip_model")
+
+
 def _ignored_scope(value: Any) -> Optional[str]:
     if not isinstance(value, Mapping):
         return "expected a dict such as {'scope': [node names], 'operations': [{'type': 'Add'}]}"
-    keys = {"scope", "operations", "skip_model"}
-    members = [v for k, v in value.items() if k not in keys]
+    members = [v for k, v in value.items() if k not in IGNORED_KEYS]
     if members and all(isinstance(v, Mapping) for v in members):  # per cascade member
         return next((problem for problem in map(_ignored_scope, members) if problem), None)
-    unknown = sorted(set(value) - keys)
+    unknown = sorted(set(value) - set(IGNORED_KEYS))
     if unknown:
         return f"unknown keys {unknown}; valid keys: operations, scope, skip_model"
+    if _boolean(value.get("skip_model", False)):
+        return f"'skip_model' must be True or False, got {value['skip_model']!r}"
     scope = value.get("scope", [])
     if not isinstance(scope, (list, tuple)) or not all(isinstance(s, str) for s in scope):
-        return "'scope' must be a list of node names"
+        example = [scope] if isinstance(scope, str) else ["conv1", "fc"]
+        return f"'scope' must be a list of node names such as {example!r}, got {scope!r}"
     operations = value.get("operations", [])
     if not isinstance(operations, (list, tuple)) or not all(
             isinstance(o, Mapping) and isinstance(o.get("type"), str) for o in operations):
         return "'operations' must be a list of dicts like {'type': 'Add', 'attributes': {...}}"
+    for index, operation in enumerate(operations):
+        unknown = sorted(set(operation) - {"type", "attributes"})
+        if unknown:
+            return f"operations[{index}] has unknown key(s) {unknown}; valid keys: attributes, type"
+        if not isinstance(operation.get("attributes") or {}, Mapping):
+            return (f"'attributes' of operations[{index}] must be a dict of op attributes, e.g. "
+                    f"{{'auto_broadcast': 'numpy'}}, got {operation['attributes']!r}")
+        problem = unknown_op_type_problem(operation["type"])
+        if problem:
+            return problem
     return None
 
 
@@ -137,6 +173,16 @@ def _smooth_quant_alpha(value: Any) -> Optional[str]:
 def _metrics_list(value: Any) -> Optional[str]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(m, Mapping) and "name" in m for m in value):
         return "expected a list like [{'name': 'accuracy', 'baseline_value': 0.72}]"
+    for index, metric in enumerate(value):
+        unknown = sorted(set(metric) - {"name", "baseline_value"})
+        if unknown:
+            return f"'metrics[{index}]' has unknown key(s) {unknown}; valid keys: baseline_value, name"
+        if not isinstance(metric["name"], str):
+            return f"'metrics[{index}].name' is {metric['name']!r}; expected a metric name (a string)"
+        baseline = metric.get("baseline_value")
+        if baseline is not None and _finite(baseline):
+            return (f"'metrics[{index}].baseline_value' is {baseline!r}; expected a finite number, the metric "
+                    "value to measure the drop from (e.g. 0.72), or leave it out to use the FP model's")
     return None
 
 
@@ -144,7 +190,7 @@ _ESTIMATOR_SIDE = {
     "type": Param(choices=("min", "max", "abs_max", "quantile", "abs_quantile")),
     "outlier_prob": Param(check=_probability),
     "granularity": Param(choices=("pertensor", "perchannel")),
-    "clipping_value": Param(check=_number),
+    "clipping_value": Param(check=_finite),
     "aggregator": Param(choices=("min", "max", "mean", "median", "mean_no_outliers", "median_no_outliers",
                                  "hl_estimator", "batch_mean")),
 }
@@ -156,8 +202,8 @@ RANGE_ESTIMATOR_SCHEMA = {
 QUANTIZER_SCHEMA = {
     "bits": Param(check=_bits),
     "mode": Param(choices=("symmetric", "asymmetric")),
-    "level_low": Param(check=_number),
-    "level_high": Param(check=_number),
+    "level_low": Param(check=_level_low),
+    "level_high": Param(check=_level_high),
     "granularity": Param(choices=("pertensor", "perchannel")),
     "range_estimator": Param(schema=RANGE_ESTIMATOR_SCHEMA),
 }
@@ -177,8 +223,8 @@ COMMON_PARAMS: Dict[str, Param] = {
 QUANTIZATION_PARAMS: Dict[str, Param] = {
     "preset": Param("performance", choices=("performance", "mixed", "accuracy")),
     "range_estimator": Param(None, schema=RANGE_ESTIMATOR_SCHEMA),
-    "weights": Param(None, schema=QUANTIZER_SCHEMA),
-    "activations": Param(None, schema=QUANTIZER_SCHEMA),
+    "weights": Param(None, schema=QUANTIZER_SCHEMA, check=_quantizer_levels),
+    "activations": Param(None, schema=QUANTIZER_SCHEMA, check=_quantizer_levels),
     "saturation_fix": Param("first_layer", choices=("first_layer", "all", "no")),
 }
 #: SmoothQuant's migration strength (NNCF's MatMul default); only transformers get it in DefaultQuantization.
@@ -189,7 +235,7 @@ BIAS_CORRECTION_PARAMS: Dict[str, Param] = {
     "apply_for_all_nodes": Param(False, check=_boolean),
 }
 ACCURACY_AWARE_PARAMS: Dict[str, Param] = {
-    "maximal_drop": Param(0.01, check=_number),
+    "maximal_drop": Param(0.01, check=_accuracy_drop),
     "drop_type": Param("absolute", choices=("absolute", "relative")),
     "max_iter_num": Param(None, check=_positive_int),
     "ranking_subset_size": Param(None, check=_positive_int),
@@ -199,12 +245,12 @@ ACCURACY_AWARE_PARAMS: Dict[str, Param] = {
     "tune_hyperparams": Param(False, check=_boolean),
     "use_prev_if_drop_increase": Param(True, check=_boolean),
     "annotation_free": Param(False, choices=(False,)),
-    "annotation_conf_threshold": Param(0.6, check=_number),
+    "annotation_conf_threshold": Param(0.6, check=_unit_interval),
     "metrics": Param(None, check=_metrics_list),
 }
 _DEFAULT_QUANTIZATION = {
     **COMMON_PARAMS, **QUANTIZATION_PARAMS, **BIAS_CORRECTION_PARAMS, **SMOOTH_QUANT_PARAMS,
-    "threshold": Param(None, check=_number),
+    "threshold": Param(None, check=_bias_threshold),
     "use_fast_bias": Param(True, check=_boolean),
     "use_layerwise_tuning": Param(False, choices=(False,)),
 }
@@ -217,8 +263,10 @@ MODEL_TYPE_DEFAULTS: Dict[str, Dict[str, Any]] = {"transformer": {"use_fast_bias
 #: Parameters of each algorithm by its registered name.
 ALGORITHM_PARAMS: Dict[str, Dict[str, Param]] = {
     "MinMaxQuantization": {**COMMON_PARAMS, **QUANTIZATION_PARAMS},
-    "FastBiasCorrection": {**COMMON_PARAMS, **BIAS_CORRECTION_PARAMS, "threshold": Param(2.0, check=_number)},
-    "BiasCorrection": {**COMMON_PARAMS, **BIAS_CORRECTION_PARAMS, "threshold": Param(1000.0, check=_number)},
+    "FastBiasCorrection": {**COMMON_PARAMS, **BIAS_CORRECTION_PARAMS,
+                           "threshold": Param(2.0, check=_bias_threshold)},
+    "BiasCorrection": {**COMMON_PARAMS, **BIAS_CORRECTION_PARAMS,
+                       "threshold": Param(1000.0, check=_bias_threshold)},
     "ActivationChannelAlignment": dict(COMMON_PARAMS),
     "SmoothQuant": {**COMMON_PARAMS, **SMOOTH_QUANT_PARAMS},
     "DefaultQuantization": _DEFAULT_QUANTIZATION,
@@ -257,6 +305,30 @@ def _model_type_defaults(target_device: str, model_type: str) -> Dict[str, Any]:
     rules = load_hardware_config(target_device).model_type_rules(model_type)
     defaults = {"preset": rules["default_preset"]} if "default_preset" in rules else {}
     return {**defaults, **MODEL_TYPE_DEFAULTS.get(model_type, {})}
+
+
+def ignored_for_member(ignored: Optional[Mapping[str, Any]], member: Optional[str],
+                       member_names: Sequence[str]) -> Optional[Mapping[str, Any]]:
+    """The part of a (validated) ``ignored`` parameter for model member ``member`` (``None``: a single model).
+
+    ``ignored`` is either one scope for every member or ``{member name: scope}``.
+
+    :raises ValueError: for a per-member ``ignored`` on a single model, or one naming members the cascade does
+        not have (with the close names).
+    """
+    if not ignored or all(key in IGNORED_KEYS for key in ignored):
+        return ignored
+    named = sorted(key for key in ignored if key not in IGNORED_KEYS)
+    if member is None:
+        raise ValueError(f"'ignored' is given per cascade member ({named}), but the model is a single model: give "
+                         "{'scope': [...], 'operations': [...]} without member names")
+    unknown = [name for name in named if name not in member_names]
+    if unknown:
+        close = sorted({match for name in unknown
+                        for match in difflib.get_close_matches(name, list(member_names), n=2, cutoff=0.8)})
+        raise ValueError(f"'ignored' names the model member(s) {unknown}, which the cascade does not have; its "
+                         f"members: {list(member_names)}" + (f" (close: {', '.join(close)})" if close else ""))
+    return ignored.get(member)
 
 
 def sub_params(config: Mapping[str, Any], algorithm: str) -> AttrDict:

@@ -1,6 +1,7 @@
 """Algorithm registry: algorithms are found by their POT name."""
 from __future__ import annotations
 
+import difflib
 from typing import Callable, Dict, List, Type, TypeVar
 
 T = TypeVar("T")
@@ -31,15 +32,16 @@ class Registry:
         return decorator
 
     def get(self, name: str) -> type:
-        """Return the class registered as ``name``; an unknown name raises ``ValueError`` listing the valid ones."""
+        """Return the class registered as ``name``; an unknown name raises ``ValueError`` listing the valid ones
+        (and the close ones first)."""
         key = name
         prefix = f"{self.name}."
         if isinstance(key, str) and key.startswith(prefix):
             key = key[len(prefix):]
         if key not in self._items:
-            raise ValueError(
-                f"Unknown algorithm '{name}'. Registered algorithms: {', '.join(self.names)}."
-            )
+            close = difflib.get_close_matches(str(key), self.names, n=3, cutoff=0.8)
+            hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+            raise ValueError(f"Unknown algorithm '{name}'{hint}. Registered algorithms: {', '.join(self.names)}.")
         return self._items[key]
 
     @property

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Mapping, Sequence
 
 
 class Metric(ABC):
@@ -62,3 +62,34 @@ class Metric(ABC):
 
     def __call__(self, output: Any, target: Any) -> None:
         self.update(output, target)
+
+
+def average_values(metric: Metric) -> Mapping[str, Any]:
+    """``metric.avg_value``, checked to be a dict ``{metric name: value}``.
+
+    :raises TypeError: naming the metric class when it returns something else (a bare number, a list).
+    """
+    values = metric.avg_value
+    if not isinstance(values, Mapping):
+        raise TypeError(f"{type(metric).__name__}.avg_value returned {values!r}; expected a dict {{metric name: "
+                        "value over the samples seen since reset}, e.g. {'accuracy': 0.72}")
+    return values
+
+
+def per_sample_values(metric: Metric, batch_size: int) -> Mapping[str, Sequence[Any]]:
+    """``metric.value`` after an update with ``batch_size`` samples, checked to be a dict ``{metric name:
+    [one value per sample]}``.
+
+    :raises TypeError: naming the metric class when it returns something else.
+    """
+    values = metric.value
+    name = type(metric).__name__
+    if not isinstance(values, Mapping):
+        raise TypeError(f"{name}.value returned {values!r}; expected a dict {{metric name: [one value per sample "
+                        "of the last update]}, e.g. {'accuracy': [1.0, 0.0]}")
+    for key, samples in values.items():
+        if isinstance(samples, (str, bytes)) or not hasattr(samples, "__getitem__") or not hasattr(
+                samples, "__len__") or len(samples) < batch_size:
+            raise TypeError(f"{name}.value[{key!r}] is {samples!r} for a batch of {batch_size} sample(s); expected "
+                            "a list of one value per sample of the last update")
+    return values

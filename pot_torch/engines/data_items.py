@@ -5,7 +5,7 @@ metadata the way POT's ``IEEngine._process_batch`` did, so engines written for P
 """
 from __future__ import annotations
 
-from typing import Any, List, Mapping, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 #: ``[(sample_id, annotation)]``, the annotation list ``IEEngine`` passes around.
 Annotations = List[Tuple[Any, Any]]
@@ -63,9 +63,9 @@ def parse_batch(batch: Sequence[Any]) -> Tuple[Annotations, List[Any], List[Any]
     """Split a batch of POT data items into ``(annotations, data, metadata)``.
 
     ``annotations`` is ``[(sample_id, annotation)]``: for ``(data, annotation)`` items the id is the position
-    in the batch; for ``((img_id, annotation), data)`` items it is ``img_id``. Annotations given as
-    ``{img_id: annotation}`` dicts are flattened to ``(img_id, annotation)`` pairs. ``metadata`` is one entry
-    per item (``{}`` when the items carry none).
+    in the batch; for ``((img_id, annotation), data)`` items it is ``img_id``. An annotation is passed on as
+    the item gives it, dicts included (e.g. detection's ``{'boxes': ..., 'labels': ...}``), as POT 2023.3 did.
+    ``metadata`` is one entry per item (``{}`` when the items carry none).
 
     :raises DataItemError: an item is not a 2- or 3-tuple, or the items of the batch mix formats.
     """
@@ -77,21 +77,15 @@ def parse_batch(batch: Sequence[Any]) -> Tuple[Annotations, List[Any], List[Any]
         annotations = [(position, item[1]) for position, item in enumerate(batch)]
         data = [item[0] for item in batch]
     metadata = [item[2] for item in batch] if length == 3 else [{} for _ in batch]
-    if all(isinstance(annotation, Mapping) for _, annotation in annotations):
-        annotations = [(img_id, label) for _, annotation in annotations for img_id, label in annotation.items()]
     return annotations, data, metadata
 
 
 def has_own_sample_ids(batch: Sequence[Any]) -> bool:
-    """Whether the items name their samples (older format, or ``{img_id: annotation}`` annotations).
+    """Whether the items name their samples (the older ``((img_id, annotation), data)`` format).
 
     Otherwise an engine identifies samples by their data set index.
     """
-    if not batch or not isinstance(batch[0], tuple) or len(batch[0]) < 2:
-        return False
-    if is_legacy_item(batch[0]):
-        return True
-    return all(isinstance(item, tuple) and len(item) > 1 and isinstance(item[1], Mapping) for item in batch)
+    return bool(batch) and is_legacy_item(batch[0])
 
 
 def annotations_valid(annotations: Any) -> bool:

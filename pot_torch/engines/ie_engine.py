@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import OrderedDict
-from typing import Any, Dict, Hashable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Hashable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import openvino as ov
@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from pot_torch.api.data_loader import DataLoader
 from pot_torch.api.engine import Engine
-from pot_torch.api.metric import Metric
+from pot_torch.api.metric import Metric, average_values, per_sample_values
 from pot_torch.engines.data_items import (Annotations, DataItemError, annotations_valid, has_own_sample_ids,
                                           parse_batch)
 from pot_torch.engines.input_feeding import fill_inputs
@@ -54,7 +54,9 @@ class IEEngine(Engine):
     (inference requests run in parallel when collecting statistics / evaluating; unset or 0 = the device's
     optimal number, 1 = synchronous), ``batch_dim`` (default 0), ``inference_precision`` (evaluation
     precision, ``None`` = device default, bf16 on CPUs that have it) and ``stat_inference_precision``
-    (precision whenever statistics are collected, default ``'f32'``).
+    (precision whenever statistics are collected, default ``'f32'``). Asynchronous runs compile for throughput;
+    a model whose CPU runtime graph computes constants is compiled with one stream instead (a CPU plugin race,
+    docs/cpu-plugin-bugs.md).
 
     Subclasses may override ``postprocess_output``, ``_process_batch`` and ``_fill_input`` as with POT.
     """
@@ -72,6 +74,8 @@ class IEEngine(Engine):
         self._compiled: "OrderedDict[Hashable, Tuple[ov.CompiledModel, Optional[StatsOutputs]]]" = OrderedDict()
         self._accumulated_layer_stats: Dict[Hashable, Dict[str, list]] = {}
         self._per_sample_metrics: List[Dict[str, Any]] = []
+        #: hashes of (model structure, compile properties) found to need one CPU stream
+        self._one_stream: Set[int] = set()
 
     # ----------------------------------------------------------------------------------------------- model
     def set_model(self, model: CompressedModel) -> None:
@@ -139,7 +143,7 @@ class IEEngine(Engine):
             stats = process_accumulated_stats(self._accumulated_layer_stats) if stats_layout else None
             metrics = None
             if self._metric is not None:
-                metrics = self._metric.avg_value
+                metrics = average_values(self._metric)
                 if metric_per_sample:
                     metrics = (_sorted_records(self._per_sample_metrics), metrics)
         finally:
@@ -209,11 +213,40 @@ class IEEngine(Engine):
             properties["INFERENCE_PRECISION_HINT"] = precision
         model = plan.model if plan is not None else self._model
         logger.debug("compiling '%s' for %s with %s", model.get_friendly_name(), self._device, properties)
-        compiled = self._ie.compile_model(model, self._device, properties)
+        if asynchronous:
+            compiled = self._compile_for_throughput(model, properties)
+        else:
+            compiled = self._ie.compile_model(model, self._device, properties)
         self._compiled[key] = (compiled, plan)
         while len(self._compiled) > _COMPILED_CACHE_SIZE:
             self._compiled.popitem(last=False)
         return compiled, plan
+
+    def _compile_for_throughput(self, model: ov.Model, properties: Dict[str, Any]) -> ov.CompiledModel:
+        """``model`` compiled with ``properties``, with one stream when the CPU plugin's stream race can hit it.
+
+        The CPU plugin computes the constant subgraphs it keeps in its runtime graph (such as the ``Convert ->
+        Multiply`` weight decompression of ``compress_model_weights`` before a pointwise convolution with float
+        inputs) once per stream, in parallel, and some compilations with two or more streams come out with
+        wrong weights; every inference of such a compiled model is then wrong (docs/cpu-plugin-bugs.md). A
+        model found to have such layers is compiled again with one stream; the engine remembers its structure,
+        so that evaluating it again (``pipeline.evaluate`` calls ``set_model`` each time) compiles only once.
+        """
+        structure = hash((_structure(model), tuple(sorted(properties.items()))))
+        if self._device == "CPU" and structure in self._one_stream:
+            return self._ie.compile_model(model, self._device, {**properties, "NUM_STREAMS": 1})
+        compiled = self._ie.compile_model(model, self._device, properties)
+        if self._device != "CPU" or compiled.get_property("NUM_STREAMS") < 2:
+            return compiled
+        layers = constant_compute_layers(compiled)
+        if not layers:
+            return compiled
+        self._one_stream.add(structure)
+        logger.info("compiling '%s' with one CPU stream instead of %d: its runtime graph computes %d constant "
+                    "layers (e.g. %s '%s') when each stream starts, which the CPU plugin does wrongly at random "
+                    "with several streams (docs/cpu-plugin-bugs.md)", model.get_friendly_name(),
+                    compiled.get_property("NUM_STREAMS"), len(layers), layers[0][1], layers[0][0])
+        return self._ie.compile_model(model, self._device, {**properties, "NUM_STREAMS": 1})
 
     def release_statistics_models(self) -> None:
         """Drop the compiled models built for statistics layouts; the plain inference ones stay cached.
@@ -301,7 +334,8 @@ class IEEngine(Engine):
         """Update the metric with a batch; record per-sample values ``metric.value`` when asked."""
         self._metric.update(output, [annotation for _, annotation in annotations])  # type: ignore[union-attr]
         if need_metrics_per_sample:
-            for metric_name, values in self._metric.value.items():  # type: ignore[union-attr]
+            per_sample = per_sample_values(self._metric, len(annotations))  # type: ignore[arg-type]
+            for metric_name, values in per_sample.items():
                 for position, (sample_id, _) in enumerate(annotations):
                     self._per_sample_metrics.append(
                         {"sample_id": sample_id, "metric_name": metric_name, "result": values[position]})
@@ -353,6 +387,38 @@ class IEEngine(Engine):
         for request_id in sorted(running, key=lambda r: running[r][0]):
             collect(request_id)
         drain()
+
+
+#: CPU runtime-graph layers that only pass constant data on (views, transposes, layout or precision reorders of
+#: weights): computing them when a stream starts was never seen to go wrong (docs/cpu-plugin-bugs.md).
+_CONSTANT_RELAYS = frozenset({"Const", "Reshape", "Reorder", "Transpose"})
+
+
+def constant_compute_layers(compiled: ov.CompiledModel) -> List[Tuple[str, str]]:
+    """``(name, layer type)`` of the layers of a CPU compiled model's runtime graph that compute values from
+    constants only (such as a weight decompression ``Convert`` and ``Multiply``), in graph order.
+
+    The CPU plugin computes them when each stream's graph is initialised; with several streams that races
+    (docs/cpu-plugin-bugs.md). Layers that only relay constants (``Reshape``, ``Reorder``, ``Transpose``) are
+    not listed.
+    """
+    constant: Set[str] = set()
+    found = []
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        kind = op.get_rt_info()["layerType"].astype(str)
+        inputs = [op.input_value(i).get_node().get_friendly_name() for i in range(op.get_input_size())]
+        if kind != "Const" and not (inputs and constant.issuperset(inputs)):
+            continue
+        constant.add(op.get_friendly_name())
+        if kind not in _CONSTANT_RELAYS:
+            found.append((op.get_friendly_name(), kind))
+    return found
+
+
+def _structure(model: ov.Model) -> Tuple[Tuple[str, str, str], ...]:
+    """Type, element type and shape of every op output of ``model``, in graph order (not constant values)."""
+    return tuple((op.get_type_name(), str(output.get_element_type()), str(output.get_partial_shape()))
+                 for op in model.get_ordered_ops() for output in op.outputs())
 
 
 def _accumulator_for(node_key: Hashable, stat_name: str, fn: Any) -> Optional[OnlineAccumulator]:

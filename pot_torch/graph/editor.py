@@ -19,9 +19,8 @@ import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 
-#: Ops that pass a weight through unchanged in meaning (decompression, layout), looked through by
-#: ``weight_constant_of``.
-WEIGHT_PASS_THROUGH = ("Convert", "Reshape", "Unsqueeze", "Squeeze", "Transpose", "FakeQuantize")
+from pot_torch.graph.constants import WEIGHT_PASS_THROUGH, constant_source
+
 RANGE_NAMES = ("input_low", "input_high", "output_low", "output_high")
 
 
@@ -92,7 +91,7 @@ def fake_quantize_ranges(fq: ov.Node) -> Tuple[np.ndarray, np.ndarray, np.ndarra
     """The four range constants of ``fq`` (``input_low, input_high, output_low, output_high``)."""
     values = []
     for port in range(1, 5):
-        const = weight_constant_of(fq, port)
+        const = constant_source(fq.input_value(port))
         if const is None:
             raise ValueError(f"FakeQuantize '{fq.get_friendly_name()}' input {port} is not a constant")
         values.append(np.asarray(const.get_data(), dtype=np.float32))
@@ -121,7 +120,7 @@ def remove_fake_quantize(fq: ov.Node) -> None:
     """
     if fq.get_type_name() != "FakeQuantize":
         raise ValueError(f"'{fq.get_friendly_name()}' is a {fq.get_type_name()}, not a FakeQuantize")
-    constant = weight_constant_of(fq, 0)
+    constant = constant_source(fq.input_value(0))
     if constant is not None:
         in_low, in_high, out_low, out_high = fake_quantize_ranges(fq)
         scale = (out_high - out_low) / np.where(in_high == in_low, 1.0, in_high - in_low)
@@ -153,15 +152,33 @@ def replace_constant(const: ov.Node, value: np.ndarray) -> ov.Node:
     return new
 
 
-def weight_constant_of(node: ov.Node, port: int) -> Optional[ov.Node]:
-    """The Constant behind input ``port`` of ``node``, looking through ``WEIGHT_PASS_THROUGH`` ops.
+def compressed_weight_of(node: ov.Node, port: int) -> Optional[ov.Node]:
+    """The integer Constant behind input ``port`` of ``node`` when that input is a weight stored compressed.
 
-    Returns ``None`` if the input is not computed from a single constant (e.g. an activation).
+    That is ``Constant (integer) -> Convert -> [Subtract (zero point)] -> Multiply (scale)``, possibly followed
+    by ``WEIGHT_PASS_THROUGH`` ops: what ``compress_model_weights`` (POT's and pot_torch's) and NNCF write for
+    quantized weights. The zero point and the scale are constants (possibly through a Convert). An f16
+    Constant decompressed by a Convert is a float weight, not a compressed one: ``None``, like for activations.
     """
-    source = node.input_value(port).get_node()
-    while source.get_type_name() in WEIGHT_PASS_THROUGH:
-        source = source.input_value(0).get_node()
-    return source if source.get_type_name() == "Constant" else None
+    multiply = node.input_value(port).get_node()
+    while multiply.get_type_name() in WEIGHT_PASS_THROUGH and multiply.get_type_name() != "FakeQuantize":
+        multiply = multiply.input_value(0).get_node()
+    if multiply.get_type_name() != "Multiply":
+        return None
+    for data_port in range(2):
+        if constant_source(multiply.input_value(1 - data_port)) is None:
+            continue
+        source = multiply.input_value(data_port).get_node()
+        if source.get_type_name() == "Subtract":
+            if constant_source(source.input_value(1)) is None:
+                continue
+            source = source.input_value(0).get_node()
+        if source.get_type_name() != "Convert":
+            continue
+        constant = source.input_value(0).get_node()
+        if constant.get_type_name() == "Constant" and constant.get_output_element_type(0).is_integral():
+            return constant
+    return None
 
 
 def weight_source_output(node: ov.Node, port: int) -> ov.Output:

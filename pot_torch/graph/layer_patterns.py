@@ -18,7 +18,8 @@ from typing import Hashable, List, Optional
 import numpy as np
 import openvino as ov
 
-from pot_torch.graph.editor import replace_constant, weight_constant_of
+from pot_torch.graph.constants import constant_source
+from pot_torch.graph.editor import replace_constant
 
 CONV_TYPES = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData")
 #: Op types whose bias the bias-correction algorithms correct.
@@ -46,7 +47,7 @@ def weight_port(layer: ov.Node) -> Optional[int]:
     kind = layer.get_type_name()
     ports = (1,) if kind in CONV_TYPES else (1, 0) if kind == "MatMul" else ()
     for port in ports:
-        if weight_constant_of(layer, port) is not None:
+        if constant_source(layer.input_value(port)) is not None:
             return port
     return None
 
@@ -94,22 +95,7 @@ def has_quantized_weights(layer: ov.Node) -> bool:
     if port is None:
         return False
     node = layer.input_value(port).get_node()
-    return is_fake_quantize(node) and weight_constant_of(node, 0) is not None
-
-
-def _single_use(node: ov.Node) -> bool:
-    return all(len(output.get_target_inputs()) == 1 for output in node.outputs())
-
-
-def exclusive_constant(source: ov.Output, pass_through: tuple = ("Convert",)) -> Optional[ov.Node]:
-    """The Constant behind ``source`` through ``pass_through`` ops, if it and every op in between feed only
-    that one path (so replacing the Constant changes nothing else); else ``None``."""
-    node = source.get_node()
-    while node.get_type_name() in pass_through and _single_use(node):
-        node = node.input_value(0).get_node()
-    if node.get_type_name() == "Constant" and _single_use(node):
-        return node
-    return None
+    return is_fake_quantize(node) and constant_source(node.input_value(0)) is not None
 
 
 @dataclass(frozen=True)
@@ -166,7 +152,7 @@ def find_bias_add(layer: ov.Node) -> Optional[BiasAdd]:
         return None
     add = targets[0].get_node()
     port = 1 - targets[0].get_index()
-    const = exclusive_constant(add.input_value(port), BIAS_PASS_THROUGH)
+    const = constant_source(add.input_value(port), BIAS_PASS_THROUGH, exclusive=True)
     out_shape = layer.get_output_partial_shape(0)
     bias_shape = add.get_input_partial_shape(port)
     if const is None or out_shape.rank.is_dynamic or bias_shape.is_dynamic:
@@ -202,7 +188,7 @@ def conv_weight_constant(conv: ov.Node) -> Optional[ov.Node]:
     """The Constant holding a Convolution's weights, directly or through a Convert (decompression) only, and
     used by nothing else. (A Reshape or Transpose in between would change which axis holds which channels.)
     """
-    return exclusive_constant(conv.input_value(1), ("Convert",))
+    return constant_source(conv.input_value(1), ("Convert",), exclusive=True)
 
 
 @dataclass(frozen=True)

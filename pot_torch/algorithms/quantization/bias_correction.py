@@ -32,7 +32,8 @@ from pot_torch.algorithms.params import calibration_indices
 from pot_torch.algorithms.quantization.bias_shift import (BiasedLayer, BiasShiftAlgorithm, apply_bias_shift,
                                                           compile_f32, find_biased_layers, mean_layout, mean_of)
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
-from pot_torch.graph.editor import fake_quantize_ops, remove_fake_quantize, weight_constant_of
+from pot_torch.graph.constants import constant_ops, constant_source
+from pot_torch.graph.editor import fake_quantize_ops, remove_fake_quantize
 from pot_torch.graph.layer_patterns import find_bias_add, output_key
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.aggregators import aggregate
@@ -98,7 +99,7 @@ class BiasCorrection(BiasShiftAlgorithm):
     def _correct(self, model: ov.Model, stats: Mapping[Hashable, Dict[str, list]]) -> None:
         work = model.clone()
         for fq in fake_quantize_ops(work):
-            if weight_constant_of(fq, 0) is None:
+            if constant_source(fq.input_value(0)) is None:
                 remove_fake_quantize(fq)
         layers = [layer for layer in find_biased_layers(work, not self._params.apply_for_all_nodes)
                   if mean_of(stats, layer.bias_key, layer.output_axis) is not None]
@@ -162,7 +163,7 @@ class SegmentRunner:
         self._model = model
         ordered = model.get_ordered_ops()
         self._ops = {op.get_friendly_name(): op for op in ordered}
-        self._constant = _constant_ops(ordered)
+        self._constant = constant_ops(ordered)
         self.levels = _levels(ordered, set(layer_names), self._constant)
         self._needed = self._ancestors(layer_names, set())
         self._computed: Set[str] = {p.get_friendly_name() for p in model.get_parameters()}
@@ -245,17 +246,6 @@ class SegmentRunner:
             name, port = (key, 0) if isinstance(key, str) else key
             results.append(ops.result(clone_ops[name].output(port)))
         return ov.Model(results, parameters, "bias_correction_segment"), feeds
-
-
-def _constant_ops(ordered: List[ov.Node]) -> Set[str]:
-    """Ops computed from constants only (weights and their FakeQuantize, shape constants...)."""
-    constant: Set[str] = set()
-    for op in ordered:
-        kind = op.get_type_name()
-        if kind == "Constant" or (kind not in ("Parameter", "ReadValue") and op.get_input_size() > 0 and all(
-                value.get_node().get_friendly_name() in constant for value in op.input_values())):
-            constant.add(op.get_friendly_name())
-    return constant
 
 
 def _levels(ordered: List[ov.Node], layers: Set[str], constant: Set[str]) -> Dict[str, int]:

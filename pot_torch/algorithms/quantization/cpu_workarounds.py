@@ -1,4 +1,4 @@
-"""Work around OpenVINO CPU plugin bugs that make a quantized model fail to compile or compute wrong values.
+"""Leave out of a placement the FakeQuantize sites the OpenVINO CPU plugin cannot compile or computes wrongly.
 
 Both bugs (OpenVINO 2026.4 CPU plugin, reproduced without pot_torch) are about a rank-4 MatMul of two
 activations (attention scores) whose inputs are FakeQuantized, followed by a scale:
@@ -6,46 +6,44 @@ activations (attention scores) whose inputs are FakeQuantized, followed by a sca
 1. a Multiply by a constant that varies along a non-last axis (a batch norm over axis 1 is decomposed into
    one), then a FakeQuantize: the plugin fuses the scale and the FakeQuantize into the MatMul, whose output
    channels are its last axis, and ``compile_model`` fails with ``Check 'any_of(scale.size(), OC, 1U)'
-   failed``. :func:`drop_uncompilable_fake_quantize` finds FakeQuantize ops in that position (a graph walk).
-   Only when there is one it compiles the model on the CPU; if that fails it removes those FakeQuantize ops
-   (their consumers then read the floating-point value), logs a warning naming them and checks the model
-   compiles. Models without the pattern are not compiled, so quantization does not slow down.
+   failed``. :func:`uncompilable_sites` finds activation sites in that position (a graph walk). Not every such
+   site fails (a constant with equal values compiles); ``compile_check=True`` compiles a probe of the model with
+   the planned activation FakeQuantize ops and keeps the sites when it compiles (slower, so opt-in).
 2. a Multiply by a constant that varies along the last axis only (one scale per output column, shape ``[N]``
    or ``[1, 1, 1, N]``): the model compiles but its outputs are wrong (errors of the size of the outputs, or
    garbage such as 1e9; a scalar, a ``[1, C, 1, 1]`` or a ``[M, N]`` constant are computed correctly).
    Whether it shows depends on the ranges (seen with pot_torch's symmetric ranges, low = -high * 128 / 127),
-   so :func:`drop_miscomputed_fake_quantize` removes the activation FakeQuantize ops on that MatMul's inputs
-   whenever the pattern is there (a graph walk; the MatMul then runs in floating point) and logs a warning
-   naming them. The pattern is rare: attention scores are scaled by a scalar.
+   so :func:`miscomputed_sites` finds the activation sites on that MatMul's inputs whenever the pattern is there
+   (a graph walk; the MatMul then runs in floating point). The pattern is rare: attention scores are scaled by a
+   scalar.
 
-:func:`apply_cpu_workarounds` runs both.
+:func:`drop_cpu_plugin_failures` removes both from a placement (before anything is inserted), with a warning
+naming them. The walks see the graph as it will be once the placement is inserted: an input a planned
+FakeQuantize feeds is not read directly.
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Set, Tuple
 
 import openvino as ov
 
-from pot_torch.graph.editor import fake_quantize_ops, remove_fake_quantize
+from pot_torch.algorithms.quantization.sites import Placement
+from pot_torch.graph.constants import constant_ops, constant_source
+from pot_torch.graph.editor import insert_fake_quantize, ops_by_name
 from pot_torch.utils.logger import get_logger
 
 logger = get_logger(__name__)
 
-__all__ = ["fq_sites_at_risk", "drop_uncompilable_fake_quantize", "miscomputed_matmul_inputs",
-           "drop_miscomputed_fake_quantize", "apply_cpu_workarounds"]
-
 #: Elementwise ops with a constant operand the CPU plugin fuses into a MatMul as post-ops.
 _SCALE_OPS = ("Multiply", "Add", "Subtract")
 #: Ops whose value is a constant once the plugin folds them.
-_CONSTANT_OPS = ("Constant", "Convert", "FakeQuantize")
+_FOLDED = ("Convert", "FakeQuantize")
+
+Inputs = Set[Tuple[str, int]]
 
 
 def _is_constant(output: ov.Output) -> bool:
-    """Whether ``output`` is a Constant, possibly through Convert / FakeQuantize of a Constant."""
-    node = output.get_node()
-    if node.get_type_name() == "Constant":
-        return True
-    return node.get_type_name() in _CONSTANT_OPS[1:] and _is_constant(node.input_value(0))
+    return constant_source(output, _FOLDED) is not None
 
 
 def _varies_off_last_axis(constant: ov.Output, rank: int) -> bool:
@@ -55,132 +53,108 @@ def _varies_off_last_axis(constant: ov.Output, rank: int) -> bool:
     return any(dim > 1 for dim in dims[:-1])
 
 
-def _activation_matmul_behind(output: ov.Output) -> Optional[ov.Node]:
-    """The rank-4 MatMul of two activations that ``output`` is, after per-channel scale ops; else ``None``."""
+def _activation_matmul(node: ov.Node) -> bool:
+    """Whether ``node`` is a rank-4 MatMul of two activations."""
+    if node.get_type_name() != "MatMul" or any(_is_constant(value) for value in node.input_values()):
+        return False
+    rank = node.get_output_partial_shape(0).rank
+    return rank.is_static and rank.get_length() == 4
+
+
+def _activation_matmul_behind(output: ov.Output, quantized: Inputs) -> Optional[ov.Node]:
+    """The rank-4 MatMul of two activations that ``output`` is, after per-channel scale ops and with no
+    FakeQuantize of ``quantized`` in between; else ``None``."""
     scaled = False
     node = output.get_node()
     while node.get_type_name() in _SCALE_OPS + ("BatchNormInference",):
         if node.get_type_name() == "BatchNormInference":
-            scaled, node = True, node.input_value(0).get_node()
-            continue
-        variable = [value for value in node.input_values() if not _is_constant(value)]
-        if len(variable) != 1:
+            scaled, port = True, 0
+        else:
+            variable = [p for p, value in enumerate(node.input_values()) if not _is_constant(value)]
+            if len(variable) != 1:
+                return None
+            rank = node.get_output_partial_shape(0).rank
+            if node.get_type_name() == "Multiply" and rank.is_static:
+                scaled = scaled or any(_varies_off_last_axis(value, rank.get_length())
+                                       for value in node.input_values() if _is_constant(value))
+            port = variable[0]
+        if (node.get_friendly_name(), port) in quantized:
             return None
-        constants = [value for value in node.input_values() if _is_constant(value)]
-        rank = node.get_output_partial_shape(0).rank
-        if node.get_type_name() == "Multiply" and rank.is_static:
-            scaled = scaled or any(_varies_off_last_axis(value, rank.get_length()) for value in constants)
-        node = variable[0].get_node()
-    if not scaled or node.get_type_name() != "MatMul":
-        return None
-    rank = node.get_output_partial_shape(0).rank
-    if rank.is_dynamic or rank.get_length() != 4:
-        return None
-    return node if not any(_is_constant(value) for value in node.input_values()) else None
+        node = node.input_value(port).get_node()
+    return node if scaled and _activation_matmul(node) else None
 
 
-def fq_sites_at_risk(model: ov.Model) -> List[ov.Node]:
-    """FakeQuantize ops of ``model`` in the position of the CPU plugin bug described in this module."""
-    return [fq for fq in fake_quantize_ops(model)
-            if not _is_constant(fq.input_value(0)) and _activation_matmul_behind(fq.input_value(0)) is not None]
+def uncompilable_sites(model: ov.Model, placement: Placement) -> List[str]:
+    """Names of the activation sites of ``placement`` in the position of bug 1 (see the module docstring)."""
+    by_name = ops_by_name(model)
+    quantized = placement.quantized_inputs()
+    return [site.name for site in placement.activations
+            if _activation_matmul_behind(by_name[site.producer].output(site.port), quantized) is not None]
 
 
-def _is_constant_subgraph(output: ov.Output, depth: int = 8) -> bool:
-    """Whether ``output`` is computed from Constants only (no Parameter within ``depth`` ops)."""
-    node = output.get_node()
-    if node.get_type_name() == "Constant":
-        return True
-    if depth == 0 or node.get_type_name() == "Parameter" or node.get_input_size() == 0:
-        return False
-    return all(_is_constant_subgraph(value, depth - 1) for value in node.input_values())
-
-
-def _scales_last_axis_only(multiply: ov.Node, matmul_output: ov.Output) -> bool:
+def _scales_last_axis_only(multiply: ov.Node, matmul_output: ov.Output, constant: Set[str]) -> bool:
     """Whether ``multiply`` scales ``matmul_output`` by a constant with several values along the last axis and
     one along every other axis."""
     others = [value for value in multiply.input_values() if value != matmul_output]
-    if len(others) != 1 or not _is_constant_subgraph(others[0]) or not others[0].get_partial_shape().is_static:
+    if (len(others) != 1 or others[0].get_node().get_friendly_name() not in constant
+            or not others[0].get_partial_shape().is_static):
         return False
     dims = list(others[0].get_partial_shape().to_shape())
     return len(dims) > 0 and dims[-1] > 1 and all(dim == 1 for dim in dims[:-1])
 
 
-def miscomputed_matmul_inputs(model: ov.Model) -> List[ov.Node]:
-    """The activation FakeQuantize ops on the inputs of rank-4 activation MatMuls in the position of bug 2."""
-    sites: List[ov.Node] = []
-    for matmul in model.get_ordered_ops():
-        if matmul.get_type_name() != "MatMul" or any(_is_constant(value) for value in matmul.input_values()):
+def miscomputed_sites(model: ov.Model, placement: Placement) -> List[str]:
+    """Names of the activation sites on the inputs of rank-4 activation MatMuls in the position of bug 2."""
+    ordered = model.get_ordered_ops()
+    constant = constant_ops(ordered)
+    quantized = placement.quantized_inputs()
+    feeding = {consumer: site.name for site in placement.activations for consumer in site.consumers}
+    names: List[str] = []
+    for matmul in ordered:
+        if not _activation_matmul(matmul):
             continue
-        rank = matmul.get_output_partial_shape(0).rank
-        if rank.is_dynamic or rank.get_length() != 4:
+        readers = [target.get_node() for target in matmul.output(0).get_target_inputs()
+                   if (target.get_node().get_friendly_name(), target.get_index()) not in quantized]
+        if not any(node.get_type_name() == "Multiply" and _scales_last_axis_only(node, matmul.output(0), constant)
+                   for node in readers):
             continue
-        consumers = [target.get_node() for target in matmul.output(0).get_target_inputs()]
-        if not any(node.get_type_name() == "Multiply" and _scales_last_axis_only(node, matmul.output(0))
-                   for node in consumers):
-            continue
-        for value in matmul.input_values():
-            node = value.get_node()
-            if node.get_type_name() == "FakeQuantize" and not _is_constant(node.input_value(0)) and node not in sites:
-                sites.append(node)
-    return sites
+        for port in range(matmul.get_input_size()):
+            name = feeding.get((matmul.get_friendly_name(), port))
+            if name is not None and name not in names:
+                names.append(name)
+    return names
 
 
-def drop_miscomputed_fake_quantize(model: ov.Model, device: str) -> List[str]:
-    """Remove the FakeQuantize ops that make the CPU plugin compute ``model`` wrongly (bug 2; edited in place).
+def _probe_compiles(model: ov.Model, placement: Placement) -> bool:
+    """Whether a copy of ``model`` with the activation FakeQuantize ops of ``placement`` (unit ranges) compiles
+    on the CPU."""
+    probe = model.clone()
+    by_name = ops_by_name(probe)
+    for site in placement.activations:
+        insert_fake_quantize(probe, by_name[site.producer].output(site.port), 256,
+                             consumers=[by_name[name].input(port) for name, port in site.consumers], name=site.name)
+    try:
+        ov.Core().compile_model(probe, "CPU")
+    except RuntimeError:
+        return False
+    return True
 
-    :returns: the friendly names of the removed FakeQuantize ops (empty when nothing was removed).
+
+def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_check: bool = False) -> Placement:
+    """``placement`` without the activation sites of bugs 1 and 2 (see the module docstring), with a warning
+    naming them.
+
+    :param compile_check: keep the sites of bug 1 when a probe of the model with them compiles on the CPU.
     """
-    if "CPU" not in str(device).upper():
-        return []
-    sites = miscomputed_matmul_inputs(model)
-    names = [fq.get_friendly_name() for fq in sites]
-    for fq in sites:
-        remove_fake_quantize(fq)
-    if names:
-        model.validate_nodes_and_infer_types()
+    miscomputed = miscomputed_sites(model, placement)
+    if miscomputed:
         logger.warning("The OpenVINO CPU plugin computes a rank-4 activation MatMul with quantized inputs wrongly "
                        "when its output is scaled along the last axis; left in floating point: %s",
-                       ", ".join(names))
-    return names
-
-
-def apply_cpu_workarounds(model: ov.Model, device: str) -> List[str]:
-    """Both workarounds of this module on ``model`` (edited in place); returns the removed FakeQuantize names."""
-    return drop_miscomputed_fake_quantize(model, device) + drop_uncompilable_fake_quantize(model, device)
-
-
-def _compile_error(core: ov.Core, model: ov.Model) -> Optional[str]:
-    try:
-        core.compile_model(model, "CPU")
-    except RuntimeError as error:
-        return str(error)
-    return None
-
-
-def drop_uncompilable_fake_quantize(model: ov.Model, device: str) -> List[str]:
-    """Remove the FakeQuantize ops that make ``model`` fail to compile on the CPU (edited in place).
-
-    Does nothing unless ``device`` runs on the CPU and :func:`fq_sites_at_risk` finds a site; then the model is
-    compiled once to see whether the plugin fails on it.
-
-    :returns: the friendly names of the removed FakeQuantize ops (empty when nothing was removed).
-    """
-    if "CPU" not in str(device).upper():
-        return []
-    risky = fq_sites_at_risk(model)
-    if not risky:
-        return []
-    core = ov.Core()
-    if _compile_error(core, model) is None:
-        return []
-    names = [fq.get_friendly_name() for fq in risky]
-    for fq in risky:
-        remove_fake_quantize(fq)
-    model.validate_nodes_and_infer_types()
-    logger.warning("The OpenVINO CPU plugin cannot compile FakeQuantize ops after a rank-4 activation MatMul "
-                   "scaled per channel (batch norm); left in floating point: %s", ", ".join(names))
-    error = _compile_error(core, model)
-    if error is not None:
-        logger.warning("the quantized model '%s' still does not compile on the CPU: %s",
-                       model.get_friendly_name(), error.strip().splitlines()[-1] if error.strip() else error)
-    return names
+                       ", ".join(miscomputed))
+        placement = placement.without_activations(set(miscomputed))
+    at_risk = uncompilable_sites(model, placement)
+    if at_risk and not (compile_check and _probe_compiles(model, placement)):
+        logger.warning("The OpenVINO CPU plugin cannot compile FakeQuantize ops after a rank-4 activation MatMul "
+                       "scaled per channel (batch norm); left in floating point: %s", ", ".join(at_risk))
+        placement = placement.without_activations(set(at_risk))
+    return placement

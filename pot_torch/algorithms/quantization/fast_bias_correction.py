@@ -30,7 +30,7 @@ from pot_torch.algorithms.quantization.bias_shift import (SHAPE_STAT, BiasedLaye
                                                           apply_bias_shift, compile_f32, find_biased_layers,
                                                           mean_layout, mean_of, static_input_shape)
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
-from pot_torch.graph.editor import weight_constant_of
+from pot_torch.graph.constants import constant_source
 from pot_torch.graph.layer_patterns import find_bias_add, weight_port
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.collector import StatisticsRequest
@@ -130,7 +130,7 @@ def _probe_for(layer_op: ov.Node, layer: BiasedLayer, stats: Mapping[Hashable, D
 
 def _weight_bytes(layer_op: ov.Node) -> int:
     port = weight_port(layer_op)
-    constant = None if port is None else weight_constant_of(layer_op, port)
+    constant = None if port is None else constant_source(layer_op.input_value(port))
     return 0 if constant is None else int(constant.get_byte_size())
 
 

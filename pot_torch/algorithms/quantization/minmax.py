@@ -5,49 +5,27 @@ Run on its own, ``run(model)`` inserts the FakeQuantize ops into the ``openvino.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import openvino as ov
 
 from pot_torch.algorithms.algorithm import Algorithm
-from pot_torch.algorithms.params import calibration_indices, resolve_params
-from pot_torch.algorithms.quantization.cpu_workarounds import apply_cpu_workarounds
-from pot_torch.algorithms.quantization.fake_quantize import (
-    SATURATION_SCALE, activation_fq_range, choose_quantizer, levels_of, per_channel_shape, saturation_fix_layers,
-    weight_fq_range)
-from pot_torch.algorithms.quantization.placement import (ActivationSite, Placement, WeightSite,
-                                                         place_quantizers)
-from pot_torch.algorithms.quantization.range_estimator import (activation_range, activation_reducers,
-                                                               estimator_config, weight_statistics)
+from pot_torch.algorithms.params import calibration_indices, ignored_for_member, resolve_params
+from pot_torch.algorithms.quantization.fake_quantize import (SATURATION_SCALE, activation_fq_range,
+                                                             per_channel_shape, saturation_fix_layers, weight_fq_range)
+from pot_torch.algorithms.quantization.plan import MemberPlan, PlanCache, plan_member
+from pot_torch.algorithms.quantization.range_estimator import activation_range, activation_reducers, weight_statistics
+from pot_torch.algorithms.quantization.sites import ActivationSite, WeightSite
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
+from pot_torch.graph.constants import constant_source
 from pot_torch.graph.editor import (constant_value, find_op, insert_fake_quantize, ops_by_name, replace_constant,
-                                    weight_constant_of, weight_source_output)
+                                    weight_source_output)
 from pot_torch.graph.hardware.config import HardwareConfig, load_hardware_config
 from pot_torch.statistics.collector import Statistics, StatisticsRequest
+from pot_torch.utils.logger import get_logger
 
-_IGNORED_KEYS = ("scope", "operations", "skip_model")
-
-
-@dataclass
-class PlannedQuantizer:
-    """A FakeQuantize site with its chosen quantizer, levels and range estimator."""
-
-    site: Any
-    quantizer: Dict[str, Any]
-    levels: int
-    estimator: Dict[str, Any]
-
-
-@dataclass
-class MemberPlan:
-    """The quantization plan of one ``openvino.Model`` (a cascade member)."""
-
-    member: Optional[str]
-    placement: Placement
-    activations: List[PlannedQuantizer]
-    weights: List[PlannedQuantizer]
+logger = get_logger(__name__)
 
 
 @COMPRESSION_ALGORITHMS.register("MinMaxQuantization")
@@ -62,36 +40,28 @@ class MinMaxQuantization(Algorithm):
     def __init__(self, config: Any, engine: Any) -> None:
         super().__init__(resolve_params("MinMaxQuantization", config), engine)
         self._hardware: HardwareConfig = load_hardware_config(self.config.target_device)
+        self._plans: PlanCache[List[MemberPlan]] = PlanCache()
 
     # ------------------------------------------------------------------------------------------- planning
-    def _ignored_for(self, model: Any, member: Optional[str]) -> Optional[Mapping[str, Any]]:
-        ignored = self.config.ignored
-        if not ignored or not model.is_cascade:
-            return ignored
-        if all(key in _IGNORED_KEYS for key in ignored):
-            return ignored
-        return ignored.get(member)
-
-    def _plan_member(self, ov_model: ov.Model, ignored: Optional[Mapping[str, Any]],
-                     member: Optional[str]) -> MemberPlan:
-        placement = place_quantizers(ov_model, self._hardware, ignored, self.config.model_type)
-        preset = self.config.preset
-
-        def planned(site: Any, kind: str) -> PlannedQuantizer:
-            quantizer = choose_quantizer(site.options, preset, kind, self.config.get(kind), where=site.name)
-            estimator = estimator_config(self.config, kind, quantizer["granularity"], quantizer["mode"])
-            return PlannedQuantizer(site, quantizer, levels_of(quantizer, kind == "weights"), estimator)
-
-        return MemberPlan(member, placement, [planned(s, "activations") for s in placement.activations],
-                          [planned(s, "weights") for s in placement.weights])
-
     def plan(self, model: Any) -> List[MemberPlan]:
-        """The FakeQuantize sites, quantizers and estimators for every member of ``model`` (nothing changes)."""
-        plans = []
-        for entry in model.models:
-            member = entry["name"] if model.is_cascade else None
-            plans.append(self._plan_member(entry["model"], self._ignored_for(model, member), member))
-        return plans
+        """The FakeQuantize sites, quantizers and estimators for every member of ``model`` (nothing changes).
+
+        Computed once per model: ``statistics_requests`` and ``run`` on the same model share it.
+        """
+        return self._plans.get(model, lambda: [
+            plan_member(entry["model"], self._hardware, self.config, self._ignored_for(model, member), member,
+                        self._cpu_plugin())
+            for entry in model.models for member in [entry["name"] if model.is_cascade else None]])
+
+    def _ignored_for(self, model: Any, member: Optional[str]) -> Optional[Mapping[str, Any]]:
+        return ignored_for_member(self.config.ignored, member, model.member_names)
+
+    def _cpu_plugin(self) -> bool:
+        """Whether the CPU plugin's workarounds apply: the target device's description says so, or the engine
+        (which runs the quantized model during quantization) infers on the CPU."""
+        config = getattr(self.engine, "config", None) or {}
+        device = str(config.get("device", "CPU") or "CPU")
+        return self._hardware.cpu_plugin_workarounds or "CPU" in device.upper()
 
     # ----------------------------------------------------------------------------------------- statistics
     def statistics_requests(self, model: Any) -> List[StatisticsRequest]:
@@ -111,23 +81,20 @@ class MinMaxQuantization(Algorithm):
     def run(self, model: Any, statistics: Optional[List[Statistics]] = None) -> Any:
         """Insert and fill the FakeQuantize ops of every member of ``model`` (edited in place) and return it.
 
-        On the CPU, FakeQuantize ops the CPU plugin cannot compile or computes wrongly are left out (see
+        The plan is the one ``statistics_requests`` used for this model; on the CPU it leaves out the FakeQuantize
+        ops the CPU plugin cannot compile or computes wrongly (see
         :mod:`~pot_torch.algorithms.quantization.cpu_workarounds`).
         """
         if statistics is None:
             statistics = self.collect_own_statistics(model)
         collected = statistics[0] if statistics else {}
         for plan in self.plan(model):
+            _report_compressed_weights(plan)
+            _report_float_readers(plan, model.get_model(plan.member))
             ov_model = model.get_model(plan.member)
             self._apply(ov_model, plan, collected)
             ov_model.validate_nodes_and_infer_types()
-            apply_cpu_workarounds(ov_model, self._device())
         return model
-
-    def _device(self) -> str:
-        """The engine's inference device (``'CPU'`` when the engine does not say)."""
-        config = getattr(self.engine, "config", None) or {}
-        return str(config.get("device", "CPU") or "CPU")
 
     def _activation_ranges(self, plan: MemberPlan, collected: Statistics) -> Dict[str, Tuple[np.ndarray, ...]]:
         ranges: Dict[str, Tuple[np.ndarray, ...]] = {}
@@ -166,7 +133,7 @@ class MinMaxQuantization(Algorithm):
             low, high = weight_fq_range(planned.quantizer, stats, planned.estimator)
             out_low, out_high = low, high
             if site.consumer in rescaled:
-                constant = weight_constant_of(consumer, site.port)
+                constant = constant_source(consumer.input_value(site.port))
                 replace_constant(constant, constant.get_data().astype(np.float32) / SATURATION_SCALE)
                 out_low, out_high = low * SATURATION_SCALE, high * SATURATION_SCALE
             weight_inserts.append((site, planned.levels, (low, high, out_low, out_high)))
@@ -182,3 +149,24 @@ class MinMaxQuantization(Algorithm):
             insert_fake_quantize(ov_model, weight_source_output(consumer, site.port), levels, limits,
                                  [consumer.input(site.port)], name=site.name)
 
+
+def _report_compressed_weights(plan: MemberPlan) -> None:
+    """One warning for the layers whose weights were already stored as integers (left as they are)."""
+    layers = sorted({consumer for consumer, _ in plan.placement.compressed_weights})
+    if layers:
+        shown = ", ".join(layers[:5]) + (f" and {len(layers) - 5} more" if len(layers) > 5 else "")
+        where = f"model '{plan.member}': " if plan.member else ""
+        logger.warning("%s%d layers already have INT8-compressed weights (Constant i8/u8 -> Convert -> Multiply, "
+                       "as a saved INT8 IR stores them): their weights are left as they are, not quantized "
+                       "again: %s", where, len(layers), shown)
+
+
+def _report_float_readers(plan: MemberPlan, ov_model: ov.Model) -> None:
+    """Warn when an ignored op reads the float value of a quantized output in a model with dynamic inputs: the
+    OpenVINO CPU plugin may compute such an output wrongly (docs/int8-placement-findings.md, "Dynamic shapes")."""
+    readers = plan.placement.float_readers
+    if readers and any(item.get_partial_shape().is_dynamic for item in ov_model.inputs):
+        logger.warning("ignored ops read the floating-point value of quantized outputs (%s) in a model with dynamic "
+                       "input shapes; the OpenVINO CPU plugin can compute such outputs wrongly: reshape the model "
+                       "to static shapes or take these ops out of the ignored scope",
+                       ", ".join(f"{consumer} reads the input of {fq}" for fq, consumer in readers))

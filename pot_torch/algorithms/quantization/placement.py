@@ -1,153 +1,45 @@
-"""Where FakeQuantize ops go: read from the hardware description, no per-model special cases.
+"""Where FakeQuantize ops go: each op classified, its class looked up in the hardware description's rules.
 
-Rules (a minimal quantizer propagation):
+Rules (a minimal quantizer propagation; the rule fields are :class:`~pot_torch.graph.hardware.config.OpRule`'s):
 
-- every op whose type the hardware description lists (and that is not ignored, and meets the entry's
-  ``only_if`` / ``min_input_spatial``) gets its activation inputs quantized, and its constant inputs too when the
-  entry has ``weights``; below ``min_input_spatial`` an entry with ``below_min_spatial: weights_only`` keeps
-  only its weight quantizers (the op runs in floating point from INT8-stored weights);
-- an entry without ``activations`` quantizes weights only (an embedding table read by Gather), and so does
-  ``depthwise_weights_only`` for depthwise GroupConvolutions;
-- an activation quantizer sits on the producer's output and is shared by all the quantized consumers of that
-  output; it moves up across single-consumer ``quantize_agnostic`` ops (MaxPool, Reshape ...) and across a
-  Concat into each Concat input, whose quantizers then share one range (``unified_scales``); it also moves up
-  across an agnostic op with several consumers when it quantizes all of them (``hoist_shared``);
-- inputs that are already quantized (fed by a FakeQuantize) are left alone.
+- every op whose class (:func:`~pot_torch.graph.hardware.op_classes.classify_op`: its type, or
+  ``DepthwiseConvolution``, ``ResidualAdd``, ``EmbeddingGather`` ...) has a rule, and that is not ignored, gets
+  its activation inputs quantized (``activations``) and its constant inputs too (``weights``); below
+  ``min_input_spatial`` a rule with ``below_min_spatial: weights_only`` keeps only its weight quantizers (the op
+  runs in floating point from INT8-stored weights), one with ``skip`` none;
+- an activation quantizer sits on the producer's output and is shared by all the consumers of that output,
+  quantized or not (except ignored ops), as in POT and NNCF; it moves up across single-consumer
+  ``quantize_agnostic`` ops (MaxPool, Reshape ...) and across a Concat into each Concat input, whose quantizers
+  then share one range (``unified_scales``); it also moves up across an agnostic op with several consumers when
+  it quantizes all of them (``hoist_shared``);
+- inputs that are already quantized (fed by a FakeQuantize) are left alone, and so are weights stored as integers
+  (``Constant (i8/u8) -> Convert -> [Subtract] -> Multiply``, a saved INT8 IR): neither quantized again nor
+  taken for activations; ``Placement.compressed_weights`` lists them;
+- with dynamic input shapes, an INT8 convolution or MatMul whose output several ops read, none quantized, gets
+  a FakeQuantize on that output too (a CPU plugin bug, ``quantize_branching_int8_outputs``);
+- for the CPU plugin, the sites it cannot compile or computes wrongly are dropped last
+  (:mod:`~pot_torch.algorithms.quantization.cpu_workarounds`), so nothing inserted is removed afterwards.
 """
 from __future__ import annotations
 
-import difflib
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 import numpy as np
 import openvino as ov
 
-from pot_torch.graph.editor import activation_fq_name, weight_constant_of, weight_fq_name
+from pot_torch.algorithms.quantization.cpu_workarounds import drop_cpu_plugin_failures
+from pot_torch.algorithms.quantization.ignored import ignored_op_names
+from pot_torch.algorithms.quantization.sites import (ActivationSite, Options, Placement, WeightSite, expand_options,
+                                                     intersect_options)
+from pot_torch.graph.constants import constant_source
+from pot_torch.graph.editor import compressed_weight_of, ordered_consumers
 from pot_torch.graph.hardware.config import HardwareConfig
+from pot_torch.graph.hardware.op_classes import classify_op
 from pot_torch.utils.logger import get_logger
 
 logger = get_logger(__name__)
 
-Options = List[Dict[str, Any]]
 
-
-@dataclass
-class ActivationSite:
-    """One activation FakeQuantize: on output ``port`` of ``producer``, feeding ``consumers`` (name, input)."""
-
-    producer: str
-    port: int
-    consumers: List[Tuple[str, int]] = field(default_factory=list)
-    options: Options = field(default_factory=list)
-    channel_axis: int = 1
-    rank: int = 0
-
-    @property
-    def name(self) -> str:
-        """The FakeQuantize's friendly name."""
-        return activation_fq_name(self.producer, self.port)
-
-    @property
-    def stat_key(self) -> Any:
-        """The statistics key of the quantized output (POT's: the name for output 0, else ``(name, port)``)."""
-        return self.producer if self.port == 0 else (self.producer, self.port)
-
-
-@dataclass
-class WeightSite:
-    """One weight FakeQuantize on constant input ``port`` of ``consumer``."""
-
-    consumer: str
-    port: int
-    options: Options
-    channel_axes: Tuple[int, ...]
-
-    @property
-    def name(self) -> str:
-        """The FakeQuantize's friendly name."""
-        return weight_fq_name(self.consumer, self.port)
-
-
-@dataclass
-class Placement:
-    """All the FakeQuantize sites of a model and the groups of activation sites that share ranges."""
-
-    activations: List[ActivationSite]
-    weights: List[WeightSite]
-    unified: List[Tuple[str, ...]]
-
-
-# ----------------------------------------------------------------------------------------------- ignored
-def _same_value(actual: Any, wanted: Any) -> bool:
-    if isinstance(actual, (list, tuple, np.ndarray)) or isinstance(wanted, (list, tuple, np.ndarray)):
-        return list(np.ravel(actual)) == list(np.ravel(wanted))
-    if isinstance(actual, str) or isinstance(wanted, str):
-        return str(actual).lower() == str(wanted).lower()
-    return actual == wanted
-
-
-def _matches(op: ov.Node, pattern: Mapping[str, Any]) -> bool:
-    if op.get_type_name() != pattern["type"]:
-        return False
-    attributes = op.get_attributes()
-    return all(key in attributes and _same_value(attributes[key], value)
-               for key, value in (pattern.get("attributes") or {}).items())
-
-
-def ignored_op_names(model: ov.Model, ignored: Optional[Mapping[str, Any]],
-                     extra_types: Sequence[str] = ()) -> Set[str]:
-    """Names of the ops of ``model`` that must stay in floating point.
-
-    :param ignored: POT's ``ignored`` for this model: ``{'scope': [names], 'operations': [{'type', 'attributes'}],
-        'skip_model': bool}``.
-    :param extra_types: op types ignored in addition (``model_type`` rules).
-    :raises ValueError: for a name in ``scope`` that is not an op of the model, listing close names.
-    """
-    ignored = ignored or {}
-    ordered = model.get_ordered_ops()
-    names = [op.get_friendly_name() for op in ordered]
-    if ignored.get("skip_model"):
-        return set(names)
-    known = set(names)
-    for name in ignored.get("scope", ()):
-        if name not in known:
-            close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
-            raise ValueError(f"ignored scope names '{name}', which is not an op of model "
-                             f"'{model.get_friendly_name()}'; close op names: {close or names[:10]}. "
-                             "Use the op friendly names of the model (openvino.Model.get_ordered_ops()).")
-    result = set(ignored.get("scope", ()))
-    patterns = list(ignored.get("operations", ())) + [{"type": t} for t in extra_types]
-    result.update(op.get_friendly_name() for op in ordered if any(_matches(op, p) for p in patterns))
-    return result
-
-
-# --------------------------------------------------------------------------------------------- options
-def expand_options(quantizers: Options) -> Options:
-    """One candidate per mode: a quantizer allowing ``mode: [symmetric, asymmetric]`` gives two."""
-    expanded = []
-    for quantizer in quantizers:
-        modes = quantizer["mode"] if isinstance(quantizer["mode"], list) else [quantizer["mode"]]
-        expanded.extend({**quantizer, "mode": mode} for mode in modes)
-    return expanded
-
-
-def _key(option: Mapping[str, Any]) -> Tuple[Any, ...]:
-    return option["mode"], option["granularity"], option.get("bits", 8)
-
-
-def intersect_options(left: Options, right: Options) -> Options:
-    """Candidates acceptable to both sides (per-channel ones may fall back to per-tensor); ``left`` if none."""
-    common = [o for o in left if _key(o) in {_key(r) for r in right}]
-    if common:
-        return common
-    as_tensor = [{**o, "granularity": "pertensor"} for o in left]
-    right_tensor = {_key({**r, "granularity": "pertensor"}) for r in right}
-    common = [o for o in as_tensor if _key(o) in right_tensor]
-    return common or left
-
-
-# ------------------------------------------------------------------------------------------------- graph
 def _is_real(output: ov.Output) -> bool:
     return output.get_element_type().is_real()
 
@@ -158,23 +50,6 @@ def _spatial_size(op: ov.Node) -> Optional[int]:
         return None
     dims = [shape[i] for i in range(2, shape.rank.get_length())]
     return int(np.prod([d.get_length() for d in dims])) if all(d.is_static for d in dims) else None
-
-
-def _is_depthwise(op: ov.Node) -> bool:
-    if op.get_type_name() != "GroupConvolution":
-        return False
-    shape = op.get_input_partial_shape(1)
-    return (shape.is_static and len(shape) >= 3
-            and shape[1].get_length() == 1 and shape[2].get_length() == 1)
-
-
-def _is_embedding(op: ov.Node) -> bool:
-    """A Gather reading rows of a constant 2-D table (an embedding lookup) along axis 0."""
-    if op.get_type_name() != "Gather" or weight_constant_of(op, 0) is None:
-        return False
-    axis = weight_constant_of(op, 2) if op.get_input_size() > 2 else None
-    return (op.get_input_partial_shape(0).rank.get_length() == 2 and axis is not None
-            and int(np.ravel(axis.get_data())[0]) == 0)
 
 
 def _weight_channel_axes(op: ov.Node, port: int, spec: Any) -> Tuple[int, ...]:
@@ -200,6 +75,8 @@ class _Planner:
         self.model, self.hw, self.ignored, self.rules = model, hw, ignored, rules
         self.sites: Dict[Tuple[str, int], ActivationSite] = {}
         self.weights: List[WeightSite] = []
+        self.compressed: List[Tuple[str, int]] = []
+        self.float_readers: List[Tuple[str, str]] = []
         self.links: List[Tuple[str, ...]] = []
 
     def _sources(self, target: ov.Input, per_channel: bool) -> List[Tuple[ov.Output, ov.Input]]:
@@ -213,7 +90,7 @@ class _Planner:
                 or output.get_index() != 0 or len(output.get_target_inputs()) != 1
                 or any(node.output(i).get_target_inputs() for i in range(1, node.get_output_size()))):
             return [(output, target)]
-        constant = [weight_constant_of(node, p) is not None for p in range(node.get_input_size())]
+        constant = [constant_source(node.input_value(p)) is not None for p in range(node.get_input_size())]
         if kind == "Concat":
             if any(constant):
                 return [(output, target)]
@@ -246,33 +123,24 @@ class _Planner:
             self.links.append(tuple(names))
 
     def visit(self, op: ov.Node) -> None:
-        kind = op.get_type_name()
-        rule = self.hw.rule(kind)
-        if rule is None or op.get_friendly_name() in self.ignored:
+        compressed = [compressed_weight_of(op, p) is not None for p in range(op.get_input_size())]
+        constant = [compressed[p] or constant_source(op.input_value(p)) is not None for p in range(op.get_input_size())]
+        op_class = classify_op(op, constant)
+        rule = self.hw.rule(op_class)
+        if rule is None or not rule.quantizes or op.get_friendly_name() in self.ignored:
             return
-        if not (rule.get("activations") or rule.get("weights")):
-            return
-        constant = [weight_constant_of(op, p) is not None for p in range(op.get_input_size())]
         real = [_is_real(op.input_value(p)) for p in range(op.get_input_size())]
-        conditions = rule.get("only_if", ())
-        if "all_inputs_activations" in conditions and any(constant):
-            return
-        if "embedding_table" in conditions and not _is_embedding(op):
-            return
-        depthwise = _is_depthwise(op)
-        act_spec = (depthwise and rule.get("depthwise_activations")) or rule.get("activations")
-        if depthwise and rule.get("depthwise_weights_only"):
-            act_spec = None
+        act_spec = rule.activations
         spatial = _spatial_size(op)
-        if spatial is not None and spatial < int(rule.get("min_input_spatial", 1)):
-            if rule.get("below_min_spatial", "skip") != "weights_only":
+        if spatial is not None and spatial < rule.min_input_spatial:
+            if rule.below_min_spatial != "weights_only":
                 return
             act_spec = None
-        has_weights = bool(rule.get("weights")) and any(constant)
+        has_weights = bool(rule.weights) and any(constant)
         act_options = expand_options(self.hw.quantizer_options(act_spec))
-        if kind in self.rules.get("symmetric_activations_without_weights", ()) and not has_weights:
+        if op_class in self.rules.get("symmetric_activations_without_weights", ()) and not has_weights:
             act_options = [o for o in act_options if o["mode"] == "symmetric"] or act_options
-        skip_from = self.rules.get("skip_activations_from", {}).get(kind, ())
+        skip_from = self.rules.get("skip_activations_from", {}).get(op_class, ())
         # An op with one activation input left in floating point cannot run in INT8: quantizing its other
         # inputs would only add rounding error (e.g. attention's probabilities @ V when Softmax is skipped).
         runs_in_float = any(real[port] and not constant[port]
@@ -281,13 +149,64 @@ class _Planner:
         for port in range(op.get_input_size()):
             if not real[port]:
                 continue
-            if constant[port]:
+            if compressed[port]:
+                self.compressed.append((op.get_friendly_name(), port))
+            elif constant[port]:
                 if has_weights and op.input_value(port).get_node().get_type_name() != "FakeQuantize":
-                    axes = _weight_channel_axes(op, port, rule.get("weight_channel_axes"))
+                    axes = _weight_channel_axes(op, port, rule.weight_channel_axes)
                     self.weights.append(WeightSite(op.get_friendly_name(), port,
-                                                   expand_options(self.hw.quantizer_options(rule["weights"])), axes))
+                                                   expand_options(self.hw.quantizer_options(rule.weights)), axes))
             elif act_options and not runs_in_float:
                 self._add_activation(op, port, act_options)
+
+    def share_with_all_consumers(self) -> None:
+        """Let every activation quantizer serve all the consumers of its output, not only the quantized ones.
+
+        As POT and NNCF place it: one FakeQuantize per producer output. An output read through a FakeQuantize
+        by one consumer and raw by another (a residual Add and a squeeze-excitation gate reading the same
+        convolution) is computed wrongly by the OpenVINO CPU plugin whenever a dimension is dynamic
+        (docs/int8-placement-findings.md, "Dynamic shapes"). Ops in the ignored scope keep reading the float
+        output (``float_readers``); a FakeQuantize already in the model keeps its input.
+        """
+        ops = {op.get_friendly_name(): op for op in self.model.get_ordered_ops()}
+        for site in self.sites.values():
+            for target in ordered_consumers(self.model, ops[site.producer].output(site.port)):
+                consumer = (target.get_node().get_friendly_name(), target.get_index())
+                if consumer in site.consumers or target.get_node().get_type_name() == "FakeQuantize":
+                    continue
+                if consumer[0] in self.ignored:
+                    self.float_readers.append((site.name, consumer[0]))
+                else:
+                    site.consumers.append(consumer)
+
+    def quantize_branching_int8_outputs(self) -> None:
+        """Dynamic shapes only: an INT8 convolution or MatMul (every input quantized) whose output several ops
+        read, none of them quantized, gets a FakeQuantize on that output shared by all of them.
+
+        The OpenVINO CPU plugin computes such an output wrongly (a bias Add in between, or a single reader,
+        avoids it; docs/int8-placement-findings.md, "Dynamic shapes"). POT and NNCF leave that output in
+        floating point.
+        """
+        if all(item.get_partial_shape().is_static for item in self.model.inputs):
+            return
+        quantized = ({consumer for site in self.sites.values() for consumer in site.consumers}
+                     | {(site.consumer, site.port) for site in self.weights})
+        for op in self.model.get_ordered_ops():
+            name = op.get_friendly_name()
+            if op.get_type_name() not in INT8_LAYERS or (name, 0) in self.sites or not all(
+                    (name, port) in quantized for port in range(op.get_input_size())):
+                continue
+            consumers = [(target.get_node().get_friendly_name(), target.get_index())
+                         for target in ordered_consumers(self.model, op.output(0))]
+            if len(consumers) < 2:
+                continue
+            options = expand_options(self.hw.quantizer_options(self.hw.rule(op.get_type_name()).activations))
+            site = ActivationSite(name, 0, options=options, rank=op.get_output_partial_shape(0).rank.get_length())
+            site.consumers = [consumer for consumer in consumers if consumer[0] not in self.ignored]
+            self.float_readers.extend((site.name, consumer[0]) for consumer in consumers if consumer[0] in self.ignored)
+            self.sites[(name, 0)] = site
+            logger.info("'%s' (an INT8 %s read by %d ops) gets an output FakeQuantize: the CPU plugin computes this "
+                        "output wrongly under dynamic shapes otherwise", name, op.get_type_name(), len(consumers))
 
     def hoist_shared(self) -> None:
         """Move a quantizer that serves *every* consumer of an agnostic op's output up to that op's input.
@@ -324,8 +243,8 @@ class _Planner:
         consumers = {(t.get_node().get_friendly_name(), t.get_index()) for t in node.output(0).get_target_inputs()}
         if consumers != set(site.consumers):
             return None
-        if weight_constant_of(node, 0) is not None or not all(
-                weight_constant_of(node, p) is not None for p in range(1, node.get_input_size())):
+        if constant_source(node.input_value(0)) is not None or not all(
+                constant_source(node.input_value(p)) is not None for p in range(1, node.get_input_size())):
             return None
         source = node.input_value(0)
         if (source.get_node().get_type_name() == "FakeQuantize" or not _is_real(source)
@@ -354,16 +273,25 @@ class _Planner:
         return [tuple(members) for members in groups.values() if len(members) > 1]
 
 
+#: Layers whose INT8 output the CPU plugin miscomputes under dynamic shapes when several ops read it.
+INT8_LAYERS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData",
+               "MatMul")
 #: Ops whose bodies are separate graphs; pot_torch quantizes around them, not inside.
 SUBGRAPH_OPS = ("If", "Loop", "TensorIterator")
 
 
 def place_quantizers(model: ov.Model, hw: HardwareConfig, ignored: Optional[Mapping[str, Any]] = None,
-                     model_type: Optional[str] = None) -> Placement:
+                     model_type: Optional[str] = None, cpu_plugin: Optional[bool] = None,
+                     compile_check: bool = False) -> Placement:
     """Decide every FakeQuantize site of ``model`` for hardware ``hw`` (nothing is inserted here).
 
     Sites are in topological order of their consumers; a unified group's members then get one shared
     per-tensor option set.
+
+    :param cpu_plugin: leave out the sites the OpenVINO CPU plugin cannot compile or computes wrongly
+        (:func:`~pot_torch.algorithms.quantization.cpu_workarounds.drop_cpu_plugin_failures`); default: when
+        ``hw`` says so (``cpu_plugin_workarounds``).
+    :param compile_check: with ``cpu_plugin``, compile a probe to keep the sites at risk that do compile.
     """
     rules = hw.model_type_rules(model_type)
     names = ignored_op_names(model, ignored, rules.get("ignored_operations", ()))
@@ -373,6 +301,8 @@ def place_quantizers(model: ov.Model, hw: HardwareConfig, ignored: Optional[Mapp
             logger.warning("%s '%s' has subgraphs: its bodies are left in floating point",
                            op.get_type_name(), op.get_friendly_name())
         planner.visit(op)
+    planner.share_with_all_consumers()
+    planner.quantize_branching_int8_outputs()
     planner.hoist_shared()
     unified = planner.unified_groups()
     by_name = {site.name: site for site in planner.sites.values()}
@@ -382,4 +312,8 @@ def place_quantizers(model: ov.Model, hw: HardwareConfig, ignored: Optional[Mapp
             shared = intersect_options(shared, by_name[name].options)
         for name in group:
             by_name[name].options = [{**o, "granularity": "pertensor"} for o in shared]
-    return Placement(list(planner.sites.values()), planner.weights, unified)
+    placement = Placement(tuple(planner.sites.values()), tuple(planner.weights), tuple(unified),
+                          tuple(planner.compressed), tuple(planner.float_readers))
+    if hw.cpu_plugin_workarounds if cpu_plugin is None else cpu_plugin:
+        placement = drop_cpu_plugin_failures(model, placement, compile_check)
+    return placement

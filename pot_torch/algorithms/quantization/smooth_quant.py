@@ -29,10 +29,13 @@ import openvino as ov
 import openvino.opset13 as ops
 
 from pot_torch.algorithms.algorithm import Algorithm
-from pot_torch.algorithms.params import calibration_indices, resolve_params, sub_params
-from pot_torch.algorithms.quantization.minmax import MinMaxQuantization
+from pot_torch.algorithms.params import calibration_indices, ignored_for_member, resolve_params
+from pot_torch.algorithms.quantization.placement import place_quantizers
+from pot_torch.algorithms.quantization.plan import PlanCache
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
+from pot_torch.graph.constants import constant_source
 from pot_torch.graph.editor import ops_by_name, ordered_consumers, replace_constant
+from pot_torch.graph.hardware.config import load_hardware_config
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.aggregators import aggregate
 from pot_torch.statistics.collector import Statistics, StatisticsRequest
@@ -97,16 +100,7 @@ def smoothing_scale(act_abs_max: np.ndarray, weight_abs_max: np.ndarray, alpha: 
 
 def _weight_constant(op: ov.Node, port: int) -> Optional[ov.Node]:
     """The Constant feeding input ``port`` of ``op`` directly or through Converts, used by ``op`` only."""
-    source = op.input_value(port)
-    while True:
-        if len(source.get_target_inputs()) != 1:
-            return None
-        node = source.get_node()
-        if node.get_type_name() == "Constant":
-            return node
-        if node.get_type_name() != "Convert":
-            return None
-        source = node.input_value(0)
+    return constant_source(op.input_value(port), ("Convert",), exclusive=True)
 
 
 def _static_shape(output: ov.Output) -> Optional[Tuple[int, ...]]:
@@ -207,17 +201,25 @@ class SmoothQuant(Algorithm):
 
     def __init__(self, config: Any, engine: Any) -> None:
         super().__init__(resolve_params("SmoothQuant", dict(config or {})), engine)
+        self._groups: PlanCache[List[Tuple[Optional[str], List[SmoothGroup]]]] = PlanCache()
 
     def groups(self, model: CompressedModel) -> List[Tuple[ov.Model, List[SmoothGroup]]]:
-        """For every member of ``model``, its ``openvino.Model`` and the MatMul groups to smooth."""
+        """For every member of ``model``, its ``openvino.Model`` and the MatMul groups to smooth (found once per
+        model: ``statistics_requests`` and ``run`` share them)."""
         if not smooth_quant_enabled(self.config.smooth_quant_alpha):
             return []
-        minmax = MinMaxQuantization(sub_params(self.config, "MinMaxQuantization"), self.engine)
+        return [(model.get_model(member), groups)
+                for member, groups in self._groups.get(model, lambda: self._find_groups(model))]
+
+    def _find_groups(self, model: CompressedModel) -> List[Tuple[Optional[str], List[SmoothGroup]]]:
+        hardware = load_hardware_config(self.config.target_device)
         found = []
-        for plan in minmax.plan(model):
-            ov_model = model.get_model(plan.member)
-            sites = [(w.site.consumer, w.site.port) for w in plan.weights]
-            found.append((ov_model, find_smooth_groups(ov_model, sites)))
+        for entry in model.models:
+            member = entry["name"] if model.is_cascade else None
+            ignored = ignored_for_member(self.config.ignored, member, model.member_names)
+            placement = place_quantizers(entry["model"], hardware, ignored, self.config.model_type, cpu_plugin=False)
+            sites = [(site.consumer, site.port) for site in placement.weights]
+            found.append((member, find_smooth_groups(entry["model"], sites)))
         return found
 
     def statistics_requests(self, model: CompressedModel) -> List[StatisticsRequest]:

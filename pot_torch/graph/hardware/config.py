@@ -1,38 +1,65 @@
-"""Load and query the hardware descriptions (``cpu.json``, ``gpu.json``, ``npu.json``).
+"""Load and query the hardware descriptions (``cpu.json``, ``gpu.json``, ``npu.json``), parsed once into typed rules.
 
-A description says, per target device, which op types get FakeQuantize on which inputs and with which
-quantizer options (``quantizers``), which ops only move quantized data (``quantize_agnostic``), which
-FakeQuantize ops must share ranges (``unified_scales``), and the extra rules of a ``model_type``. Fields of an
-entry in ``operations``:
-
-- ``activations``: quantizer for the op's activation (non-constant) inputs; ``depthwise_activations`` replaces
-  it for a depthwise GroupConvolution, and ``depthwise_weights_only: true`` quantizes only a depthwise
-  GroupConvolution's weights (it then computes in floating point from INT8-stored weights);
-- ``weights``: allowed quantizers for constant inputs, the symmetric one first; ``weight_channel_axes``: the
-  output-channel axes of the weight (``"matmul"``: the output axis given ``transpose_b``);
-- ``only_if``: conditions: ``"all_inputs_activations"`` (a residual Add, not a bias Add),
-  ``"embedding_table"`` (a Gather of rows of a constant 2-D table);
-- ``min_input_spatial``: leave the op in floating point when the product of its input's spatial sizes is
-  smaller (small convolutions where INT8 does not pay); ``below_min_spatial`` says what then happens to its
-  weights: ``"skip"`` (default, no FakeQuantize at all) or ``"weights_only"`` (weights still quantized, so
-  ``compress_model_weights`` stores them in INT8, while the op computes in floating point);
-- ``unified_scales``: the FakeQuantize ops on the op's inputs share one range;
-- ``why``: the measured reason for a rule (documentation only).
+A description says, per target device, which op classes get FakeQuantize on which inputs and with which
+quantizer options (``quantizers``), which op types only move quantized data (``quantize_agnostic``), whether the
+OpenVINO CPU plugin's workarounds apply (``cpu_plugin_workarounds``), and the extra rules of a ``model_type``.
+``operations`` is keyed by op class (:mod:`~pot_torch.graph.hardware.op_classes`: an op type, or a refinement
+such as ``DepthwiseConvolution`` or ``ResidualAdd``); each entry becomes a frozen :class:`OpRule`.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+from pot_torch.graph.hardware.op_classes import REFINED_CLASSES
+from pot_torch.graph.op_types import is_op_type
 
 _HERE = Path(__file__).parent
 #: Which description file serves each ``target_device``.
 DEVICE_FILES = {"ANY": "cpu.json", "CPU": "cpu.json", "CPU_SPR": "cpu.json", "GPU": "gpu.json", "NPU": "npu.json"}
-_OP_FIELDS = {"activations", "depthwise_activations", "depthwise_weights_only", "weights", "weight_channel_axes", "only_if",
-              "min_input_spatial", "below_min_spatial", "unified_scales", "why"}
-_CONDITIONS = {"all_inputs_activations", "embedding_table"}
 _BELOW_MIN_SPATIAL = ("skip", "weights_only")
+#: Fields of earlier descriptions that op classes replaced, with what to write instead.
+_REPLACED_FIELDS = {
+    "only_if": "key the rule by op class instead ('ResidualAdd' for all_inputs_activations, 'EmbeddingGather' "
+               "for embedding_table)",
+    "depthwise_activations": "give 'DepthwiseConvolution' its own rule",
+    "depthwise_weights_only": "give 'DepthwiseConvolution' a rule with weights and no activations",
+}
+
+
+@dataclass(frozen=True)
+class OpRule:
+    """What one op class gets (an entry of ``operations``).
+
+    :param activations: the quantizer of the op's activation (non-constant) inputs; ``None``: none.
+    :param weights: allowed quantizers of its constant inputs, the symmetric one first; empty: none.
+    :param weight_channel_axes: the output-channel axes of the weight, or ``"matmul"`` (the output axis given
+        ``transpose_b``).
+    :param min_input_spatial: below this product of the input's spatial sizes the op computes in floating point;
+    :param below_min_spatial: and then ``"skip"`` (no FakeQuantize at all) or ``"weights_only"`` (weights still
+        quantized, so ``compress_model_weights`` stores them in INT8).
+    :param unified_scales: the FakeQuantize ops on the op's inputs share one range.
+    :param why: the measured reason for the rule (documentation only).
+    """
+
+    activations: Optional[str] = None
+    weights: Tuple[str, ...] = ()
+    weight_channel_axes: Union[Tuple[int, ...], str] = ()
+    min_input_spatial: int = 1
+    below_min_spatial: str = "skip"
+    unified_scales: bool = False
+    why: str = ""
+
+    @property
+    def quantizes(self) -> bool:
+        """Whether the rule puts any FakeQuantize on the op's inputs."""
+        return bool(self.activations or self.weights)
+
+
+_OP_FIELDS = {f.name for f in fields(OpRule)}
 
 
 class HardwareConfig:
@@ -41,52 +68,61 @@ class HardwareConfig:
     :param description: the JSON content.
     :param target_device: the device asked for (``ANY`` and ``CPU_SPR`` read ``cpu.json``).
     :param source: where the description came from (for error messages).
+    :raises ValueError: for an unknown op class, field, quantizer name or ``below_min_spatial`` value.
     """
 
     def __init__(self, description: Mapping[str, Any], target_device: str, source: str = "<dict>") -> None:
         self.target_device = target_device
         self.source = source
         self.quantizers: Dict[str, Dict[str, Any]] = {k: dict(v) for k, v in description["quantizers"].items()}
-        self.operations: Dict[str, Dict[str, Any]] = {k: dict(v) for k, v in description["operations"].items()}
+        self.operations: Dict[str, OpRule] = {k: self._parse(k, v) for k, v in description["operations"].items()}
         self.quantize_agnostic: Tuple[str, ...] = tuple(description.get("quantize_agnostic", ()))
         self.saturation_fix_devices: Tuple[str, ...] = tuple(description.get("saturation_fix_devices", ()))
+        self.cpu_plugin_workarounds: bool = bool(description.get("cpu_plugin_workarounds", False))
         self.model_types: Dict[str, Dict[str, Any]] = dict(description.get("model_types", {}))
-        self._validate()
 
-    def _validate(self) -> None:
-        for op_type, rule in self.operations.items():
-            unknown = sorted(set(rule) - _OP_FIELDS)
-            if unknown:
-                raise ValueError(f"{self.source}: operation '{op_type}' has unknown fields {unknown}; "
-                                 f"valid fields: {sorted(_OP_FIELDS)}")
-            for field in ("activations", "depthwise_activations", "weights"):
-                for name in _as_list(rule.get(field)):
-                    if name not in self.quantizers:
-                        raise ValueError(f"{self.source}: operation '{op_type}' uses quantizer '{name}' that is not "
-                                         f"defined; defined quantizers: {sorted(self.quantizers)}")
-            if rule.get("below_min_spatial", "skip") not in _BELOW_MIN_SPATIAL:
-                raise ValueError(f"{self.source}: operation '{op_type}' has below_min_spatial "
-                                 f"{rule['below_min_spatial']!r}; valid: {list(_BELOW_MIN_SPATIAL)}")
-            bad = sorted(set(rule.get("only_if", ())) - _CONDITIONS)
-            if bad:
-                raise ValueError(f"{self.source}: operation '{op_type}' has unknown conditions {bad}; "
-                                 f"valid: {sorted(_CONDITIONS)}")
+    def _parse(self, op_class: str, entry: Mapping[str, Any]) -> OpRule:
+        where = f"{self.source}: operation '{op_class}'"
+        if op_class not in REFINED_CLASSES and not is_op_type(op_class):
+            raise ValueError(f"{where} is neither an OpenVINO op type nor an op class; op classes: "
+                             f"{sorted(REFINED_CLASSES)}")
+        for name, instead in _REPLACED_FIELDS.items():
+            if name in entry:
+                raise ValueError(f"{where} has the field '{name}', which op classes replaced: {instead}")
+        unknown = sorted(set(entry) - _OP_FIELDS)
+        if unknown:
+            raise ValueError(f"{where} has unknown fields {unknown}; valid fields: {sorted(_OP_FIELDS)}")
+        for field_name in ("activations", "weights"):
+            for name in _as_list(entry.get(field_name)):
+                if name not in self.quantizers:
+                    raise ValueError(f"{where} uses quantizer '{name}' that is not defined; defined quantizers: "
+                                     f"{sorted(self.quantizers)}")
+        if entry.get("below_min_spatial", "skip") not in _BELOW_MIN_SPATIAL:
+            raise ValueError(f"{where} has below_min_spatial {entry['below_min_spatial']!r}; "
+                             f"valid: {list(_BELOW_MIN_SPATIAL)}")
+        axes = entry.get("weight_channel_axes", ())
+        return OpRule(activations=entry.get("activations"), weights=tuple(_as_list(entry.get("weights"))),
+                      weight_channel_axes=axes if isinstance(axes, str) else tuple(axes),
+                      min_input_spatial=int(entry.get("min_input_spatial", 1)),
+                      below_min_spatial=entry.get("below_min_spatial", "skip"),
+                      unified_scales=bool(entry.get("unified_scales", False)), why=str(entry.get("why", "")))
 
-    def rule(self, op_type: str) -> Optional[Dict[str, Any]]:
-        """The ``operations`` entry for ``op_type``, or ``None`` if the device does not quantize it."""
-        return self.operations.get(op_type)
+    def rule(self, op_class: str) -> Optional[OpRule]:
+        """The rule for ``op_class`` (``classify_op``), or ``None`` if the device does not quantize it."""
+        return self.operations.get(op_class)
 
     def quantizer_options(self, names: Any) -> List[Dict[str, Any]]:
-        """The quantizer dicts named by ``names`` (one name or a list), in order."""
+        """The quantizer dicts named by ``names`` (one name, a sequence of names or ``None``), in order."""
         return [dict(self.quantizers[name]) for name in _as_list(names)]
 
     def is_agnostic(self, op_type: str) -> bool:
         """Whether ``op_type`` only moves or selects values, so a FakeQuantize can move across it."""
         return op_type in self.quantize_agnostic
 
-    def has_unified_scales(self, op_type: str) -> bool:
-        """Whether the FakeQuantize ops on the inputs of ``op_type`` must share one range."""
-        return bool(self.operations.get(op_type, {}).get("unified_scales", False))
+    def has_unified_scales(self, op_class: str) -> bool:
+        """Whether the FakeQuantize ops on the inputs of ``op_class`` must share one range."""
+        rule = self.operations.get(op_class)
+        return rule is not None and rule.unified_scales
 
     @property
     def saturation_fix_applies(self) -> bool:
