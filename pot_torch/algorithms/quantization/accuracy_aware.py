@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -14,7 +15,9 @@ from pot_torch.algorithms.params import resolve_params, sub_params
 from pot_torch.algorithms.quantization.accuracy_evaluation import (MetricSpec, check_annotations, choose_metric,
                                                                     evaluate, hardest_samples)
 from pot_torch.algorithms.quantization.default import DefaultQuantization
-from pot_torch.algorithms.quantization.quantizer_groups import QuantizerGroup, quantizer_groups, revert_group
+from pot_torch.algorithms.quantization.layer_revert import (LayerKey, MemberGroup, biases_before_correction,
+                                                            reverted)
+from pot_torch.algorithms.quantization.quantizer_groups import quantizer_groups
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.hardware.config import load_hardware_config
 from pot_torch.graph.nx_model import CompressedModel
@@ -23,8 +26,8 @@ from pot_torch.utils.logger import get_logger, progress_bar_enabled
 
 logger = get_logger(__name__)
 
-#: A quantizer group of one member of a (possibly cascaded) model.
-MemberGroup = Tuple[Optional[str], QuantizerGroup]
+#: A bias-correction ``threshold`` no shift is below: DefaultQuantization with it corrects no bias.
+NO_BIAS_CORRECTION = sys.float_info.min
 
 
 class AccuracyDropNotMetWarning(UserWarning):
@@ -37,6 +40,8 @@ class _Candidate:
     drop: float
     value: float
     reverted: List[MemberGroup] = field(default_factory=list)
+    #: the DefaultQuantization parameters the model was quantized with, beyond the algorithm's own
+    overrides: Dict[str, Any] = field(default_factory=dict)
 
 
 @COMPRESSION_ALGORITHMS.register("AccuracyAwareQuantization")
@@ -49,8 +54,9 @@ class AccuracyAwareQuantization(Algorithm):
     groups once by the metric each one's removal gives on the ``ranking_subset_size`` samples the INT8 model
     got most wrong; then revert groups in that order, evaluating each step, keeping a step only if it does
     not increase the drop (``use_prev_if_drop_increase``), until the drop is met, nothing is left to revert,
-    or ``max_iter_num`` steps were taken. When the target cannot be met it warns
-    (``AccuracyDropNotMetWarning``) and returns the best model found.
+    or ``max_iter_num`` steps were taken. A reverted layer is the floating-point layer again: its FakeQuantize
+    ops go and its bias goes back to its value before bias correction (``layer_revert``). When the target
+    cannot be met it warns (``AccuracyDropNotMetWarning``) and returns the best model found.
     """
 
     def __init__(self, config: Any, engine: Any, calibration_engine: Any = None) -> None:
@@ -91,9 +97,10 @@ class AccuracyAwareQuantization(Algorithm):
                 best, per_sample = candidate, candidate_per_sample
         if best.drop <= allowed:
             return self._finish(best)
-        ranking = self._rank_groups(best.model, spec, hardest_samples(
+        biases = self._biases_before_correction(model, best)
+        ranking = self._rank_groups(best.model, biases, spec, hardest_samples(
             spec, fp_per_sample, per_sample, indices, config.ranking_subset_size or min(len(indices), 300)))
-        result = self._revert_until_met(best, ranking, spec, reference, indices, allowed)
+        result = self._revert_until_met(best, ranking, biases, spec, reference, indices, allowed)
         if result.drop > allowed:
             message = (f"AccuracyAwareQuantization could not achieve the required accuracy drop: best drop "
                        f"{result.drop:.6g} > allowed {allowed:.6g} ({len(result.reverted)} layer groups "
@@ -122,8 +129,11 @@ class AccuracyAwareQuantization(Algorithm):
     def _alternatives(self) -> List[Tuple[str, Dict[str, Any]]]:
         """Whole-model settings tried before reverting layers: the mixed preset (``convert_to_mixed_preset``,
         from the performance preset) and, with ``tune_hyperparams``, the quantile range estimator and the
-        other saturation-fix choices (a small grid, as POT's hyperparameter search)."""
+        other saturation-fix choices (a small grid, as POT's hyperparameter search). The user's own
+        ``range_estimator`` entries are kept; the grid changes only its ``preset``."""
         config = self.config
+        user_estimator = dict(config.range_estimator or {})
+        user_preset = user_estimator.get("preset") or "default"
         mixed = config.convert_to_mixed_preset and config.preset == "performance"
         alternatives: List[Tuple[str, Dict[str, Any]]] = [("Mixed preset", {"preset": "mixed"})] if mixed else []
         if config.tune_hyperparams:
@@ -131,21 +141,32 @@ class AccuracyAwareQuantization(Algorithm):
             for preset in presets:
                 for estimator in ("default", "quantile"):
                     for saturation in ("first_layer", "no"):
-                        overrides = {"preset": preset, "range_estimator": {"preset": estimator},
+                        overrides = {"preset": preset, "range_estimator": {**user_estimator, "preset": estimator},
                                      "saturation_fix": saturation}
-                        if (preset, estimator, saturation) != (config.preset, "default", config.saturation_fix):
+                        if (preset, estimator, saturation) != (config.preset, user_preset, config.saturation_fix):
                             alternatives.append((f"Hyperparameters {overrides}", overrides))
         return alternatives
 
-    def _quantize(self, model: CompressedModel, spec: MetricSpec, reference: float, indices: Sequence[int],
-                  overrides: Dict[str, Any]) -> Tuple[_Candidate, np.ndarray]:
+    def _default_quantization(self, model: CompressedModel, overrides: Dict[str, Any]) -> CompressedModel:
         params = sub_params(self.config, "DefaultQuantization")
         params.update(overrides)
-        quantized = DefaultQuantization(params, self._calibration_engine).run(copy.deepcopy(model))
-        value, per_sample = evaluate(self.engine, quantized, spec, indices, per_sample=True)
-        return _Candidate(quantized, spec.drop(reference, value), value), per_sample
+        return DefaultQuantization(params, self._calibration_engine).run(copy.deepcopy(model))
 
-    def _rank_groups(self, model: CompressedModel, spec: MetricSpec,
+    def _quantize(self, model: CompressedModel, spec: MetricSpec, reference: float, indices: Sequence[int],
+                  overrides: Dict[str, Any]) -> Tuple[_Candidate, np.ndarray]:
+        quantized = self._default_quantization(model, overrides)
+        value, per_sample = evaluate(self.engine, quantized, spec, indices, per_sample=True)
+        return _Candidate(quantized, spec.drop(reference, value), value, overrides=overrides), per_sample
+
+    def _biases_before_correction(self, model: CompressedModel, start: _Candidate) -> Dict[LayerKey, np.ndarray]:
+        """The biases of ``start``'s layers before bias correction (reverting a layer puts its bias back), from
+        the same quantization of ``model`` run again without bias correction."""
+        uncorrected = self._default_quantization(model, {**start.overrides, "threshold": NO_BIAS_CORRECTION})
+        biases = biases_before_correction(start.model, uncorrected)
+        logger.info("%d layer(s) have a corrected bias, put back if the layer is reverted", len(biases))
+        return biases
+
+    def _rank_groups(self, model: CompressedModel, biases: Dict[LayerKey, np.ndarray], spec: MetricSpec,
                      ranking_subset: Sequence[int]) -> List[MemberGroup]:
         agnostic = load_hardware_config(self.config.target_device).quantize_agnostic
         groups: List[MemberGroup] = [
@@ -156,14 +177,14 @@ class AccuracyAwareQuantization(Algorithm):
         scores = []
         show = progress_bar_enabled()
         for position, member_group in enumerate(tqdm(groups, desc="Ranking layers", disable=not show)):
-            candidate = _reverted(model, [member_group])
+            candidate = reverted(model, [member_group], biases)
             value, _ = evaluate(self.engine, candidate, spec, ranking_subset)
             gain = value if spec.higher_better else -value
             scores.append((-gain, position))
         return [groups[position] for _, position in sorted(scores)]
 
-    def _revert_until_met(self, start: _Candidate, ranking: List[MemberGroup], spec: MetricSpec,
-                          reference: float, indices: Sequence[int], allowed: float) -> _Candidate:
+    def _revert_until_met(self, start: _Candidate, ranking: List[MemberGroup], biases: Dict[LayerKey, np.ndarray],
+                          spec: MetricSpec, reference: float, indices: Sequence[int], allowed: float) -> _Candidate:
         """Revert groups in ranking order until the drop is met.
 
         First pass: a revert that raises the drop is undone (``use_prev_if_drop_increase``). If the drop is
@@ -182,10 +203,10 @@ class AccuracyAwareQuantization(Algorithm):
                 if step > total:
                     logger.info("Reached max_iter_num = %d", limit)
                     return best
-                model = _reverted(current.model, [member_group])
+                model = reverted(current.model, [member_group], biases)
                 value, _ = evaluate(self.engine, model, spec, indices)
                 candidate = _Candidate(model, spec.drop(reference, value), value,
-                                       current.reverted + [member_group])
+                                       current.reverted + [member_group], current.overrides)
                 layers = ", ".join(member_group[1].layers)
                 if not second_pass and candidate.drop > current.drop and self.config.use_prev_if_drop_increase:
                     logger.info("%s: reverting [%s] raised the drop to %.6g; kept quantized for now", label,
@@ -202,9 +223,3 @@ class AccuracyAwareQuantization(Algorithm):
             pending = kept
         return best
 
-
-def _reverted(model: CompressedModel, groups: List[MemberGroup]) -> CompressedModel:
-    result = copy.deepcopy(model)
-    for member, group in groups:
-        revert_group(result.get_model(member), group)
-    return result

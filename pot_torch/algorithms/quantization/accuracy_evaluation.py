@@ -75,8 +75,9 @@ def evaluate(engine: Engine, model: Any, spec: MetricSpec, indices: Sequence[int
     metrics, _ = engine.predict(sampler=sampler, metric_per_sample=per_sample)
     if metrics is None:
         raise ValueError("the engine returned no metric values: check that the data loader gives annotations")
+    source = f"{type(engine.metric).__name__}.avg_value"
     if not per_sample:
-        return _pick(metrics, spec.name, len(indices)), None
+        return _pick(metrics, spec.name, len(indices), source), None
     records, overall = metrics
     values = [r["result"] for r in sorted(records, key=lambda r: r["sample_id"]) if r["metric_name"] == spec.name]
     if len(values) != len(indices):
@@ -85,16 +86,25 @@ def evaluate(engine: Engine, model: Any, spec: MetricSpec, indices: Sequence[int
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN sample stays NaN and ranks last
         per_sample_values = np.asarray([np.nanmean(v) for v in values], dtype=np.float64)
-    return _pick(overall, spec.name, len(indices)), per_sample_values
+    return _pick(overall, spec.name, len(indices), source), per_sample_values
 
 
-def _pick(metrics: Dict[str, Any], name: str, samples: int) -> float:
+def _pick(metrics: Dict[str, Any], name: str, samples: int, source: str) -> float:
+    """The value of metric ``name`` in ``metrics`` (the one value when there is only one), a finite number.
+
+    :param source: what returned ``metrics`` (``'<MetricClass>.avg_value'``), for the messages.
+    """
     if name in metrics:
-        value = float(metrics[name])
+        raw = metrics[name]
     elif len(metrics) == 1:
-        value = float(next(iter(metrics.values())))
+        name, raw = next(iter(metrics.items()))
     else:
         raise ValueError(f"metric '{name}' missing from the engine's results {sorted(metrics)}")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"metric '{name}' is {raw!r} over {samples} samples; accuracy control needs one number: "
+                        f"{source} must return {{{name!r}: value}}") from error
     if not np.isfinite(value):
         raise ValueError(f"metric '{name}' is {value} over {samples} samples (NaN or infinite): accuracy control "
                          "needs a finite metric; check the metric's update and avg_value for divisions by zero or "
