@@ -5,6 +5,8 @@ import argparse
 import sys
 from typing import List, Optional
 
+from pot_torch.cli_pot import add_pot_arguments, pot_options_given, run_pot_command
+
 _DESCRIPTION = """\
 Post-training INT8 quantization of OpenVINO models with the POT API.
 
@@ -12,6 +14,8 @@ Post-training INT8 quantization of OpenVINO models with the POT API.
   pot-torch quantize -m M.xml --data DIR
                                   DefaultQuantization of an IR on a folder of images (POT's simplified mode)
   pot-torch -c config.json        run a POT config file (model / engine / compression sections)
+  pot-torch -q default -m M.xml -w M.bin --engine simplified --data-source DIR
+                                  POT's own command line, as the `pot` command took it
 """
 
 _CONFIG_EPILOG = """\
@@ -19,6 +23,8 @@ examples:
   pot-torch demo --quick
   pot-torch quantize -m model.xml --data calibration_images/ -o model_int8
   pot-torch -c default_quantization.json -o results/ --overwrite
+  pot-torch -q default -m model.xml -w model.bin --engine simplified --data-source calibration_images/
+      (writes ./results/model_name_DefaultQuantization/<timestamp>/optimized/model_name.xml, as POT did)
 
 Run 'pot-torch demo -h' or 'pot-torch quantize -h' for the options of each command.
 A config file's engine section must be {"type": "simplified", "data_source": "<image folder>"};
@@ -45,17 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line parser (``pot-torch -h`` shows every option with an example)."""
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="pot-torch", description=_DESCRIPTION, epilog=_CONFIG_EPILOG,
-                                     formatter_class=formatter)
+                                     formatter_class=formatter, allow_abbrev=False)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("-c", "--config", metavar="FILE",
                         help="a POT config file (.json, comments allowed, or .yaml) to run, e.g. -c config.json")
-    parser.add_argument("-o", "--output-dir", dest="config_output", metavar="OUT", default="results",
-                        help="with -c: folder for the quantized IR (default: ./results), e.g. -o out/")
+    parser.add_argument("-o", dest="config_output", metavar="OUT",
+                        help="with -c or -q: write the quantized IR into OUT itself instead of POT's layout "
+                        "under --output-dir, e.g. -o out/")
     parser.add_argument("--overwrite", dest="config_overwrite", action="store_true",
-                        help="with -c: replace a previous output in OUT (otherwise an existing OUT is an error); "
-                        "a folder holding other files or the config's inputs is never replaced")
+                        help="with -o or -d: replace a previous output (otherwise an existing folder is an error); "
+                        "a folder holding other files or the inputs is never replaced")
     parser.add_argument("--keep-uncompressed-weights", dest="config_keep_weights", action="store_true",
-                        help="with -c: store weights as FP32 instead of INT8 (as POT's option)")
+                        help="with -c or -q: store weights as FP32 instead of INT8 (as POT's option)")
+    add_pot_arguments(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="train a small CNN on generated images, quantize it, print a table",
@@ -113,15 +121,9 @@ def _run_quantize(args: argparse.Namespace) -> None:
     run_config(config, args.output_dir or f"{name}_int8", args.overwrite, args.keep_uncompressed_weights)
 
 
-def _run_config_file(args: argparse.Namespace) -> None:
-    from pot_torch.cli_config import read_config_file, run_config
-
-    run_config(read_config_file(args.config), args.config_output, args.config_overwrite, args.config_keep_weights)
-
-
 def _run_demo(args: argparse.Namespace) -> None:
     try:
-        from pot_torch.adapters.demo import run_demo
+        from pot_torch_showcase.demo import run_demo
     except ImportError as error:
         raise ImportError(f"the demo needs PyTorch: pip install 'pot_torch[torch]' ({error})") from error
     run_demo(args.output_dir, quick=args.quick, overwrite=args.overwrite, seed=args.seed)
@@ -139,10 +141,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             from pot_torch import __version__
 
             print(__version__)
-        elif args.config and args.command:
-            parser.error(f"give either -c/--config or the '{args.command}' command, not both")
-        elif args.config:
-            _run_config_file(args)
+        elif args.command and (args.config or pot_options_given(args)):
+            parser.error(f"give either -c/--config or the '{args.command}' command, not both (POT's options "
+                         "-q, -m, --output-dir, ... go without a command)")
+        elif args.config or pot_options_given(args):
+            run_pot_command(args)
         elif args.command == "demo":
             _run_demo(args)
         elif args.command == "quantize":

@@ -33,7 +33,8 @@ from pot_torch.utils.logger import progress_enabled
 from pot_torch.utils.output_folder import DATA_FOLDER, Input, OutputFolder
 
 _SECTIONS = ("model", "engine", "compression")
-_PYTHON_API_HINT = ("use the Python API instead: a pot_torch.DataLoader and pot_torch.Metric with IEEngine and "
+#: Where a user who needs Accuracy Checker or a metric goes instead (ends every such refusal).
+PYTHON_API_HINT = ("use the Python API instead: a pot_torch.DataLoader and pot_torch.Metric with IEEngine and "
                     "create_pipeline (README, 'Migrating a POT script')")
 _SIMPLIFIED_EXAMPLE = '"engine": {"type": "simplified", "data_source": "<folder of calibration images>"}'
 _PRESET_ALIASES = {"symmetric": "performance", "asymmetric": "accuracy"}
@@ -134,7 +135,7 @@ def check_config(config: Mapping[str, Any]) -> Dict[str, Any]:
 def _checked_model(model: Dict[str, Any]) -> Dict[str, Any]:
     if model.get("cascade"):
         raise ConfigError("the config's model is a cascade; IEEngine runs single models, so cascades need a "
-                          f"custom engine: {_PYTHON_API_HINT} (examples/cascaded_model.py)")
+                          f"custom engine: {PYTHON_API_HINT} (examples/cascaded_model.py)")
     if not model.get("model"):
         raise ConfigError('the config\'s model section needs "model": "<path of the .xml>" (and optionally '
                           '"weights": "<path of the .bin>")')
@@ -148,7 +149,7 @@ def _checked_engine(engine: Dict[str, Any]) -> Dict[str, Any]:
     if engine_type == "accuracy_checker" or "config" in engine:
         raise ConfigError("the Accuracy Checker engine is not supported (Accuracy Checker is not part of "
                           f"pot_torch); for DefaultQuantization on a folder of images use {_SIMPLIFIED_EXAMPLE}; "
-                          f"to measure accuracy, {_PYTHON_API_HINT}")
+                          f"to measure accuracy, {PYTHON_API_HINT}")
     if engine_type != "simplified":
         raise ConfigError(f"unknown engine type {engine_type!r}; use {_SIMPLIFIED_EXAMPLE}")
     if not engine.get("data_source"):
@@ -174,7 +175,9 @@ def _checked_compression(compression: Dict[str, Any]) -> Dict[str, Any]:
         name = algorithm["name"]
         if name in _NEEDS_METRIC:
             raise ConfigError(f"{name} needs an accuracy metric, which the simplified engine does not have "
-                              f"(POT took it from Accuracy Checker); {_PYTHON_API_HINT}")
+                              "(POT logged 'Could not find the required metrics for optimization in the engine. "
+                              "Stop AccuracyAware optimization.' and saved the model unquantized); "
+                              f"{PYTHON_API_HINT}")
         try:
             COMPRESSION_ALGORITHMS.get(name)
         except ValueError as error:
@@ -218,7 +221,7 @@ def run_config(config: Mapping[str, Any], output_dir: Any, overwrite: bool = Fal
     ov_model = model.get_model()
     if len(ov_model.inputs) != 1:
         raise ConfigError(f"model '{model.name}' has {len(ov_model.inputs)} inputs; the simplified engine feeds "
-                          f"one image input; {_PYTHON_API_HINT}")
+                          f"one image input; {PYTHON_API_HINT}")
     loader = ImageFolderLoader(engine_config["data_source"], ov_model.inputs[0], engine_config["channel_order"])
     _say(f"Calibration data: {len(loader)} images from {engine_config['data_source']} "
          f"(layout {loader.layout}, {engine_config['channel_order'].upper()}, pixel values 0..255)")

@@ -159,3 +159,17 @@ def test_statistics_on_an_op_name_two_cascade_members_share_are_refused():
                                          r"statistics are keyed by op name, so theirs would mix\. Give each "
                                          r"member's ops unique names"):
         collect_statistics(IEEngine({"device": "CPU"}, None), model, [request])
+
+
+def test_save_writes_one_ir_per_cascade_member_and_returns_the_paths(tmp_path):
+    """POT's MTCNN sample, step 8: ``compressed_model.save(save_path, model_name)`` on a cascade."""
+    model = cascade(pnet=conv_model(size=16), rnet=conv_model(size=16))
+    paths = model.save(str(tmp_path / "out"), model_name="mtcnn")
+    assert paths == [{"name": member, "model": str(tmp_path / "out" / f"mtcnn_{member}.xml"),
+                      "weights": str(tmp_path / "out" / f"mtcnn_{member}.bin")} for member in ("pnet", "rnet")]
+    for entry in paths:
+        np.testing.assert_allclose(reference_infer(ov.Core().read_model(entry["model"]), X),
+                                   reference_infer(model.get_model(entry["name"]), X), rtol=0, atol=0)
+    single = CompressedModel(conv_model(size=16), model_name="net")
+    assert single.save(str(tmp_path / "one")) == [
+        {"model": str(tmp_path / "one" / "net.xml"), "weights": str(tmp_path / "one" / "net.bin")}]

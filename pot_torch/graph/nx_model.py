@@ -101,6 +101,19 @@ class CompressedModel:
             raise KeyError(f"no model named '{name}' in this CompressedModel; members: {self.member_names}")
         target["model"] = new_model
 
+    def save(self, save_path: str, model_name: Optional[str] = None,
+             for_stat_collection: bool = False) -> List[Dict[str, str]]:
+        """Write the model as IR into ``save_path`` and return the file paths (POT's ``CompressedModel.save``).
+
+        The same as ``pot_torch.save_model(self, save_path, model_name, for_stat_collection)``: one IR per
+        cascade member (``<model_name>_<member>.xml``/``.bin``, or ``<member>`` without ``model_name``).
+
+        :return: ``[{'model': xml_path, 'weights': bin_path}]``, with ``'name'`` per member for a cascade.
+        """
+        from pot_torch.graph.model_io import save_model  # model_io imports this module
+
+        return save_model(self, save_path, model_name=model_name, for_stat_collection=for_stat_collection)
+
     def __deepcopy__(self, memo: dict) -> "CompressedModel":
         clone = object.__new__(CompressedModel)
         clone._models = [{"name": m["name"], "model": m["model"].clone()} for m in self._models]

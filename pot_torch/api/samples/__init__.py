@@ -1,0 +1,1 @@
+"""Helpers shared by POT's API samples (``openvino.tools.pot.api.samples``)."""

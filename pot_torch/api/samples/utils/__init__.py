@@ -1,0 +1,1 @@
+"""Utilities of POT's API samples."""
