@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -15,6 +14,7 @@ from torch.utils.data import IterableDataset, TensorDataset
 
 from pot_torch.adapters.tensors import to_numpy, to_torch, unbind
 from pot_torch.api import DataLoader
+from pot_torch.engines.input_feeding import input_name
 from pot_torch.graph.nx_model import CompressedModel
 
 _SPLIT_HINT = (
@@ -31,17 +31,9 @@ class LoaderBatch(list):
     """
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    """One model input as the data loader checks items against it."""
-
-    name: str
-    dims: Optional[Tuple[Optional[int], ...]] = None  # None: unknown rank; a None dimension is dynamic
-    dtype: Optional[np.dtype] = None
-
-
-def model_input_specs(model: Union[ov.Model, CompressedModel]) -> List[InputSpec]:
-    """The inputs of ``model`` (an ``openvino.Model`` or single ``CompressedModel``) in order."""
+def model_input_names(model: Union[ov.Model, CompressedModel]) -> List[str]:
+    """The input names of ``model`` (an ``openvino.Model`` or single ``CompressedModel``) in order, as items
+    name them (``IEEngine`` feeds dict data by these names)."""
     if isinstance(model, CompressedModel):
         model = model.get_model()
     if not isinstance(model, ov.Model):
@@ -49,23 +41,7 @@ def model_input_specs(model: Union[ov.Model, CompressedModel]) -> List[InputSpec
             f"model must be an openvino.Model or a CompressedModel, got {type(model).__name__}; "
             "convert a torch module first with pot_torch.adapters.convert_torch_model"
         )
-    specs = []
-    for port in model.inputs:
-        shape = port.get_partial_shape()
-        element_type = port.get_element_type()
-        dims = (
-            None
-            if shape.rank.is_dynamic
-            else tuple(dim.get_length() if dim.is_static else None for dim in shape)
-        )
-        specs.append(
-            InputSpec(
-                name=port.get_node().get_friendly_name(),
-                dims=dims,
-                dtype=None if element_type.is_dynamic() else np.dtype(element_type.to_dtype()),
-            )
-        )
-    return specs
+    return [input_name(port) for port in model.inputs]
 
 
 class TorchDataLoader(DataLoader):
@@ -85,10 +61,12 @@ class TorchDataLoader(DataLoader):
     ``transform_fn(item)`` and the annotation ``target_fn(item)`` (``None`` without ``target_fn``).
 
     The input may be a tensor (one model input), a tuple/list (inputs by position) or a dict (inputs by name).
-    Given ``model``, items are checked against its inputs (count, names, rank and static dimensions; a clear
-    ``ValueError`` names the input, both shapes and the item index), a batch axis is added to single samples
-    and arrays are cast to the input's element type. ``data`` is an array for a one-input model, else a dict
-    keyed by input name.
+    Tensors become numpy arrays as they are: one sample without a batch axis, or the batch a batching torch
+    ``DataLoader`` made (POT's loader-batched item). Given ``model``, the inputs are mapped to its input names
+    (count and names are checked; a clear ``ValueError`` names the item and the inputs); ``data`` is an array
+    for a one-input model, else a dict keyed by input name. Shapes and element types are checked, and samples
+    stacked into batches and cast, where every POT data loader's items go: ``IEEngine``'s input feeding
+    (``pot_torch.engines.input_feeding``), whose errors name the item, the input, both shapes and the fix.
 
     :param source: the data source.
     :param model: the ``openvino.Model`` or ``CompressedModel`` the items are for (recommended).
@@ -114,7 +92,7 @@ class TorchDataLoader(DataLoader):
         self._batched = source_batched if batched is None else bool(batched)
         self._transform_fn = transform_fn
         self._target_fn = target_fn
-        self._specs = _resolve_specs(model, input_names)
+        self._names = _resolve_names(model, input_names)
         super().__init__(None)
 
     @property
@@ -125,7 +103,7 @@ class TorchDataLoader(DataLoader):
     @property
     def input_names(self) -> Optional[List[str]]:
         """The model input names items are mapped to, or ``None`` when not known."""
-        return [spec.name for spec in self._specs] if self._specs is not None else None
+        return list(self._names) if self._names is not None else None
 
     def __len__(self) -> int:
         return len(self._source)
@@ -156,9 +134,9 @@ class TorchDataLoader(DataLoader):
         return self._with_batch_axis(inputs)
 
     def for_model(self, model: Union[ov.Model, CompressedModel]) -> "TorchDataLoader":
-        """This loader's items checked and fitted for ``model``; the source is shared, not read again."""
+        """This loader with its items mapped to ``model``'s inputs; the source is shared, not read again."""
         loader = copy.copy(self)
-        loader._specs = _resolve_specs(model, None)
+        loader._names = _resolve_names(model, None)
         return loader
 
     def _with_batch_axis(self, value: Any) -> torch.Tensor:
@@ -189,71 +167,65 @@ class TorchDataLoader(DataLoader):
         )
 
     def _model_data(self, inputs: Any, index: int) -> Any:
-        """Map the item's inputs to model inputs; check and fit them when the model is known."""
-        specs = self._specs
+        """Map the item's inputs to model input names when they are known; arrays stay as they are."""
+        names = self._names
         if isinstance(inputs, dict):
-            named = _named_from_dict(inputs, specs, index)
+            named = _named_from_dict(inputs, names, index)
         elif isinstance(inputs, (list, tuple)):
-            if specs is None:
+            if names is None:
                 if len(inputs) == 1:
                     return _as_array(inputs[0], "input 0", index)
                 raise ValueError(
                     f"data set item {index} gives {len(inputs)} inputs by position but their names "
                     "are not known; pass model=<the converted model> or input_names=[...]"
                 )
-            named = _named_from_sequence(inputs, specs, index)
+            named = _named_from_sequence(inputs, names, index)
         else:
-            if specs is not None and len(specs) != 1:
+            if names is not None and len(names) != 1:
                 raise ValueError(
-                    f"data set item {index} gives 1 input but the model has {len(specs)} inputs "
-                    f"{[s.name for s in specs]}; return a tuple or a dict of them, or {_SPLIT_HINT}"
+                    f"data set item {index} gives 1 input but the model has {len(names)} inputs "
+                    f"{names}; return a tuple or a dict of them, or {_SPLIT_HINT}"
                 )
-            array = _as_array(inputs, "input", index)
-            return _fit(array, specs[0], index) if specs is not None else array
-        if specs is None:
-            return {name: _as_array(value, f"input '{name}'", index) for name, value in named.items()}
-        fitted = {
-            spec.name: _fit(_as_array(named[spec.name], f"input '{spec.name}'", index), spec, index)
-            for spec in specs
-        }
-        return fitted[specs[0].name] if len(specs) == 1 else fitted
+            return _as_array(inputs, "input", index)
+        arrays = {name: _as_array(value, f"input '{name}'", index) for name, value in named.items()}
+        return next(iter(arrays.values())) if names is not None and len(names) == 1 else arrays
 
 
-def _resolve_specs(model: Any, input_names: Union[str, Sequence[str], None]) -> Optional[List[InputSpec]]:
+def _resolve_names(model: Any, input_names: Union[str, Sequence[str], None]) -> Optional[List[str]]:
     if isinstance(input_names, str):
         input_names = [input_names]
     if model is None:
-        return [InputSpec(str(name)) for name in input_names] if input_names is not None else None
-    specs = model_input_specs(model)
-    if input_names is not None and list(input_names) != [spec.name for spec in specs]:
+        return [str(name) for name in input_names] if input_names is not None else None
+    names = model_input_names(model)
+    if input_names is not None and list(input_names) != names:
         raise ValueError(
-            f"input_names {list(input_names)} differ from the model's inputs "
-            f"{[spec.name for spec in specs]}; give one of model or input_names"
+            f"input_names {list(input_names)} differ from the model's inputs {names}; give one of model or "
+            "input_names"
         )
-    return specs
+    return names
 
 
-def _named_from_dict(inputs: Dict[Any, Any], specs: Optional[List[InputSpec]], index: int) -> Dict[str, Any]:
-    if specs is None:
+def _named_from_dict(inputs: Dict[Any, Any], names: Optional[List[str]], index: int) -> Dict[str, Any]:
+    """The item's dict of inputs keyed by input name, in the model's input order when that is known."""
+    if names is None:
         return {str(key): value for key, value in inputs.items()}
-    expected = [spec.name for spec in specs]
-    missing = [name for name in expected if name not in inputs]
-    unexpected = [key for key in inputs if key not in expected]
+    missing = [name for name in names if name not in inputs]
+    unexpected = [key for key in inputs if key not in names]
     if missing or unexpected:
         raise ValueError(
-            f"data set item {index} gives inputs {list(inputs)} but the model's inputs are {expected} "
+            f"data set item {index} gives inputs {list(inputs)} but the model's inputs are {names} "
             f"(missing: {missing}, unexpected: {unexpected}); rename the keys, or {_SPLIT_HINT}"
         )
-    return inputs
+    return {name: inputs[name] for name in names}
 
 
-def _named_from_sequence(inputs: Sequence[Any], specs: List[InputSpec], index: int) -> Dict[str, Any]:
-    if len(inputs) != len(specs):
+def _named_from_sequence(inputs: Sequence[Any], names: List[str], index: int) -> Dict[str, Any]:
+    if len(inputs) != len(names):
         raise ValueError(
-            f"data set item {index} gives {len(inputs)} inputs but the model has {len(specs)} inputs "
-            f"{[spec.name for spec in specs]}; {_SPLIT_HINT}"
+            f"data set item {index} gives {len(inputs)} inputs but the model has {len(names)} inputs "
+            f"{names}; {_SPLIT_HINT}"
         )
-    return {spec.name: value for spec, value in zip(specs, inputs)}
+    return dict(zip(names, inputs))
 
 
 def _as_array(value: Any, what: str, index: int) -> np.ndarray:
@@ -277,63 +249,6 @@ def _checked_arrays(inputs: Any, index: int) -> Any:
     if isinstance(inputs, (list, tuple)):
         return tuple(_as_array(value, f"input {position}", index) for position, value in enumerate(inputs))
     return _as_array(inputs, "input", index)
-
-
-def _fit(array: np.ndarray, spec: InputSpec, index: int) -> np.ndarray:
-    """Check ``array`` against the input's shape, add a missing batch axis, cast to the input's type."""
-    dims = spec.dims
-    if dims is not None:
-        if array.ndim == len(dims) - 1 and _dims_match(array.shape, dims[1:]):
-            array = array[np.newaxis]
-        elif array.ndim != len(dims) or not _dims_match(array.shape, dims):
-            raise ValueError(_shape_error(array.shape, spec, index))
-    if spec.dtype is not None and array.dtype != spec.dtype:
-        array = array.astype(spec.dtype)
-    return array
-
-
-def _dims_match(shape: Sequence[int], dims: Sequence[Optional[int]]) -> bool:
-    return all(dim is None or dim == size for size, dim in zip(shape, dims))
-
-
-def _shape_error(shape: Sequence[int], spec: InputSpec, index: int) -> str:
-    dims = spec.dims
-    message = (
-        f"data set item {index}: model input '{spec.name}' expects shape {_format(dims)} (or "
-        f"{_format(dims[1:])} for one sample without the batch axis), got shape {_format(shape)}"
-    )
-    if len(shape) == len(dims) and _dims_match(shape[1:], dims[1:]):
-        hint = (
-            f"the model has a static batch of {dims[0]}; convert it with dynamic_batch=True or give batches "
-            f"of {dims[0]}"
-        )
-    elif len(shape) not in (len(dims), len(dims) - 1):
-        hint = (
-            f"the item has {len(shape)} axes, the input {len(dims)}; check the data set's transforms or "
-            f"{_SPLIT_HINT}"
-        )
-    else:
-        hint = _size_hint(shape, spec)
-    return f"{message}. {hint}"
-
-
-def _size_hint(shape: Sequence[int], spec: InputSpec) -> str:
-    """What to do about an item whose axis sizes differ from a static input's, fitting the kind of data."""
-    dims = list(spec.dims or ())
-    offset = len(dims) - len(shape)  # 1 for a sample without the batch axis
-    axes = [axis for axis in range(offset, len(dims)) if dims[axis] is not None and dims[axis] != shape[axis - offset]]
-    dynamic = [-1 if axis == 0 or axis in axes else dim for axis, dim in enumerate(dims)]
-    convert = (f"or convert the model with {'that axis' if len(axes) == 1 else 'those axes'} dynamic: "
-               f"quantize(..., input_shapes={{'{spec.name}': {dynamic}}}) (or convert_torch_model's input_shapes)")
-    if spec.dtype is not None and spec.dtype.kind in "iub":
-        lengths = ", ".join(f"{dims[axis]} on axis {axis}" for axis in axes)
-        return (f"'{spec.name}' takes integer data (token ids, masks) of a fixed length ({lengths}); pad or "
-                "truncate every item to that length (e.g. tokenizer(..., padding='max_length', "
-                f"max_length={dims[axes[-1]]}, truncation=True)), {convert}")
-    if len(dims) == 4 and (spec.dtype is None or spec.dtype.kind == "f"):
-        return (f"resize the images to the model's input size (e.g. torchvision.transforms.Resize("
-                f"({dims[-2]}, {dims[-1]}))), {convert}")
-    return f"give items of the model's input size, {convert}"
 
 
 def make_source(source: Any, max_items: Optional[int] = None) -> Tuple[Any, bool]:
@@ -457,6 +372,3 @@ class _IterableSource:
             except StopIteration:
                 self._exhausted = True
 
-
-def _format(dims: Sequence[Optional[int]]) -> str:
-    return "[" + ",".join("?" if dim is None else str(dim) for dim in dims) + "]"

@@ -195,7 +195,7 @@ def _as_loader(data: Any, what: str, transform_fn: Optional[Callable[[Any], Any]
 
 
 def _for_model(loader: DataLoader, model: CompressedModel) -> DataLoader:
-    """A ``TorchDataLoader`` checking and fitting its items for ``model``; a POT data loader as it is."""
+    """A ``TorchDataLoader`` mapping its items to ``model``'s inputs; a POT data loader as it is."""
     return loader.for_model(model) if isinstance(loader, TorchDataLoader) else loader
 
 

@@ -5,7 +5,7 @@
     /work/venv/bin/python benchmarks/bench_accuracy_control.py --model-xml /tmp/acc/narrow_cnn_fp32.xml  # reuse
 
 The model is trained here with fixed seeds (about 80 s on an idle 2-core machine, a few minutes on a busy
-one): a narrow CNN without BatchNorm on the synthetic shapes data (``pot_torch.adapters.synthetic``). Two of
+one): a narrow CNN without BatchNorm on the synthetic shapes data (``pot_torch_showcase.synthetic``). Two of
 its activations are then given an outlier channel by an exact, function-preserving rescaling (one ReLU output
 channel multiplied by ``OUTLIER_SCALE``, the next convolution's weights for that channel divided by it), the
 pattern networks without normalisation show. 8-bit per-tensor activation quantization then loses about ten
@@ -62,7 +62,7 @@ def build_model(steps: int) -> ov.Model:
     import torch
     from torch import nn
 
-    from pot_torch.adapters.synthetic import shapes_dataset, train_classifier
+    from pot_torch_showcase.synthetic import shapes_dataset, train_classifier
 
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -87,7 +87,7 @@ def build_model(steps: int) -> ov.Model:
 
 def validation_data(samples: int):
     """``(images [n, 1, 3, 32, 32], labels [n])``: the validation set both tools use (batch-1 items)."""
-    from pot_torch.adapters.synthetic import shape_images
+    from pot_torch_showcase.synthetic import shape_images
 
     images, labels = shape_images(samples, VALIDATION_SEED)
     return images[:, None], labels

@@ -8,7 +8,7 @@ same tensors as numpy arrays are served by a plain ``pot_torch.DataLoader`` subc
   when ``pot_torch.engines.ie_engine`` exists;
 * reading every item only (``loader[i]``), informative: the absolute cost per item of the conversion.
 
-Run: ``/work/venv/bin/python benchmarks/bench_adapter_overhead.py [--samples 300] [--repeats 15]
+Run: ``.venv/bin/python benchmarks/bench_adapter_overhead.py [--samples 300] [--repeats 15]
 [--precision bf16|f32]``. Prints a markdown table; exits 1 when the engine overhead is over the limit.
 """
 

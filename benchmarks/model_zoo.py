@@ -5,7 +5,7 @@ Models:
 - ``resnet18``, ``mobilenet_v3_small``: torchvision architectures with seeded random weights (``weights=None``),
   BatchNorm statistics re-estimated on synthetic images so activations have realistic scales, and
   1x3x224x224 input. Untrained, so quality is measured as output cosine similarity to FP32.
-- ``small_cnn``: ``pot_torch.adapters.synthetic.small_cnn(32)`` trained here (~1 minute on 2 cores) on its
+- ``small_cnn``: ``pot_torch_showcase.synthetic.small_cnn(32)`` trained here (~1 minute on 2 cores) on its
   synthetic 32x32 images of 10 classes of coloured shapes and patterns; quality is top-1 accuracy on a
   held-out synthetic set.
 - ``bert_tiny``: a BERT-style encoder (token ids [1,128] -> embeddings + 4 post-LN encoder layers, hidden 256,
@@ -159,12 +159,12 @@ def build_mobilenet_v3_small(seed: int = 0) -> ZooModel:
 
 
 def train_small_cnn(seed: int = 0, steps: int = 600, batch: int = 64):
-    """Train ``adapters.synthetic.small_cnn(32)`` on synthetic shapes (about a minute on 2 cores); returns it.
+    """Train ``pot_torch_showcase.synthetic.small_cnn(32)`` on synthetic shapes (about a minute on 2 cores); returns it.
 
     The weights are cached in ``CACHE_DIR`` keyed by seed and steps.
     """
     import torch
-    from pot_torch.adapters.synthetic import shapes_dataset, small_cnn, train_classifier
+    from pot_torch_showcase.synthetic import shapes_dataset, small_cnn, train_classifier
 
     cache = CACHE_DIR / f"small_cnn_seed{seed}_steps{steps}.pt"
     torch.manual_seed(seed)
@@ -260,14 +260,14 @@ def build_bert_base(seed: int = 0) -> ZooModel:
 
 
 def _small_cnn_calibration(n: int, seed: int = 0) -> List[np.ndarray]:
-    from pot_torch.adapters.synthetic import shape_images
+    from pot_torch_showcase.synthetic import shape_images
 
     images, _ = shape_images(n, seed=seed + 1000)
     return [img[None] for img in images]
 
 
 def _small_cnn_evaluation(n: int, seed: int = 0) -> List[Tuple[np.ndarray, Optional[int]]]:
-    from pot_torch.adapters.synthetic import shape_images
+    from pot_torch_showcase.synthetic import shape_images
 
     images, labels = shape_images(n, seed=seed + 2000)
     return [(img[None], int(label)) for img, label in zip(images, labels)]

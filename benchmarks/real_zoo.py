@@ -200,7 +200,7 @@ def _build_lraspp(seed: int) -> Parts:
 
 def _build_mnist_cnn(seed: int) -> Parts:
     import torch
-    from pot_torch.adapters.synthetic import train_classifier
+    from pot_torch_showcase.synthetic import train_classifier
     from torch import nn
 
     images, labels = real_data.mnist_digits()

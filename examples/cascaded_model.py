@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from pot_torch import BatchSampler, CompressedModel, DataLoader, IEEngine, Metric, create_pipeline
-from pot_torch.adapters.synthetic import CLASSES, shapes_dataset
+from pot_torch_showcase.synthetic import CLASSES, shapes_dataset
 from pot_torch.engines.utils import add_stats_outputs, split_node_key, stat_kind
 
 

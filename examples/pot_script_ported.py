@@ -27,7 +27,7 @@ def prepare_model_and_data(workdir, quick):
     import openvino as ov
     import torch
 
-    from pot_torch.adapters.synthetic import shape_images, shapes_dataset, small_cnn, train_classifier
+    from pot_torch_showcase.synthetic import shape_images, shapes_dataset, small_cnn, train_classifier
 
     network = train_classifier(small_cnn(8 if quick else 24), shapes_dataset(400 if quick else 4000, seed=0),
                                steps=20 if quick else 300, batch=32)

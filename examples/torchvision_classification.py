@@ -22,7 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchvision import transforms
 
 from pot_torch import CompressedModel, DataLoader, IEEngine, Metric, create_pipeline
-from pot_torch.adapters.synthetic import CLASSES, shape_images
+from pot_torch_showcase.synthetic import CLASSES, shape_images
 
 IMAGE_SIZE = 32
 MEAN, STD = (0.5, 0.5, 0.5), (0.3, 0.3, 0.3)

@@ -15,7 +15,7 @@ import torch
 from torchmetrics.classification import MulticlassAccuracy
 
 from pot_torch.adapters import quantize
-from pot_torch.adapters.synthetic import CLASSES, accuracy, shapes_dataset, small_cnn, train_classifier
+from pot_torch_showcase.synthetic import CLASSES, accuracy, shapes_dataset, small_cnn, train_classifier
 
 
 def main() -> None:

@@ -17,14 +17,24 @@ from torch.utils.data import TensorDataset  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
 from model_builders import conv_model, two_input_model  # noqa: E402
-from pot_torch import CompressedModel  # noqa: E402
+from pot_torch import CompressedModel, IEEngine  # noqa: E402
 from pot_torch.adapters.dataset import LoaderBatch, TorchDataLoader  # noqa: E402
+from pot_torch.engines.data_items import DataItemError  # noqa: E402
+from pot_torch.engines.input_feeding import fill_inputs  # noqa: E402
+from pot_torch.samplers import BatchSampler  # noqa: E402
 
 
 def fake_data(size: int = 6, image_size=(3, 16, 16)):
     return torchvision.datasets.FakeData(
         size=size, image_size=image_size, num_classes=10, transform=transforms.ToTensor(), random_offset=3
     )
+
+
+def predict(loader: TorchDataLoader, model: ov.Model, batch_size: int = 1) -> None:
+    """Run ``IEEngine.predict`` over the loader's items: where items are checked, batched and cast."""
+    engine = IEEngine({"device": "CPU", "inference_precision": "f32"}, loader)
+    engine.set_model(CompressedModel(model))
+    engine.predict(sampler=BatchSampler(loader, batch_size=batch_size))
 
 
 def test_importing_pot_torch_and_adapters_does_not_import_torch():
@@ -43,15 +53,15 @@ def test_unknown_adapter_name_lists_exports():
         adapters.NoSuchThing  # noqa: B018
 
 
-def test_fakedata_items_become_numpy_with_batch_axis_and_int_annotation():
+def test_fakedata_items_become_per_sample_numpy_and_int_annotation():
     dataset = fake_data()
     loader = TorchDataLoader(dataset, model=CompressedModel(conv_model(size=16)))
     assert len(loader) == 6
     for index in (0, 5):
         data, annotation = loader[index]
         image, target = dataset[index]
-        assert isinstance(data, np.ndarray) and data.shape == (1, 3, 16, 16) and data.dtype == np.float32
-        np.testing.assert_array_equal(data[0], image.numpy())
+        assert isinstance(data, np.ndarray) and data.shape == (3, 16, 16) and data.dtype == np.float32
+        np.testing.assert_array_equal(data, image.numpy())
         assert annotation == target and isinstance(annotation, int)
 
 
@@ -68,7 +78,7 @@ def test_imagefolder_over_png_files(tmp_path):
     loader = TorchDataLoader(dataset, model=conv_model(size=16))
     items = [loader[i] for i in range(len(loader))]
     assert [annotation for _, annotation in items] == [0, 0, 1, 1]
-    np.testing.assert_allclose(items[3][0][0], pixels[("dog", 1)].transpose(2, 0, 1) / 255.0, atol=1e-6)
+    np.testing.assert_allclose(items[3][0], pixels[("dog", 1)].transpose(2, 0, 1) / 255.0, atol=1e-6)
 
 
 def test_without_model_items_keep_their_shape_and_example_input_adds_batch_axis():
@@ -129,8 +139,8 @@ def test_dict_and_tuple_inputs_map_to_model_inputs_by_name_and_position():
     for loader in (by_name, by_position):
         data, _ = loader[0]
         assert list(data) == ["a", "b"]
-        np.testing.assert_array_equal(data["a"], np.ones((1, 4), np.float32))
-        np.testing.assert_array_equal(data["b"], np.full((1, 4), 2.0, np.float32))
+        np.testing.assert_array_equal(data["a"], np.ones(4, np.float32))
+        np.testing.assert_array_equal(data["b"], np.full(4, 2.0, np.float32))
     named_only = TorchDataLoader([((a, b), 1)], input_names=["a", "b"])
     assert sorted(named_only[0][0]) == ["a", "b"]
     one_name = TorchDataLoader([((a,), 1)], input_names="pixels")  # a string is one name, not six
@@ -149,28 +159,32 @@ def test_detection_style_dict_targets_become_dicts_of_arrays():
     assert annotation["labels"].tolist() == [3]
 
 
-def test_data_is_cast_to_the_input_element_type():
-    loader = TorchDataLoader([(np.zeros((3, 16, 16), dtype=np.float64), 0)], model=conv_model(size=16))
-    assert loader[0][0].dtype == np.float32
+def test_items_keep_their_dtype_and_the_engine_casts_them_once():
+    model = conv_model(size=16)
+    loader = TorchDataLoader([(np.full((3, 16, 16), 0.5, dtype=np.float64), 0)] * 2, model=model)
+    data, _ = loader[0]
+    assert data.dtype == np.float64 and data.shape == (3, 16, 16)
+    fed = fill_inputs(model.inputs, [data])[0]
+    assert fed.dtype == np.float32 and fed.shape == (1, 3, 16, 16)
+    predict(loader, model)
 
 
 def test_wrong_image_size_names_input_shapes_and_item():
     loader = TorchDataLoader(fake_data(size=5, image_size=(3, 12, 16)), model=conv_model(size=16))
-    with pytest.raises(
-        ValueError,
-        match=r"item 3: model input 'input' expects shape \[1,3,16,16\] \(or "
-        r"\[3,16,16\] for one sample.*got shape \[3,12,16\]",
-    ):
-        loader[3]
+    assert loader[3][0].shape == (3, 12, 16)  # items are not checked twice: IEEngine's input feeding does it
+    with pytest.raises(DataItemError, match=r"data set item 0: model input 'input' has the static shape "
+                                            r"\[1, 3, 16, 16\] but the batch of 1 item\(s\) of shape \(3, 12, 16\)"):
+        predict(loader, conv_model(size=16))
 
 
 def test_size_errors_give_the_hint_that_fits_the_data():
     images = TorchDataLoader(fake_data(size=2, image_size=(3, 12, 16)), model=conv_model(size=16))
     with pytest.raises(ValueError, match=r"resize the images to the model's input size \(e.g. "
-                                         r"torchvision.transforms.Resize\(\(16, 16\)\)\), or convert the model "
-                                         r"with that axis dynamic: quantize\(..., input_shapes=\{'input': "
-                                         r"\[-1, 3, -1, 16\]\}\)"):
-        images[0]
+                                         r"torchvision.transforms.Resize\(\(16, 16\)\) or cv2.resize\), or convert "
+                                         r"the model with that axis dynamic: quantize\(..., input_shapes=\{'input': "
+                                         r"\[-1, 3, -1, 16\]\}\) \(or convert_torch_model's input_shapes; for an "
+                                         r"openvino.Model, model.reshape\(\{'input': \[-1, 3, -1, 16\]\}\)\)"):
+        predict(images, conv_model(size=16))
     ids = ov.opset13.parameter([1, 8], ov.Type.i64, name="input_ids")
     text = ov.Model([ov.opset13.result(ov.opset13.convert(ids, "f32"))], [ids], "text")
     tokens = TorchDataLoader([torch.zeros(13, dtype=torch.long)], model=text)
@@ -179,21 +193,29 @@ def test_size_errors_give_the_hint_that_fits_the_data():
                                          r"tokenizer\(..., padding='max_length', max_length=8, truncation=True\)\), "
                                          r"or convert the model with that axis dynamic: quantize\(..., "
                                          r"input_shapes=\{'input_ids': \[-1, -1\]\}\)") as caught:
-        tokens[0]
+        predict(tokens, text)
     assert "Resize" not in str(caught.value)
 
 
 def test_wrong_rank_and_static_batch_errors():
     model = conv_model(size=16)
-    with pytest.raises(ValueError, match=r"got shape \[16,16\]. the item has 2 axes, the input 4"):
-        TorchDataLoader([(torch.zeros(16, 16), 0)], model=model)[0]
+    with pytest.raises(DataItemError, match=r"data set item 0: model input 'input' has rank 4 .*\(16, 16\); give "
+                                            r"each item the input's shape without the batch axis \(\[3,16,16\]\) "
+                                            r"or with it \(\[1,3,16,16\]\); the item has 2 axes, the input 4"):
+        predict(TorchDataLoader([(torch.zeros(16, 16), 0)], model=model), model)
     batches = TorchDataLoader(TorchBatchLoader(fake_data(), batch_size=3), model=model)
-    with pytest.raises(
-        ValueError,
-        match=r"item 1: .*got shape \[3,3,16,16\]. the model has a static batch of "
-        r"1; convert it with dynamic_batch=True",
-    ):
-        batches[1]
+    assert batches[1][0].shape == (3, 3, 16, 16)
+    with pytest.raises(DataItemError, match=r"data set item 0: .*gives \(3, 3, 16, 16\); the model has a static "
+                                            r"batch of 1: use batch_size 1 \(.*the torch DataLoader's batch_size\) "
+                                            r"or make the model's batch axis dynamic \(convert_torch_model\(..., "
+                                            r"dynamic_batch=True\)"):
+        predict(batches, model)
+
+
+def test_loader_batched_items_and_sampler_batches_of_samples_feed_the_engine():
+    model = conv_model(size=16, batch=-1)
+    predict(TorchDataLoader(TorchBatchLoader(fake_data(), batch_size=3), model=model), model)
+    predict(TorchDataLoader(fake_data(), model=model), model, batch_size=3)
 
 
 def test_wrong_number_of_inputs_and_names():
@@ -226,10 +248,10 @@ def test_unreadable_items_get_instructive_errors():
         TorchDataLoader([], model="model.xml")
 
 
-def test_items_feed_openvino_inference_directly():
+def test_items_fed_by_the_engine_infer_as_the_tensors_do():
     model = conv_model(size=16)
     compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     dataset = fake_data(size=2)
     data, _ = TorchDataLoader(dataset, model=model)[1]
     direct = compiled(dataset[1][0].numpy()[None])[0]
-    np.testing.assert_array_equal(compiled(data)[0], direct)
+    np.testing.assert_array_equal(compiled(fill_inputs(compiled.inputs, [data]))[0], direct)

@@ -18,6 +18,7 @@ from torchvision import transforms  # noqa: E402
 from model_builders import conv_model  # noqa: E402
 from pot_torch.adapters.dataset import LoaderBatch, TorchDataLoader  # noqa: E402
 from pot_torch.adapters.metric import FunctionMetric, TorchMetric  # noqa: E402
+from pot_torch.engines.input_feeding import fill_inputs  # noqa: E402
 
 # Four samples of three classes: predictions 0, 1, 2, 0 against labels 0, 1, 1, 2.
 LOGITS = np.array([[3, 0, 0], [0, 3, 0], [0, 0, 3], [3, 0, 0]], np.float32)
@@ -159,7 +160,7 @@ def test_metric_over_real_openvino_inference_of_adapter_items():
     outputs, labels = [], []
     for index in range(len(single)):
         data, annotation = single[index]
-        output = compiled(data)[0]
+        output = compiled(fill_inputs(compiled.inputs, [data]))[0]  # items are samples: the engine batches them
         metric.update([output], [annotation])
         assert metric.value["acc"] == [float(output.argmax() == annotation)]
         outputs.append(output)

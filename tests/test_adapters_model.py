@@ -119,7 +119,7 @@ def test_example_input_taken_from_a_dataset_or_dataloader():
     image, _ = dataset[2]
     with torch.no_grad():
         expected = module(image[None]).numpy()
-    np.testing.assert_allclose(_infer(from_dataset, loader[2][0]), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(_infer(from_dataset, loader[2][0][None]), expected, rtol=1e-4, atol=1e-4)  # a sample
 
 
 def test_multi_input_module_with_dict_inputs():
@@ -130,10 +130,11 @@ def test_multi_input_module_with_dict_inputs():
     assert names == ["tokens", "mask"]
     items = [({"mask": torch.tensor([1.0, 0.0, 1.0, 1.0]), "tokens": torch.randn(4)}, 0) for _ in range(2)]
     data, _ = TorchDataLoader(items, model=model)[1]
-    assert list(data) == ["tokens", "mask"] and data["tokens"].shape == (1, 4)
+    assert list(data) == ["tokens", "mask"] and data["tokens"].shape == (4,)  # a sample: IEEngine batches it
+    batch = {name: value[None] for name, value in data.items()}
     with torch.no_grad():
-        expected = module(torch.from_numpy(data["tokens"]), torch.from_numpy(data["mask"])).numpy()
-    np.testing.assert_allclose(_infer(model, data), expected, rtol=1e-5, atol=1e-5)
+        expected = module(torch.from_numpy(batch["tokens"]), torch.from_numpy(batch["mask"])).numpy()
+    np.testing.assert_allclose(_infer(model, batch), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_transformer_encoder_layer_converts_and_matches_torch():

@@ -6,7 +6,7 @@ import torch
 import torchmetrics
 
 from pot_torch.adapters import OpenVINOModule, quantize
-from pot_torch.adapters.synthetic import accuracy, shapes_dataset, small_cnn, train_classifier
+from pot_torch_showcase.synthetic import accuracy, shapes_dataset, small_cnn, train_classifier
 
 
 @pytest.fixture(scope="module")
@@ -14,6 +14,7 @@ def trained():
     torch.set_num_threads(2)
     train = shapes_dataset(2000, seed=1)
     validation = shapes_dataset(300, seed=2)
+    torch.manual_seed(0)  # the initial weights, whatever other tests drew from torch's global generator before
     module = train_classifier(small_cnn(16), train, steps=200, batch=64, seed=0)
     return module, train, validation
 

@@ -10,7 +10,7 @@ import openvino.opset13 as ops
 import pytest
 
 from pot_torch.algorithms.quantization.bias_correction import BiasCorrection, SegmentRunner
-from pot_torch.algorithms.quantization.bias_shift import compile_f32, find_biased_layers
+from pot_torch.algorithms.quantization.bias_correction_base import compile_f32, find_biased_layers
 from pot_torch.algorithms.quantization.fast_bias_correction import FastBiasCorrection
 from pot_torch.api.data_loader import DataLoader
 from pot_torch.engines.ie_engine import IEEngine
@@ -358,3 +358,16 @@ def test_probing_in_pieces_gives_the_same_biases(engine, monkeypatch):
     assert len(compiled_pieces) == len(LAYERS)
     for layer in LAYERS:
         np.testing.assert_array_equal(pieces[layer], whole[layer])
+
+
+def test_layers_skipped_for_their_shape_are_named_in_a_warning(caplog):
+    """Issue #12: a step that skips something for a shape reason says so (it was a debug message). Here the
+    layer's only axis is its channel axis, so no batch axis is left to average over."""
+    x = ops.parameter([4], np.float32, name="input")
+    matmul = ops.matmul(x, ops.constant(np.ones((4, 3), np.float32)), False, False)
+    matmul.set_friendly_name("dense")
+    biased = ops.add(matmul, ops.constant(np.ones((3,), np.float32)))
+    model = ov.Model([ops.result(biased)], [x])
+    with caplog.at_level("WARNING"):
+        assert find_biased_layers(model, quantized_only=False) == []
+    assert "bias correction skips 1 layers" in caplog.text and "dense" in caplog.text

@@ -40,7 +40,7 @@ def no_work(monkeypatch):
 
     monkeypatch.setattr("pot_torch.cli_config.load_model", refuse)
     try:
-        monkeypatch.setattr("pot_torch.adapters.demo._train", refuse)
+        monkeypatch.setattr("pot_torch_showcase.demo._train", refuse)
     except ImportError:  # no torch: the demo commands fail at once anyway
         pass
 

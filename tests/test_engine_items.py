@@ -1,6 +1,8 @@
 """Data item parsing and input feeding (pot_torch.engines.data_items / input_feeding) on real model inputs."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
@@ -141,8 +143,48 @@ def test_wrong_rank_names_input_and_both_shapes():
 def test_sampler_batch_bigger_than_static_model_batch_is_explained():
     port = conv_model().inputs[0]
     items = [np.zeros((3, 16, 16), np.float32)] * 2
-    with pytest.raises(DataItemError, match=r"batch of 2 item\(s\).*gives \(2, 3, 16, 16\); use batch_size 1"):
+    with pytest.raises(DataItemError, match=r"batch of 2 item\(s\).*gives \(2, 3, 16, 16\); the model has a static "
+                                            r"batch of 1: use batch_size 1"):
         batch_input(port, items)
+
+
+def test_shape_errors_give_the_hint_that_fits_the_kind_of_data():
+    with pytest.raises(DataItemError, match=r"\(3, 15, 15\) gives \(1, 3, 15, 15\); resize the images to the "
+                                            r"model's input size \(e.g. torchvision.transforms.Resize\(\(16, 16\)\) "
+                                            r"or cv2.resize\), or convert the model with those axes dynamic: "
+                                            r"quantize\(..., input_shapes=\{'input': \[-1, 3, -1, -1\]\}\) \(or "
+                                            r"convert_torch_model's input_shapes; for an openvino.Model, "
+                                            r"model.reshape\(\{'input': \[-1, 3, -1, -1\]\}\)\)"):
+        batch_input(conv_model().inputs[0], [np.zeros((3, 15, 15), np.float32)])
+    ids = ops.parameter(ov.PartialShape([-1, 8]), np.int64, name="input_ids")
+    with pytest.raises(DataItemError, match=r"'input_ids' takes shape \[\?,8\] but .* gives \(1, 13\) .*; 'input_ids' "
+                                            r"takes integer data \(token ids, masks\) of a fixed length \(8 on axis "
+                                            r"1\); pad or truncate .*max_length=8.*input_shapes=\{'input_ids': "
+                                            r"\[-1, -1\]\}") as caught:
+        batch_input(ov.Model([ops.result(ops.convert(ids, "f32"))], [ids]).inputs[0], [np.zeros(13, np.int64)])
+    assert "Resize" not in str(caught.value)
+    vector = ops.parameter([1, 5], np.float32, name="features")
+    with pytest.raises(DataItemError, match=r"give items of the model's input size, or convert the model with that "
+                                            r"axis dynamic: quantize\(..., input_shapes=\{'features': \[-1, -1\]\}"):
+        batch_input(ov.Model([ops.result(vector)], [vector]).inputs[0], [np.zeros(4, np.float32)])
+
+
+def test_reshape_that_reorders_axes_warns_once_and_unit_axes_do_not(caplog):
+    port = conv_model(size=8).inputs[0]  # shapes no other test reshapes: the warning is given once per process
+    channels_last = np.arange(3 * 8 * 8, dtype=np.float32).reshape(8, 8, 3)
+    with caplog.at_level(logging.WARNING, logger="pot_torch"):
+        batch_input(port, [channels_last])
+        batch_input(port, [channels_last])
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warnings == ["data of shape (1, 8, 8, 3) for model input 'input' is reshaped to its static shape "
+                        "[1, 3, 8, 8] as POT did, which mixes up the values if the axes are in another order (e.g. "
+                        "height, width, channels images for a channels-first input); if that is not intended, give "
+                        "items of shape [3, 8, 8] (transpose them in the data loader)"]
+    caplog.clear()
+    x = ops.parameter([1, 1, 4], np.float32, name="x")
+    with caplog.at_level(logging.WARNING, logger="pot_torch"):
+        fed = batch_input(ov.Model([ops.result(x)], [x]).inputs[0], [np.ones((4, 1), np.float32)])
+    assert fed.shape == (1, 1, 4) and not caplog.records
 
 
 def test_loader_and_sampler_batching_together_is_rejected():

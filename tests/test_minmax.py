@@ -10,7 +10,7 @@ import pytest
 
 from pot_torch import CompressedModel, DataLoader, create_pipeline
 from pot_torch.algorithms.params import calibration_indices
-from pot_torch.algorithms.quantization.fake_quantize import align_zero
+from pot_torch.algorithms.quantization.quantizer_ranges import align_zero
 from pot_torch.algorithms.quantization.minmax import MinMaxQuantization
 from pot_torch.engines import IEEngine
 from pot_torch.graph.editor import fake_quantize_ops, fake_quantize_ranges, find_op

@@ -16,7 +16,15 @@ def _declared_packages():
 def test_every_package_folder_is_declared():
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "pot_torch").rglob("__init__.py")}
     found.add("pot_torch.adapters")
-    assert found == _declared_packages()
+    found |= {p.parent.name for p in ROOT.glob("pot_torch_*/__init__.py")}  # shipped beside the library
+    assert "pot_torch_showcase" in found and found == _declared_packages()
+
+
+def test_the_demo_lives_outside_the_library_and_is_installed():
+    assert not (ROOT / "adapters" / "demo.py").exists() and not (ROOT / "adapters" / "synthetic.py").exists()
+    code = "import pot_torch_showcase.demo as demo; print(demo.run_demo.__module__)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")  # not the checkout
+    assert run.returncode == 0 and run.stdout.strip() == "pot_torch_showcase.demo", run.stderr[-2000:]
 
 
 def test_core_import_does_not_import_torch():

@@ -161,4 +161,5 @@ def test_variable_length_tokens_get_shapes_that_take_every_item(items):
     for index, item in enumerate(items):
         data, _ = loader[index]
         expected = (EMBEDDING[item["input_ids"]] * item["attention_mask"][:, None]).sum(0)
-        np.testing.assert_allclose(compiled(data)[0][0], expected, rtol=1e-5, atol=1e-5)
+        batch = {name: value[None] for name, value in data.items()}  # items are samples: IEEngine batches them
+        np.testing.assert_allclose(compiled(batch)[0][0], expected, rtol=1e-5, atol=1e-5)

@@ -39,13 +39,13 @@ def one_matmul_model(weight: np.ndarray) -> ov.Model:
     return ov.Model([ops.result(matmul)], [x], "one_matmul")
 
 
-def encoder_block(seed: int = 0) -> ov.Model:
-    """input [1, SEQ, HIDDEN] -> ln (Add) -> {q: x @ Wq, k: x @ Wk^T (transpose_b), relu} -> outputs.
+def encoder_block(seed: int = 0, shape: tuple = (1, SEQ, HIDDEN)) -> ov.Model:
+    """input ``shape`` -> ln (Add) -> {q: x @ Wq, k: x @ Wk^T (transpose_b), relu} -> outputs.
 
     The activation has outlier channels (scaled x20) so SmoothQuant has something to move.
     """
     rng = np.random.default_rng(seed)
-    x = ops.parameter([1, SEQ, HIDDEN], np.float32, name="input")
+    x = ops.parameter(list(shape), np.float32, name="input")
     ln = ops.add(x, ops.constant(rng.standard_normal((1, 1, HIDDEN)).astype(np.float32) * 0.1))
     ln.set_friendly_name("ln")
     q = ops.matmul(ln, ops.constant(rng.standard_normal((HIDDEN, HIDDEN)).astype(np.float32) * 0.3), False, False)
@@ -115,6 +115,33 @@ def test_fp_outputs_unchanged_and_one_multiply_per_producer_output():
     for x in data[:3]:
         for before, after in zip(reference_infer(model, [x]), reference_infer(smoothed, [x])):
             np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-4 * np.abs(before).max())
+
+
+def _smoothing_scales(model: ov.Model) -> dict:
+    return {name: np.asarray(find_op(model, name).input_value(1).get_node().get_data()).ravel()
+            for name in _smoothing_ops(model)}
+
+
+def test_dynamic_batch_and_sequence_axes_are_smoothed_like_static_ones():
+    # issue #12: only the channel (reduction) axis needs a static size
+    data = encoder_data()
+    static = _smoothing_scales(_pipeline("SmoothQuant", {}, encoder_block(), data).get_model())
+    dynamic = _smoothing_scales(_pipeline("SmoothQuant", {}, encoder_block(shape=(-1, -1, HIDDEN)), data).get_model())
+    assert list(static) == [multiply_name("ln", 0)]
+    assert list(dynamic) == list(static)
+    np.testing.assert_array_equal(dynamic[multiply_name("ln", 0)], static[multiply_name("ln", 0)])
+
+
+def test_a_dynamic_channel_axis_is_skipped_with_a_warning_naming_the_matmul(caplog):
+    x = ops.parameter([-1, -1, -1], np.float32, name="input")
+    relu = ops.relu(x)
+    relu.set_friendly_name("relu")
+    matmul = ops.matmul(relu, ops.constant(np.eye(HIDDEN, dtype=np.float32)), False, False)
+    matmul.set_friendly_name("q")
+    with caplog.at_level("WARNING"):
+        result = _pipeline("SmoothQuant", {}, ov.Model([ops.result(matmul)], [x]), encoder_data())
+    assert _smoothing_ops(result.get_model()) == []
+    assert "SmoothQuant skips MatMul 'q'" in caplog.text and "static channel axis" in caplog.text
 
 
 def test_default_quantization_smooths_transformers_only():
@@ -212,9 +239,41 @@ def test_transformers_get_the_full_bias_correction_by_default():
 def test_smooth_quant_places_once_and_not_through_minmax(monkeypatch):
     """Issue #13: SmoothQuant built a whole MinMaxQuantization for its weight sites and placed them in both
     ``statistics_requests`` and ``run``; with MinMaxQuantization's own two placements a transformer took four.
-    Now one placement on the floating-point model and one on the smoothed model."""
+    Now SmoothQuant places once, and MinMaxQuantization once per model it measures: the floating-point model
+    (its statistics come from SmoothQuant's pass) and the smoothed model."""
     from tests.test_minmax import _count_placements
     calls = _count_placements(monkeypatch)
     model, data = encoder_block(), encoder_data()
     assert _smoothing_ops(_pipeline("DefaultQuantization", {"model_type": "transformer"}, model, data).get_model())
-    assert len(calls) == 2
+    assert len(calls) == 3
+
+
+def _fake_quantize_ranges(model: ov.Model) -> dict:
+    return {op.get_friendly_name(): [np.asarray(op.input_value(i).get_node().get_data()) for i in (1, 2)]
+            for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"}
+
+
+def test_transformers_take_one_statistics_pass_and_smoothed_ranges_are_exact(monkeypatch):
+    """Issue #13 item 6: SmoothQuant's pass also gives MinMax its statistics; the ranges of the smoothed
+    activations, derived from per-channel ones, equal those measured on the smoothed model."""
+    model, data = encoder_block(), encoder_data()
+    params = {"model_type": "transformer", "preset": "performance"}
+    engine = IEEngine({"device": "CPU"}, ArrayLoader(data))
+    two_pass = create_pipeline([{"name": "SmoothQuant", "params": {"model_type": "transformer"}},
+                                {"name": "MinMaxQuantization", "params": params}], engine).run(CompressedModel(model))
+    passes = []
+    original = IEEngine.predict
+
+    def counted(self, stats_layout=None, sampler=None, *args, **kwargs):
+        passes.append(len(sampler))
+        return original(self, stats_layout, sampler, *args, **kwargs)
+
+    monkeypatch.setattr(IEEngine, "predict", counted)
+    one_pass = _pipeline("DefaultQuantization", params, model, data)
+    assert passes.count(len(data)) == 1  # the bias correction's own subset is the other pass
+    expected, got = _fake_quantize_ranges(two_pass.get_model()), _fake_quantize_ranges(one_pass.get_model())
+    smoothed = [name for name in expected if name.startswith(multiply_name("ln", 0))]
+    assert smoothed and set(expected) == set(got)
+    for name in smoothed:
+        for want, have in zip(expected[name], got[name]):
+            np.testing.assert_array_equal(have, want)

@@ -33,7 +33,9 @@ class Algorithm(ABC):
 
     @property
     def config(self) -> AttrDict:
-        """The algorithm's parameters."""
+        """The algorithm's parameters. Every registered algorithm passes them through
+        ``pot_torch.algorithms.params.resolve_params`` first, so this holds the resolved values (defaults filled
+        in, validated), not the raw dict the user gave."""
         return self._config
 
     @property

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import OrderedDict
-from typing import Any, Dict, Hashable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Hashable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import openvino as ov
@@ -19,11 +19,11 @@ from pot_torch.api.metric import Metric, average_values, per_sample_values
 from pot_torch.engines.data_items import (Annotations, DataItemError, annotations_valid, has_own_sample_ids,
                                           parse_batch)
 from pot_torch.engines.input_feeding import fill_inputs
-from pot_torch.engines.utils import (StatsOutputs, add_stats_outputs, append_stats, copy_if_shared,
-                                     output_names, process_accumulated_stats, stat_kind)
+from pot_torch.engines.utils import append_stats, copy_if_shared, output_names, process_accumulated_stats
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.samplers.batch_sampler import BatchSampler
 from pot_torch.statistics.online import OnlineAccumulator, online_aggregator_of
+from pot_torch.statistics.stats_outputs import StatsOutputs, add_stats_outputs, stat_kind
 from pot_torch.utils.logger import get_logger, progress_bar_enabled
 
 logger = get_logger(__name__)
@@ -32,16 +32,26 @@ logger = get_logger(__name__)
 _COMPILED_CACHE_SIZE = 4
 
 
+class _StatSource(NamedTuple):
+    """Where one statistic of the layout comes from among the compiled model's outputs."""
+
+    node_key: Hashable
+    stat_name: str
+    output_index: int
+    in_graph: bool  # the output is an in-graph reducer's result (else the raw activation, ``fn`` applies)
+    fn: Any
+
+
 class _Run:
     """What one ``predict`` call needs on every batch."""
 
-    def __init__(self, compiled: ov.CompiledModel, stat_sources: List[Tuple[Hashable, str, int, bool, Any]],
+    def __init__(self, compiled: ov.CompiledModel, stat_sources: List[_StatSource],
                  model_outputs: int, need_outputs: bool, per_sample: bool) -> None:
         self.compiled = compiled
-        self.stat_sources = stat_sources  # (node_key, stat_name, output index, in-graph?, fn)
+        self.stat_sources = stat_sources
         #: running aggregates of the statistics streamed online (``None``: kept per batch), by source
         self.accumulators: List[Optional[OnlineAccumulator]] = [
-            _accumulator_for(node_key, stat_name, fn) for node_key, stat_name, _, _, fn in stat_sources]
+            _accumulator_for(source.node_key, source.stat_name, source.fn) for source in stat_sources]
         self.model_outputs = model_outputs
         self.need_outputs = need_outputs
         self.per_sample = per_sample
@@ -185,7 +195,8 @@ class IEEngine(Engine):
         sources = []
         for node_key, stat_name, fn, kind in slots:
             self._accumulated_layer_stats.setdefault(node_key, {})[stat_name] = []
-            sources.append((node_key, stat_name, plan.source(node_key, kind), kind is not None, fn))  # type: ignore
+            sources.append(_StatSource(node_key, stat_name, plan.source(node_key, kind),  # type: ignore[union-attr]
+                                       kind is not None, fn))
         need_outputs = self._metric is not None or type(self).postprocess_output is not IEEngine.postprocess_output
         return _Run(compiled, sources, len(self._model.outputs), need_outputs, per_sample)  # type: ignore[union-attr]
 
@@ -299,12 +310,12 @@ class IEEngine(Engine):
         if run.need_outputs:
             outputs = [request.get_output_tensor(i).data.copy() for i in range(run.model_outputs)]
         values = []
-        for _, _, index, inplace, fn in run.stat_sources:
-            activation = request.get_output_tensor(index).data
-            if inplace:
+        for source in run.stat_sources:
+            activation = request.get_output_tensor(source.output_index).data
+            if source.in_graph:
                 values.append(activation.copy())
             else:
-                values.append(copy_if_shared(fn(activation), activation))
+                values.append(copy_if_shared(source.fn(activation), activation))
         return outputs, values
 
     def _consume(self, run: _Run, context: Tuple[List[int], Annotations, List[Any]],
@@ -313,11 +324,11 @@ class IEEngine(Engine):
         indices, annotations, metadata = context
         outputs, values = record
         order = indices[0] if indices else 0
-        for (node_key, stat_name, _, _, _), accumulator, value in zip(run.stat_sources, run.accumulators, values):
+        for source, accumulator, value in zip(run.stat_sources, run.accumulators, values):
             if accumulator is not None:
                 accumulator.add(value)
             else:
-                self._accumulated_layer_stats[node_key][stat_name].append((order, value))
+                self._accumulated_layer_stats[source.node_key][source.stat_name].append((order, value))
         if outputs is None:
             return
         logits = self.postprocess_output(dict(zip(self._output_layers, outputs)), metadata)
@@ -326,9 +337,9 @@ class IEEngine(Engine):
 
     def _store_online_results(self, run: _Run) -> None:
         """Put each online aggregate, as a one-value list, where the per-batch list would have been."""
-        for (node_key, stat_name, _, _, _), accumulator in zip(run.stat_sources, run.accumulators):
+        for source, accumulator in zip(run.stat_sources, run.accumulators):
             if accumulator is not None and not accumulator.empty:
-                self._accumulated_layer_stats[node_key][stat_name] = [(0, accumulator.result())]
+                self._accumulated_layer_stats[source.node_key][source.stat_name] = [(0, accumulator.result())]
 
     def _update_metrics(self, output: Any, annotations: Annotations, need_metrics_per_sample: bool = False) -> None:
         """Update the metric with a batch; record per-sample values ``metric.value`` when asked."""

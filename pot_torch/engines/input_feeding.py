@@ -8,17 +8,23 @@
 * An item whose rank equals the input's rank is already batched by the data loader. If its batch dimension
   (engine config ``batch_dim``, default 0) is 1 it is treated as one sample; otherwise the sampler must not
   batch as well. Items are stacked along ``batch_dim``; an input with a static shape then receives the stack
-  reshaped to that shape (as POT did), an input with a dynamic shape receives it as it is.
+  reshaped to that shape (as POT did; a warning says so when that reorders the data's axes), an input with a
+  dynamic shape receives it as it is.
+
+This is the one place where data items are checked against the model inputs (rank, shape, element type) and
+cast: data loaders (``pot_torch.adapters.TorchDataLoader`` too) hand over items as they are.
 """
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import openvino as ov
 
 from pot_torch.engines.data_items import DataItemError, DataItemTypeError
+from pot_torch.engines.shape_hints import rank_hint, shape_hint, without_axis
 from pot_torch.engines.utils import get_clean_name
 from pot_torch.utils.logger import get_logger
 
@@ -75,7 +81,8 @@ def batch_input(port: Any, items: Sequence[Any], batch_dim: int = 0) -> np.ndarr
     :param port: the model input (``openvino.Output`` of a Parameter, or a compiled model's input).
     :param items: the values of this input, one per item of the batch.
     :param batch_dim: the batch axis.
-    :raises DataItemError: the items cannot form an input of ``port``'s rank and shape.
+    :raises DataItemError: the items cannot form an input of ``port``'s rank and shape; the message names the
+        input, both shapes and what to do about it.
     """
     name = input_name(port)
     arrays = [as_input_array(item, port) for item in items]
@@ -83,12 +90,13 @@ def batch_input(port: Any, items: Sequence[Any], batch_dim: int = 0) -> np.ndarr
     if partial_shape.rank.is_dynamic:
         return arrays[0] if len(arrays) == 1 else _stack(arrays, batch_dim, name)
     rank = partial_shape.rank.get_length()
+    dims = [dim.get_length() if dim.is_static else None for dim in partial_shape]
     shapes = sorted({a.shape for a in arrays})
-    if any(a.ndim not in (rank, rank - 1) for a in arrays):
+    wrong_rank = [a.ndim for a in arrays if a.ndim not in (rank, rank - 1)]
+    if wrong_rank:
         raise DataItemError(
             f"model input '{name}' has rank {rank} (shape {partial_shape}) but the data item has shape "
-            f"{_shapes_text(shapes)}; give each item the input's shape without the batch dimension (or with a "
-            "batch dimension of 1)")
+            f"{_shapes_text(shapes)}; {rank_hint(dims, batch_dim, wrong_rank[0])}")
     loader_batched = arrays[0].ndim == rank
     if loader_batched and arrays[0].ndim > batch_dim and arrays[0].shape[batch_dim] == 1:
         arrays = [np.squeeze(a, batch_dim) if a.ndim == rank else a for a in arrays]
@@ -106,11 +114,12 @@ def batch_input(port: Any, items: Sequence[Any], batch_dim: int = 0) -> np.ndarr
         batched = _stack(arrays, batch_dim, name)
     if partial_shape.is_dynamic:
         if batched.ndim != rank or not partial_shape.compatible(ov.PartialShape(list(batched.shape))):
+            hint = shape_hint(name, dims, _numpy_dtype(port), batched.shape, batch_dim)
             raise DataItemError(
                 f"model input '{name}' takes shape {partial_shape} but the batch of {len(arrays)} item(s) gives "
-                f"{tuple(batched.shape)} (item shape {_shapes_text(shapes)}); give items of a compatible shape")
+                f"{tuple(batched.shape)} (item shape {_shapes_text(shapes)}); {hint}")
         return batched
-    return _reshape_to_static(batched, partial_shape.to_shape(), name, len(arrays), shapes)
+    return _reshape_to_static(batched, port, batch_dim, len(arrays), shapes)
 
 
 def _stack(arrays: List[np.ndarray], batch_dim: int, name: str) -> np.ndarray:
@@ -123,18 +132,35 @@ def _stack(arrays: List[np.ndarray], batch_dim: int, name: str) -> np.ndarray:
             "the same shape or use batch_size 1") from error
 
 
-def _reshape_to_static(batched: np.ndarray, shape: ov.Shape, name: str, count: int, item_shapes: list) -> np.ndarray:
-    target = tuple(int(d) for d in shape)
+def _reshape_to_static(batched: np.ndarray, port: Any, batch_dim: int, count: int, item_shapes: list) -> np.ndarray:
+    name = input_name(port)
+    target = tuple(int(d) for d in port.get_partial_shape().to_shape())
     if batched.shape == target:
         return batched
     if batched.size != math.prod(target):
-        hint = ("use batch_size 1 or reshape the model's batch dimension (openvino.Model.reshape)"
-                if count > 1 else "resize the data to the input's shape")
+        hint = shape_hint(name, target, _numpy_dtype(port), batched.shape, batch_dim)
         raise DataItemError(
             f"model input '{name}' has the static shape {list(target)} but the batch of {count} item(s) of shape "
             f"{_shapes_text(item_shapes)} gives {tuple(batched.shape)}; {hint}")
+    if _non_unit(batched.shape) != _non_unit(target):
+        _warn_reordering_reshape(name, tuple(batched.shape), target, tuple(without_axis(target, batch_dim)))
     logger.debug("reshaping data of shape %s to the static shape %s of input '%s'", batched.shape, target, name)
     return batched.reshape(target)
+
+
+def _non_unit(shape: Sequence[int]) -> Tuple[int, ...]:
+    return tuple(size for size in shape if size != 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _warn_reordering_reshape(name: str, shape: Tuple[int, ...], target: Tuple[int, ...], sample: Tuple[int, ...]
+                             ) -> None:
+    """Warn (once per input and shapes) that POT's reshape to a static shape mixes up the data's axes."""
+    logger.warning(
+        "data of shape %s for model input '%s' is reshaped to its static shape %s as POT did, which mixes up the "
+        "values if the axes are in another order (e.g. height, width, channels images for a channels-first "
+        "input); if that is not intended, give items of shape %s (transpose them in the data loader)",
+        shape, name, list(target), list(sample))
 
 
 def _shapes_text(shapes: list) -> str:

@@ -2,20 +2,20 @@
 
 Statistics are accumulated as ``{node_key: {stat_name: [(order, value), ...]}}`` by ``append_stats`` and
 turned into ``{node_key: {stat_name: [value, ...]}}`` (sorted by ``order``) by ``process_accumulated_stats``.
-``add_stats_outputs`` adds the outputs a statistics layout needs to a clone of a model.
+The statistics-output builder (``add_stats_outputs``, ``stat_kind``) lives in
+:mod:`pot_torch.statistics.stats_outputs` and is importable from here too, as custom engines do.
 """
 from __future__ import annotations
 
-import difflib
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Hashable, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Hashable, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 import openvino as ov
-import openvino.opset13 as ops
 
-from pot_torch.statistics.online import ONLINE_ATTRIBUTE
+from pot_torch.graph.node_key import node_key_label, split_node_key  # noqa: F401  (POT-path re-export)
+from pot_torch.statistics.stats_outputs import (StatsOutputs, add_stats_outputs, is_inplace_reducer,  # noqa: F401
+                                               reducer_cache_key, stat_kind)
 
 _SINK_PORT = re.compile(r"/sink_port_\d+")
 
@@ -25,27 +25,8 @@ def get_clean_name(name: str) -> str:
     return _SINK_PORT.sub("", name)
 
 
-def convert_output_key(key: Hashable) -> Hashable:
-    """A node key as a text name: ``'name'`` stays, ``('name', port)`` becomes ``'name.port'``."""
-    if not isinstance(key, tuple):
-        return key
-    if len(key) != 2:
-        raise ValueError(f"a statistics node key is a name or a (name, output_index) pair, got {key!r}")
-    return f"{key[0]}.{key[1]}"
-
-
-def split_node_key(key: Hashable) -> Tuple[str, int]:
-    """``(friendly_name, output_index)`` of a node key (a friendly name means output 0)."""
-    if isinstance(key, str):
-        return key, 0
-    if isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], str) and isinstance(key[1], int):
-        return key[0], key[1]
-    raise ValueError(f"a statistics node key is an op friendly name or (friendly_name, output_index), got {key!r}")
-
-
-def is_inplace_reducer(fn: Any) -> bool:
-    """Whether ``fn`` is computed inside the graph: ``inplace = True`` and a ``graph_reduce`` method."""
-    return getattr(fn, "inplace", False) is True and callable(getattr(fn, "graph_reduce", None))
+#: POT's name of :func:`pot_torch.graph.node_key.node_key_label`.
+convert_output_key = node_key_label
 
 
 def output_names(outputs: Sequence[Any]) -> List[str]:
@@ -166,86 +147,6 @@ def cast_friendly_names(outputs: Sequence[Any]) -> None:
 def collect_model_outputs(model: ov.Model) -> List[str]:
     """All tensor names of ``model``'s outputs."""
     return [name for output in model.outputs for name in sorted(output.get_names())]
-
-
-def reducer_cache_key(fn: Any) -> Hashable:
-    """A key equal for in-graph reducers that build the same subgraph (same class and attributes; the online
-    aggregator mark of ``pot_torch.statistics.online`` does not change the subgraph)."""
-    try:
-        attributes = {name: value for name, value in vars(fn).items() if name != ONLINE_ATTRIBUTE}
-        key = (type(fn).__module__, type(fn).__qualname__, tuple(sorted(attributes.items())))
-        hash(key)
-        return key
-    except TypeError:
-        return ("id", id(fn))
-
-
-def stat_kind(fn: Any) -> Hashable:
-    """Which output a statistic function reads: ``None`` (raw activation) or its reducer's cache key."""
-    return reducer_cache_key(fn) if is_inplace_reducer(fn) else None
-
-
-@dataclass
-class StatsOutputs:
-    """A model with statistics outputs added, and where each source of statistics is among its outputs.
-
-    ``index[(node_key, stat_kind(fn))]`` is the output index of the raw activation of ``node_key`` for an
-    ordinary function, or of an in-graph reducer's result.
-    """
-
-    model: ov.Model
-    index: Dict[Tuple[Hashable, Hashable], int] = field(default_factory=dict)
-    reducers: List[Any] = field(default_factory=list)  # keeps id-keyed reducers alive while cached
-
-    def source(self, node_key: Hashable, kind: Hashable) -> int:
-        """The output index of ``node_key``'s value of ``kind`` (see :func:`stat_kind`)."""
-        return self.index[(node_key, kind)]
-
-
-def _find_output(ops_by_name: Dict[str, ov.Node], node_key: Hashable, model_name: str) -> ov.Output:
-    name, port = split_node_key(node_key)
-    if name not in ops_by_name:
-        close = difflib.get_close_matches(name, list(ops_by_name), n=5)
-        raise ValueError(f"statistics asked for node '{name}', which is not an op of model '{model_name}'; "
-                         f"closest op names: {close}")
-    node = ops_by_name[name]
-    if not 0 <= port < node.get_output_size():
-        raise ValueError(f"statistics asked for output {port} of '{name}', which has {node.get_output_size()} "
-                         "output(s)")
-    return node.output(port)
-
-
-def add_stats_outputs(model: ov.Model, stats_layout: Mapping[Hashable, Mapping[str, Callable]]) -> StatsOutputs:
-    """Clone ``model`` and add the outputs ``stats_layout`` needs after its own outputs.
-
-    A node's raw activation is added once, for all its ordinary statistic functions; each in-graph reducer
-    (:func:`is_inplace_reducer`) adds its ``graph_reduce`` result instead. ``model`` is not modified.
-
-    :raises ValueError: a node key names no op (the message lists close names) or a missing output.
-    """
-    kinds = [(node_key, [(fn, stat_kind(fn)) for fn in stats.values()]) for node_key, stats in stats_layout.items()]
-    clone = model.clone()
-    ops_by_name = {op.get_friendly_name(): op for op in clone.get_ops()}
-    plan = StatsOutputs(clone)
-    results = []
-    for node_key, fns in kinds:
-        output = _find_output(ops_by_name, node_key, model.get_friendly_name())
-        label = str(convert_output_key(node_key))
-        for fn, kind in fns:
-            slot = (node_key, kind)
-            if slot in plan.index:
-                continue
-            inplace = kind is not None
-            value = fn.graph_reduce(output) if inplace else output
-            result = ops.result(value)
-            result.set_friendly_name(f"{label}/stat_result_{len(results)}")
-            plan.index[slot] = len(model.outputs) + len(results)
-            results.append(result)
-            if inplace:
-                plan.reducers.append(fn)
-    if results:
-        clone.add_results(results)
-    return plan
 
 
 def copy_if_shared(value: Any, buffer: np.ndarray) -> Any:

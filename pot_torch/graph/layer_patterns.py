@@ -7,7 +7,7 @@
 - A *conv pair* (for channel alignment) is Convolution -> (bias Add) -> Convolution with nothing else reading
   the activation in between, as POT's ActivationChannelAlignment found them.
 
-Statistics keys follow the project's convention (:func:`output_key`): an op's friendly name for output 0,
+Statistics keys follow the project's convention (:func:`pot_torch.graph.node_key.output_key`): an op's friendly name for output 0,
 ``(friendly_name, index)`` for other outputs.
 """
 from __future__ import annotations
@@ -20,18 +20,13 @@ import openvino as ov
 
 from pot_torch.graph.constants import constant_source
 from pot_torch.graph.editor import replace_constant
+from pot_torch.graph.node_key import output_key
 
 CONV_TYPES = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData")
 #: Op types whose bias the bias-correction algorithms correct.
 LAYERS_WITH_BIAS = CONV_TYPES + ("MatMul",)
 #: Ops allowed between a bias Constant and its Add (they keep the values and their order).
 BIAS_PASS_THROUGH = ("Convert", "Reshape", "Unsqueeze", "Squeeze")
-
-
-def output_key(output: ov.Output) -> Hashable:
-    """The statistics key of ``output``: the producer's friendly name for output 0, else ``(name, index)``."""
-    name = output.get_node().get_friendly_name()
-    return name if output.get_index() == 0 else (name, output.get_index())
 
 
 def is_fake_quantize(node: ov.Node) -> bool:

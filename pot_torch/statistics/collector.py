@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 from pot_torch.api.engine import Engine
-from pot_torch.engines.utils import split_node_key
+from pot_torch.graph.node_key import split_node_key
 from pot_torch.samplers.batch_sampler import BatchSampler
 
 #: A statistics layout as POT's ``Engine.predict`` takes it: ``{node_key: {stat_name: fn}}``. ``node_key`` is

@@ -15,7 +15,7 @@ without the activation FakeQuantize ops (weights stay quantized) and compares wi
    the layers' per-channel output means (the quantized means are those plus the current bias) and the tensors
    later segments read (the layers' own outputs are cut *before* their bias Add, so the corrected bias is
    applied by the next segment). Each bias is shifted by ``FP mean - quantized mean`` unless the shift is too
-   large relative to it (:func:`~pot_torch.algorithms.quantization.bias_shift.shift_magnitude` not below
+   large relative to it (:func:`~pot_torch.algorithms.quantization.bias_correction_base.shift_magnitude` not below
    ``threshold``, default 1000; a bias with a zero value is never changed).
 
 So the whole model is run about once over the subset, one compilation per level, instead of once per layer.
@@ -29,12 +29,13 @@ import openvino as ov
 import openvino.opset13 as ops
 
 from pot_torch.algorithms.params import calibration_indices
-from pot_torch.algorithms.quantization.bias_shift import (BiasedLayer, BiasShiftAlgorithm, apply_bias_shift,
+from pot_torch.algorithms.quantization.bias_correction_base import (BiasedLayer, BiasShiftAlgorithm, apply_bias_shift,
                                                           compile_f32, find_biased_layers, mean_layout, mean_of)
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.constants import constant_ops, constant_source
 from pot_torch.graph.editor import fake_quantize_ops, remove_fake_quantize
-from pot_torch.graph.layer_patterns import find_bias_add, output_key
+from pot_torch.graph.layer_patterns import find_bias_add
+from pot_torch.graph.node_key import output_key, split_node_key
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.aggregators import aggregate
 from pot_torch.statistics.collector import StatisticsRequest
@@ -68,17 +69,17 @@ class BiasCorrection(BiasShiftAlgorithm):
     ``shuffle_data``, ``seed``, ``inplace_statistics``.
 
     ``statistics_requests`` must be given the floating-point model and ``run`` the quantized one (see
-    :class:`~pot_torch.algorithms.quantization.bias_shift.BiasShiftAlgorithm`).
+    :class:`~pot_torch.algorithms.quantization.bias_correction_base.BiasShiftAlgorithm`).
     """
 
     def subset_indices(self) -> List[int]:
         """The data set indices BiasCorrection runs over: 20% of the calibration subset, at least one and at
         most :data:`MAX_SAMPLES`."""
         size = len(self.engine.data_loader)
-        calibration = self._params.stat_subset_size
+        calibration = self.config.stat_subset_size
         calibration = size if calibration is None else min(int(calibration), size)
         count = min(max(int(calibration * SUBSET_SHARE), 1), MAX_SAMPLES)
-        return list(calibration_indices(self._params, size, count))
+        return list(calibration_indices(self.config, size, count))
 
     def statistics_requests(self, model: CompressedModel) -> List[StatisticsRequest]:
         """Per-channel means of every biased layer's output and the raw model inputs (FP model)."""
@@ -88,20 +89,20 @@ class BiasCorrection(BiasShiftAlgorithm):
             layers = find_biased_layers(ov_model, quantized_only=False)
             if not layers:
                 continue
-            for key, stats in mean_layout(ov_model, layers, self._params.inplace_statistics, inputs=False).items():
+            for key, stats in mean_layout(ov_model, layers, self.config.inplace_statistics, inputs=False).items():
                 layout.setdefault(key, {}).update(stats)
             for parameter in ov_model.get_parameters():
                 layout.setdefault(output_key(parameter.output(0)), {})[RAW_STAT] = raw_value
         if not layout:
             return []
-        return [StatisticsRequest(layout, self.subset_indices(), self._params.stat_batch_size, tag=self.name)]
+        return [StatisticsRequest(layout, self.subset_indices(), self.config.stat_batch_size, tag=self.name)]
 
     def _correct(self, model: ov.Model, stats: Mapping[Hashable, Dict[str, list]]) -> None:
         work = model.clone()
         for fq in fake_quantize_ops(work):
             if constant_source(fq.input_value(0)) is None:
                 remove_fake_quantize(fq)
-        layers = [layer for layer in find_biased_layers(work, not self._params.apply_for_all_nodes)
+        layers = [layer for layer in find_biased_layers(work, not self.config.apply_for_all_nodes)
                   if mean_of(stats, layer.bias_key, layer.output_axis) is not None]
         if not layers:
             return
@@ -111,7 +112,7 @@ class BiasCorrection(BiasShiftAlgorithm):
             return
         runner = SegmentRunner(work, [layer.name for layer in layers], inputs)
         by_name = {op.get_friendly_name(): op for op in model.get_ops()}
-        threshold = float(self._params.threshold)
+        threshold = float(self.config.threshold)
         for level_layers in _by_level(layers, runner.levels):
             means = runner.run_next(level_layers)
             work_ops = {op.get_friendly_name(): op for op in work.get_ops()}
@@ -226,7 +227,7 @@ class SegmentRunner:
         clone_ops = {op.get_friendly_name(): op for op in clone.get_ops()}
         parameters, feeds = [], []
         for key in self._cache:
-            name, port = (key, 0) if isinstance(key, str) else key
+            name, port = split_node_key(key)
             output = clone_ops[name].output(port)
             targets = [t for t in output.get_target_inputs() if t.get_node().get_friendly_name() in segment]
             if not targets:
@@ -243,7 +244,7 @@ class SegmentRunner:
             results.append(ops.result(reducer.graph_reduce(clone_ops[layer.name].output(0),
                                                            name=f"{layer.name}/bc_mean")))
         for key in fresh:
-            name, port = (key, 0) if isinstance(key, str) else key
+            name, port = split_node_key(key)
             results.append(ops.result(clone_ops[name].output(port)))
         return ov.Model(results, parameters, "bias_correction_segment"), feeds
 

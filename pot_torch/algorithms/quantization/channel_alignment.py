@@ -52,8 +52,7 @@ class ActivationChannelAlignment(Algorithm):
     change_original_model = True
 
     def __init__(self, config: Any, engine: Any) -> None:
-        super().__init__(config, engine)
-        self._params = resolve_params("ActivationChannelAlignment", self.config)
+        super().__init__(resolve_params("ActivationChannelAlignment", config), engine)
 
     def statistics_requests(self, model: CompressedModel) -> List[StatisticsRequest]:
         """Per-channel quantile ranges of the activation of every pair; ``[]`` when the model has no pair."""
@@ -66,8 +65,8 @@ class ActivationChannelAlignment(Algorithm):
                 }
         if not layout:
             return []
-        indices = calibration_indices(self._params, len(self.engine.data_loader))
-        return [StatisticsRequest(layout, list(indices), self._params.stat_batch_size, tag=self.name)]
+        indices = calibration_indices(self.config, len(self.engine.data_loader))
+        return [StatisticsRequest(layout, list(indices), self.config.stat_batch_size, tag=self.name)]
 
     def run(self, model: CompressedModel, statistics: Optional[List[Statistics]] = None) -> CompressedModel:
         """Align the pairs of ``model`` in place and return it."""

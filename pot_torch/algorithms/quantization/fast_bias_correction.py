@@ -5,7 +5,7 @@ quantization, in the same pass as MinMaxQuantization's) give the per-channel mea
 its biased output. The layer alone (its FakeQuantized weights, no bias) is run on an input holding the
 floating-point input mean in every position of each channel; the new bias is the floating-point output mean
 minus that output's per-channel mean. It is applied unless the change is too large relative to the bias
-(:func:`~pot_torch.algorithms.quantization.bias_shift.shift_magnitude` not below ``threshold``, default 2.0;
+(:func:`~pot_torch.algorithms.quantization.bias_correction_base.shift_magnitude` not below ``threshold``, default 2.0;
 a bias with a zero value is never changed), as in POT.
 
 Unlike POT, the probe input does not pass through the layer's activation FakeQuantize (NNCF's choice): the
@@ -26,7 +26,7 @@ import openvino as ov
 import openvino.opset13 as ops
 
 from pot_torch.algorithms.params import calibration_indices
-from pot_torch.algorithms.quantization.bias_shift import (SHAPE_STAT, BiasedLayer, BiasShiftAlgorithm,
+from pot_torch.algorithms.quantization.bias_correction_base import (SHAPE_STAT, BiasedLayer, BiasShiftAlgorithm,
                                                           apply_bias_shift, compile_f32, find_biased_layers,
                                                           mean_layout, mean_of, static_input_shape)
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
@@ -53,7 +53,7 @@ class FastBiasCorrection(BiasShiftAlgorithm):
     ``seed``, ``inplace_statistics``.
 
     ``statistics_requests`` must be given the floating-point model and ``run`` the quantized one (see
-    :class:`~pot_torch.algorithms.quantization.bias_shift.BiasShiftAlgorithm`).
+    :class:`~pot_torch.algorithms.quantization.bias_correction_base.BiasShiftAlgorithm`).
     """
 
     def statistics_requests(self, model: CompressedModel) -> List[StatisticsRequest]:
@@ -62,15 +62,15 @@ class FastBiasCorrection(BiasShiftAlgorithm):
         for member in model.models:
             ov_model = member["model"]
             layers = find_biased_layers(ov_model, quantized_only=False)
-            for key, stats in mean_layout(ov_model, layers, self._params.inplace_statistics, inputs=True).items():
+            for key, stats in mean_layout(ov_model, layers, self.config.inplace_statistics, inputs=True).items():
                 layout.setdefault(key, {}).update(stats)
         if not layout:
             return []
-        indices = calibration_indices(self._params, len(self.engine.data_loader))
-        return [StatisticsRequest(layout, list(indices), self._params.stat_batch_size, tag=self.name)]
+        indices = calibration_indices(self.config, len(self.engine.data_loader))
+        return [StatisticsRequest(layout, list(indices), self.config.stat_batch_size, tag=self.name)]
 
     def _correct(self, model: ov.Model, stats: Mapping[Hashable, Dict[str, list]]) -> None:
-        layers = find_biased_layers(model, quantized_only=not self._params.apply_for_all_nodes)
+        layers = find_biased_layers(model, quantized_only=not self.config.apply_for_all_nodes)
         ops_by_name = {op.get_friendly_name(): op for op in model.get_ops()}
         probes = [probe for probe in (_probe_for(ops_by_name[layer.name], layer, stats) for layer in layers)
                   if probe is not None]
@@ -83,7 +83,7 @@ class FastBiasCorrection(BiasShiftAlgorithm):
                 continue
             # the probe has no bias: the new bias is what brings its mean to the FP mean
             shift = probe.fp_output_mean - quantized_mean - bias.per_channel()
-            apply_bias_shift(layer, shift.astype(np.float32), float(self._params.threshold))
+            apply_bias_shift(layer, shift.astype(np.float32), float(self.config.threshold))
 
 
 class _Probe:
@@ -119,7 +119,8 @@ def _probe_for(layer_op: ov.Node, layer: BiasedLayer, stats: Mapping[Hashable, D
         return None
     axis = layer.input_axis % len(shape)
     if shape[axis] != input_mean.size:
-        logger.debug("%s skipped: input mean has %d channels, input shape is %s", layer.name, input_mean.size, shape)
+        logger.warning("FastBiasCorrection skips %s: its input mean has %d channels but its input shape is %s",
+                       layer.name, input_mean.size, shape)
         return None
     broadcast = [1] * len(shape)
     broadcast[axis] = shape[axis]

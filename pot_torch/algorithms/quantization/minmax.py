@@ -12,7 +12,7 @@ import openvino as ov
 
 from pot_torch.algorithms.algorithm import Algorithm
 from pot_torch.algorithms.params import calibration_indices, ignored_for_member, resolve_params
-from pot_torch.algorithms.quantization.fake_quantize import (SATURATION_SCALE, activation_fq_range,
+from pot_torch.algorithms.quantization.quantizer_ranges import (SATURATION_SCALE, activation_fq_range,
                                                              per_channel_shape, saturation_fix_layers, weight_fq_range)
 from pot_torch.algorithms.quantization.plan import MemberPlan, PlanCache, plan_member
 from pot_torch.algorithms.quantization.range_estimator import activation_range, activation_reducers, weight_statistics

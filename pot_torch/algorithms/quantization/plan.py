@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Generic, Hashable, Optional, Tuple, Type
 
 import openvino as ov
 
-from pot_torch.algorithms.quantization.fake_quantize import choose_quantizer, levels_of
+from pot_torch.algorithms.quantization.quantizer_ranges import choose_quantizer, levels_of
 from pot_torch.algorithms.quantization.placement import place_quantizers
 from pot_torch.algorithms.quantization.range_estimator import estimator_config
 from pot_torch.algorithms.quantization.sites import Placement

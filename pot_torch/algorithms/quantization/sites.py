@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Mapping, Set, Tuple
 
 from pot_torch.graph.editor import activation_fq_name, weight_fq_name
+from pot_torch.graph.node_key import NodeKey, node_key
 
 Options = List[Dict[str, Any]]
 
@@ -31,9 +32,9 @@ class ActivationSite:
         return activation_fq_name(self.producer, self.port)
 
     @property
-    def stat_key(self) -> Any:
+    def stat_key(self) -> NodeKey:
         """The statistics key of the quantized output (POT's: the name for output 0, else ``(name, port)``)."""
-        return self.producer if self.port == 0 else (self.producer, self.port)
+        return node_key(self.producer, self.port)
 
 
 @dataclass

@@ -13,8 +13,9 @@ while the activation's per-channel ranges become flatter and its per-tensor quan
 
 MatMuls reading the same producer output share one Multiply: they form a group when they all reduce over
 the same activation axis (otherwise that output is left alone), and the group uses the scale of its member
-with the flattest scale (largest ``min(s) / max(s)``). Weights shared by several ops, weights reached
-through anything but a ``Convert``, and shapes that are not static are skipped.
+with the flattest scale (largest ``min(s) / max(s)``). Weights shared by several ops and weights reached
+through anything but a ``Convert`` are skipped; the activation's batch and sequence axes may be dynamic, but a
+MatMul whose activation rank or channel axis is dynamic is skipped with a warning naming it.
 
 The inserted Multiply on output ``port`` of op ``producer`` is named ``f"{producer}/smooth_quant_multiply_{port}"``
 and its constant ``.../scale``.
@@ -36,6 +37,7 @@ from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.constants import constant_source
 from pot_torch.graph.editor import ops_by_name, ordered_consumers, replace_constant
 from pot_torch.graph.hardware.config import load_hardware_config
+from pot_torch.graph.node_key import NodeKey, node_key
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.aggregators import aggregate
 from pot_torch.statistics.collector import Statistics, StatisticsRequest
@@ -83,9 +85,9 @@ class SmoothGroup:
     matmuls: List[SmoothedMatMul] = field(default_factory=list)
 
     @property
-    def stat_key(self) -> Hashable:
+    def stat_key(self) -> NodeKey:
         """Statistics key of the producer output (POT's: the name for output 0, else ``(name, port)``)."""
-        return self.producer if self.port == 0 else (self.producer, self.port)
+        return node_key(self.producer, self.port)
 
 
 def smoothing_scale(act_abs_max: np.ndarray, weight_abs_max: np.ndarray, alpha: float) -> Tuple[np.ndarray, float]:
@@ -103,13 +105,23 @@ def _weight_constant(op: ov.Node, port: int) -> Optional[ov.Node]:
     return constant_source(op.input_value(port), ("Convert",), exclusive=True)
 
 
-def _static_shape(output: ov.Output) -> Optional[Tuple[int, ...]]:
+def _channel_count(output: ov.Output, axis: int, first: int) -> Optional[int]:
+    """The static size of axis ``axis`` (negative: from the end) of ``output``; ``None`` if the rank or that axis
+    is dynamic, or the axis comes before axis ``first`` (1 for an activation: not its batch axis). The other axes
+    may be dynamic."""
     shape = output.get_partial_shape()
-    return tuple(d.get_length() for d in shape) if shape.is_static else None
+    if shape.rank.is_dynamic or len(shape) < 2 or len(shape) + axis < first:
+        return None
+    dimension = shape[len(shape) + axis]
+    return dimension.get_length() if dimension.is_static else None
 
 
 def _smoothed_matmul(op: ov.Node, weight_port: int) -> Optional[Tuple[SmoothedMatMul, int, int]]:
-    """``(matmul, activation channel axis, activation rank)`` when ``op`` can be smoothed, else ``None``."""
+    """``(matmul, activation channel axis, activation rank)`` when ``op`` can be smoothed, else ``None``.
+
+    Only the rank and the channel axis of the activation must be static (batch and sequence axes may be
+    dynamic); a MatMul left out for a shape reason is reported with a warning.
+    """
     if op.get_type_name() != "MatMul" or weight_port not in (0, 1) or _weight_constant(op, weight_port) is None:
         return None
     act_port = 1 - weight_port
@@ -119,12 +131,16 @@ def _smoothed_matmul(op: ov.Node, weight_port: int) -> Optional[Tuple[SmoothedMa
     # the reduction axis of A is its last axis (-2 if transposed), of B its second last (-1 if transposed)
     act_axis = (-2 if act_transposed else -1) if act_port == 0 else (-1 if act_transposed else -2)
     weight_axis = (-2 if weight_transposed else -1) if weight_port == 0 else (-1 if weight_transposed else -2)
-    act_shape, weight_shape = _static_shape(op.input_value(act_port)), _static_shape(op.input_value(weight_port))
-    if act_shape is None or weight_shape is None or len(weight_shape) < 2 or len(act_shape) < 2:
+    activation, weight = op.input_value(act_port), op.input_value(weight_port)
+    channels, weight_channels = _channel_count(activation, act_axis, 1), _channel_count(weight, weight_axis, 0)
+    if channels is None or weight_channels is None or channels != weight_channels:
+        logger.warning("SmoothQuant skips MatMul '%s': its activation input %s of shape %s needs a static rank and "
+                       "a static channel axis %d (batch axis excluded) matching the weight's %s; reshape the model "
+                       "so that axis is static to smooth it", op.get_friendly_name(), act_port,
+                       activation.get_partial_shape(), act_axis, weight.get_partial_shape())
         return None
-    if len(act_shape) + act_axis == 0 or act_shape[act_axis] != weight_shape[weight_axis]:
-        return None  # the channel axis must not be the batch axis; channel counts must agree
-    return SmoothedMatMul(op.get_friendly_name(), act_port, weight_port, weight_axis), act_axis, len(act_shape)
+    return SmoothedMatMul(op.get_friendly_name(), act_port, weight_port, weight_axis), act_axis, \
+        activation.get_partial_shape().rank.get_length()
 
 
 def find_smooth_groups(model: ov.Model, weight_sites: List[Tuple[str, int]]) -> List[SmoothGroup]:

@@ -1,6 +1,6 @@
 """``pot-torch demo``: train a small CNN on generated images, quantize it two ways, compare FP32 and INT8.
 
-Nothing is downloaded: the images come from ``pot_torch.adapters.synthetic`` (ten pattern classes, fully
+Nothing is downloaded: the images come from ``pot_torch_showcase.synthetic`` (ten pattern classes, fully
 determined by the seed). The CNN is converted with ``openvino.convert_model`` and quantized with
 ``DefaultQuantization`` and with ``AccuracyAwareQuantization``; accuracy is measured in OpenVINO on held-out
 images and latency with ``pot_torch.utils.latency`` (batch 1, interleaved rounds). The FP32 model runs at the
@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from pot_torch.adapters.model import convert_torch_model
 from pot_torch.adapters.post_training import QuantizationResult, quantize
-from pot_torch.adapters.synthetic import CLASSES, accuracy, shapes_dataset, train_classifier
+from pot_torch_showcase.synthetic import CLASSES, accuracy, shapes_dataset, train_classifier
 from pot_torch.graph.model_io import save_model
 from pot_torch.utils.latency import measure_latency, median_ms, paired_speedup
 from pot_torch.utils.output_folder import OutputFolder

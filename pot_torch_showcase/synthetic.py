@@ -91,6 +91,9 @@ def train_classifier(module: nn.Module, dataset: torch.utils.data.TensorDataset,
                      on_step: Optional[Callable[[int, float], None]] = None) -> nn.Module:
     """Train ``module`` with AdamW and a one-cycle schedule for ``steps`` batches, deterministically.
 
+    The same initial weights, ``seed`` and torch thread count give the same weights (build ``module`` after
+    ``torch.manual_seed`` for reproducible initial weights; CPU kernels sum in a thread-count dependent order).
+
     :param on_step: called with ``(step, loss)`` after each step (for progress display).
     :returns: the module, in eval mode.
     """

@@ -23,8 +23,8 @@ from pot_torch.algorithms.algorithm import Algorithm
 from pot_torch.algorithms.params import resolve_params
 from pot_torch.graph.editor import fake_quantize_ops, remove_fake_quantize
 from pot_torch.graph.layer_patterns import (LAYERS_WITH_BIAS, activation_port, activation_source, find_bias_add,
-                                            has_quantized_weights, input_channel_axis, output_channel_axis,
-                                            output_key)
+                                            has_quantized_weights, input_channel_axis, output_channel_axis)
+from pot_torch.graph.node_key import output_key
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.aggregators import aggregate
 from pot_torch.statistics.collector import Statistics, StatsLayout, collect_statistics
@@ -76,7 +76,7 @@ def find_biased_layers(model: ov.Model, quantized_only: bool) -> List[BiasedLaye
 
     :param quantized_only: keep only layers whose weights go through a FakeQuantize.
     """
-    layers = []
+    layers, unknown_axes = [], []
     for op in model.get_ordered_ops():
         if op.get_type_name() not in LAYERS_WITH_BIAS:
             continue
@@ -87,10 +87,14 @@ def find_biased_layers(model: ov.Model, quantized_only: bool) -> List[BiasedLaye
         in_axis, out_axis = input_channel_axis(op, port), output_channel_axis(op)
         if not (_axis_fits(op.get_input_partial_shape(port), in_axis)
                 and _axis_fits(op.get_output_partial_shape(0), out_axis)):
-            logger.debug("%s skipped: its channel axes are not known", op.get_friendly_name())
+            unknown_axes.append(op.get_friendly_name())
             continue
         layers.append(BiasedLayer(op.get_friendly_name(), port, output_key(activation_source(op, port)),
                                   in_axis, out_axis, output_key(bias.add.output(0))))
+    if unknown_axes:
+        logger.warning("bias correction skips %d layers whose input or output rank is dynamic or whose channel "
+                       "axis is the batch axis (reshape the model to a static rank to correct them): %s",
+                       len(unknown_axes), ", ".join(unknown_axes))
     return layers
 
 
@@ -196,8 +200,7 @@ class BiasShiftAlgorithm(Algorithm):
     change_original_model = True
 
     def __init__(self, config: Any, engine: Any) -> None:
-        super().__init__(config, engine)
-        self._params = resolve_params(self.name, self.config)
+        super().__init__(resolve_params(self.name, config), engine)
 
     def run(self, model: CompressedModel, statistics: Optional[List[Statistics]] = None) -> CompressedModel:
         """Correct the biases of ``model`` (quantized) in place and return it."""
