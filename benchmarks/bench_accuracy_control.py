@@ -41,6 +41,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import openvino as ov
 
+from pot_torch.engines.ie_engine import compile_avoiding_stream_race
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import latency  # noqa: E402
 from workers import peak_rss_mb, run_json_worker  # noqa: E402
@@ -110,8 +112,9 @@ def top1(compiled: ov.CompiledModel, images: np.ndarray, labels: np.ndarray) -> 
 
 
 def compile_default(model: ov.Model, core: Optional[ov.Core] = None) -> ov.CompiledModel:
-    """Compile for evaluation: throughput hint, the CPU's default inference precision (bf16 here)."""
-    return (core or ov.Core()).compile_model(model, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
+    """Compile for evaluation: throughput hint, the CPU's default inference precision (bf16 here); one stream
+    where the CPU plugin's stream race could give wrong weights (NNCF's INT8-weight models, docs/cpu-plugin-bugs.md)."""
+    return compile_avoiding_stream_race(core or ov.Core(), model, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})[0]
 
 
 # ------------------------------------------------------------------------------------------- IR counting
