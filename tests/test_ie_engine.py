@@ -470,3 +470,16 @@ def test_consecutive_evaluations_of_a_compressed_weight_model_are_identical():
     assert pipeline.engine._compiled[(None, None, True)][0].get_property("NUM_STREAMS") == 1
     pipeline.evaluate(CompressedModel(weight_compressed_pointwise_cnn(compressed=False)))
     assert pipeline.engine._compiled[(None, None, True)][0].get_property("NUM_STREAMS") > 1  # f32: untouched
+
+
+def test_compile_avoiding_stream_race_uses_one_stream_only_where_the_race_can_hit():
+    """Benchmarks and the engine share it: several streams stay for models without constant layers."""
+    from pot_torch.engines.ie_engine import compile_avoiding_stream_race
+    from tests.test_regressions import weight_compressed_pointwise_cnn
+
+    core, hint = ov.Core(), {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": 2}
+    compiled, forced = compile_avoiding_stream_race(core, weight_compressed_pointwise_cnn(layers=2), "CPU", hint)
+    assert forced and compiled.get_property("NUM_STREAMS") == 1
+    plain = weight_compressed_pointwise_cnn(layers=2, compressed=False)
+    compiled, forced = compile_avoiding_stream_race(core, plain, "CPU", hint)
+    assert not forced and compiled.get_property("NUM_STREAMS") == 2

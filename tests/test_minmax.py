@@ -313,3 +313,52 @@ def test_cpu_workaround_sites_are_never_requested_nor_inserted():
     algorithm = MinMaxQuantization({}, IEEngine({"device": "CPU"}, ArrayLoader(data)))
     layout = algorithm.statistics_requests(CompressedModel(model))[0].layout
     assert norm not in layout and "query" in layout
+
+
+def tokens_first_model(tokens: int = 6, channels: int = 4) -> ov.Model:
+    """``[1, T, C]`` input -> Reshape to ``[T, 1, C]`` (tokens first, as torch's MultiheadAttention) -> Add 0 ->
+    MatMul."""
+    import openvino.opset13 as ops
+    data = ops.parameter([1, tokens, channels], ov.Type.f32, name="input")
+    shape = ops.constant(np.array([tokens, 1, channels], np.int64))
+    shape.set_friendly_name("tokens_first_shape")
+    reshaped = ops.reshape(data, shape, special_zero=False)
+    reshaped.set_friendly_name("tokens_first_reshape")
+    reshaped = ops.add(reshaped, ops.constant(np.zeros(channels, np.float32)))  # keeps the FakeQuantize here
+    reshaped.set_friendly_name("tokens_first")
+    weight = ops.constant(np.random.default_rng(3).normal(size=(channels, 5)).astype(np.float32))
+    weight.set_friendly_name("matmul_weights")
+    matmul = ops.matmul(reshaped, weight, False, False)
+    matmul.set_friendly_name("matmul")
+    return ov.Model([ops.result(matmul)], [data], "tokens_first")
+
+
+@pytest.mark.parametrize("inplace", [True, False])
+def test_axis_0_that_is_not_the_batch_is_reduced_with_the_sample(inplace):
+    """Axis 0 of ``[T, 1, C]`` holds tokens, not samples: one batch-1 inference is one sample, so the
+    symmetric high is that sample's max |x| (not the mean of the per-token maxima)."""
+    rng = np.random.default_rng(11)
+    sample = rng.uniform(-1.0, 1.0, size=(1, 6, 4)).astype(np.float32)
+    sample[0, :, 0] = np.arange(1, 7, dtype=np.float32)  # token t has max |x| t + 1
+    result = quantize({"preset": "performance", "inplace_statistics": inplace}, [sample],
+                      model=tokens_first_model())
+    activation_fqs = [node for node in fake_quantize_ops(result.get_model())
+                      if node.input_value(0).get_node().get_friendly_name() == "tokens_first"]
+    assert len(activation_fqs) == 1
+    _, high, _, _ = fake_quantize_ranges(activation_fqs[0])
+    assert float(np.max(high)) == pytest.approx(6.0, rel=1e-6)  # the sample's max |x|, not mean(1..6) = 3.5
+
+
+def test_an_item_holding_several_samples_keeps_them_apart():
+    """A data item ``[4, C]`` fed to a dynamic-batch model is 4 samples (the feed's batch axis), not one."""
+    import openvino.opset13 as ops
+    data = ops.parameter([-1, 4], ov.Type.f32, name="input")
+    act = ops.add(data, ops.constant(np.zeros(4, np.float32)))
+    act.set_friendly_name("act")
+    matmul = ops.matmul(act, ops.constant(np.ones((4, 2), np.float32)), False, False)
+    model = ov.Model([ops.result(matmul)], [data], "batched_item")
+    item = np.diag(np.arange(1, 5, dtype=np.float32))  # sample i has max |x| i + 1
+    result = quantize({"preset": "performance"}, [item], model=model)
+    node = next(node for node in fake_quantize_ops(result.get_model())
+                if node.input_value(0).get_node().get_friendly_name() == "act")
+    assert float(np.max(fake_quantize_ranges(node)[1])) == pytest.approx(2.5, rel=1e-6)  # mean of 1..4

@@ -10,7 +10,7 @@ import pytest
 
 from pot_torch.statistics.reducers import (
     REDUCER_TYPES, AbsMaxReducer, AbsQuantileReducer, MaxReducer, MeanReducer, MinReducer, QuantileReducer,
-    Reducer, make_reducer, pot_quantile)
+    Reducer, make_reducer, per_batch_value, pot_quantile)
 
 F32 = {"INFERENCE_PRECISION_HINT": "f32"}
 
@@ -240,3 +240,49 @@ def test_graph_building_is_deterministic() -> None:
     first = names()
     assert first == names()
     assert "relu/stat_abs_max_tensor" in first and "relu/stat_quantile_channel-1_q0.0001" in first
+
+
+# ------------------------------------------------------------------------------- axis 0 that is not the batch
+
+
+@pytest.mark.parametrize("shape, channel_axis", [((7, 1, 5), -1), ((7, 5), -1), ((7, 5), 1)])
+def test_axis_0_not_the_batch_is_one_value_in_numpy_and_in_graph(shape: tuple, channel_axis: int) -> None:
+    """Sequence-first outputs ([T, B, C] / [T, C]) fed one sample: the whole output is that sample's value,
+    and in-graph rows merged by ``merge_rows`` give the numpy numbers."""
+    reducers = [make_reducer(name, per_channel, channel_axis, inplace=True)
+                for per_channel in (False, True) for name in ("min", "max", "abs_max", "mean")]
+    compiled = _compile_with_stats(shape, reducers)
+    x = (np.random.default_rng(5).standard_normal(shape) * 4).astype(np.float32)
+    outputs = compiled(x)
+    act = outputs[compiled.outputs[0]]
+    by_hand = {"min": np.min, "max": np.max, "abs_max": lambda a, axis: np.max(np.abs(a), axis=axis),
+               "mean": lambda a, axis: np.mean(a, axis=axis, dtype=np.float64)}
+    for index, reducer in enumerate(reducers, start=1):  # channels are the last axis in every case here
+        axes = tuple(range(act.ndim - 1)) if reducer.per_channel else None
+        expected = np.asarray(by_hand[reducer.stat_type](act, axis=axes), np.float32).reshape(1, -1)
+        expected = expected if reducer.per_channel else expected.reshape(1)
+        numpy_side = per_batch_value(reducer, act, 1, in_graph=False)
+        in_graph = per_batch_value(reducer, outputs[compiled.outputs[index]], 1, in_graph=True)
+        np.testing.assert_array_equal(numpy_side, expected, err_msg=repr(reducer))
+        assert in_graph.shape == expected.shape == ((1, shape[-1]) if reducer.per_channel else (1,)), reducer
+        np.testing.assert_allclose(in_graph, expected, rtol=2e-6, atol=1e-7, err_msg=repr(reducer))
+    assert float(per_batch_value(MaxReducer(), act, 1, in_graph=False)[0]) == float(act.max())
+
+
+def test_axis_0_that_is_the_batch_keeps_one_value_per_sample() -> None:
+    assert per_batch_value(MaxReducer(), X, 2, in_graph=False).tolist() == [3, 7]
+    assert per_batch_value(MaxReducer(), np.array([3, 7], np.float32), 2, in_graph=True).tolist() == [3, 7]
+    assert per_batch_value(lambda x: x.shape, X, 3, in_graph=False) == X.shape  # other functions: as is
+
+
+def test_axis_0_not_the_batch_of_several_samples_is_logged(caplog) -> None:
+    x = np.zeros((5, 2, 3), np.float32)
+    with caplog.at_level("WARNING"):
+        value = per_batch_value(MeanReducer(), x, 2, in_graph=False, what="'attn/in_proj'")
+    assert value.shape == (1,)
+    assert "'attn/in_proj'" in caplog.text and "5 entries for a batch of 2 samples" in caplog.text
+
+
+def test_in_graph_quantile_rows_that_are_not_samples_are_an_error() -> None:
+    with pytest.raises(ValueError, match="inplace_statistics=False"):
+        per_batch_value(QuantileReducer(0.5, inplace=True), np.zeros(4, np.float32), 1, in_graph=True)

@@ -23,6 +23,7 @@ from pot_torch.engines.utils import append_stats, copy_if_shared, output_names, 
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.samplers.batch_sampler import BatchSampler
 from pot_torch.statistics.online import OnlineAccumulator, online_aggregator_of
+from pot_torch.statistics.reducers import per_batch_value
 from pot_torch.statistics.stats_outputs import StatsOutputs, add_stats_outputs, stat_kind
 from pot_torch.utils.logger import get_logger, progress_bar_enabled
 
@@ -246,18 +247,10 @@ class IEEngine(Engine):
         structure = hash((_structure(model), tuple(sorted(properties.items()))))
         if self._device == "CPU" and structure in self._one_stream:
             return self._ie.compile_model(model, self._device, {**properties, "NUM_STREAMS": 1})
-        compiled = self._ie.compile_model(model, self._device, properties)
-        if self._device != "CPU" or compiled.get_property("NUM_STREAMS") < 2:
-            return compiled
-        layers = constant_compute_layers(compiled)
-        if not layers:
-            return compiled
-        self._one_stream.add(structure)
-        logger.info("compiling '%s' with one CPU stream instead of %d: its runtime graph computes %d constant "
-                    "layers (e.g. %s '%s') when each stream starts, which the CPU plugin does wrongly at random "
-                    "with several streams (docs/cpu-plugin-bugs.md)", model.get_friendly_name(),
-                    compiled.get_property("NUM_STREAMS"), len(layers), layers[0][1], layers[0][0])
-        return self._ie.compile_model(model, self._device, {**properties, "NUM_STREAMS": 1})
+        compiled, forced_one_stream = compile_avoiding_stream_race(self._ie, model, self._device, properties)
+        if forced_one_stream:
+            self._one_stream.add(structure)
+        return compiled
 
     def release_statistics_models(self) -> None:
         """Drop the compiled models built for statistics layouts; the plain inference ones stay cached.
@@ -304,18 +297,18 @@ class IEEngine(Engine):
         return feed, (indices, annotations, metadata)
 
     # ------------------------------------------------------------------------------------------ inference
-    def _read_request(self, run: _Run, request: ov.InferRequest) -> Tuple[Optional[List[np.ndarray]], list]:
-        """Copy what ``run`` needs from a finished request: model outputs and statistic values."""
+    def _read_request(self, run: _Run, request: ov.InferRequest,
+                      samples: int) -> Tuple[Optional[List[np.ndarray]], list]:
+        """Copy what ``run`` needs from a finished request of ``samples`` samples: model outputs and statistic
+        values (a reducer takes an output whose axis 0 is not the batch as one value, ``per_batch_value``)."""
         outputs = None
         if run.need_outputs:
             outputs = [request.get_output_tensor(i).data.copy() for i in range(run.model_outputs)]
         values = []
         for source in run.stat_sources:
             activation = request.get_output_tensor(source.output_index).data
-            if source.in_graph:
-                values.append(activation.copy())
-            else:
-                values.append(copy_if_shared(source.fn(activation), activation))
+            value = per_batch_value(source.fn, activation, samples, source.in_graph, repr(source.node_key))
+            values.append(value if source.in_graph else copy_if_shared(value, activation))
         return outputs, values
 
     def _consume(self, run: _Run, context: Tuple[List[int], Annotations, List[Any]],
@@ -351,13 +344,20 @@ class IEEngine(Engine):
                     self._per_sample_metrics.append(
                         {"sample_id": sample_id, "metric_name": metric_name, "result": values[position]})
 
+    def _fed_samples(self, feed: Mapping[Any, Any], items: int) -> int:
+        """The number of samples fed: the size of the first input's batch axis (an item may hold several
+        samples, e.g. ``[8, C, H, W]``), else the number of data ``items``."""
+        batch_dim = int(self.config.get("batch_dim", 0))
+        first = np.shape(next(iter(feed.values()), ()))
+        return int(first[batch_dim]) if len(first) > batch_dim else items
+
     def _process_dataset(self, run: _Run, sampler: Any, progress: tqdm) -> None:
         """Synchronous inference with one request."""
         request = run.compiled.create_infer_request()
         for indices, batch in _indexed_batches(sampler):
             feed, context = self._prepare_batch(run, indices, batch)
             request.infer(feed, share_inputs=True, share_outputs=True)  # outputs are read as views below
-            self._consume(run, context, self._read_request(run, request))
+            self._consume(run, context, self._read_request(run, request, self._fed_samples(feed, len(batch))))
             progress.update(len(batch))
 
     def _process_dataset_async(self, run: _Run, sampler: Any, progress: tqdm, requests: int) -> None:
@@ -373,8 +373,9 @@ class IEEngine(Engine):
         next_id = 0
 
         def collect(request_id: int) -> None:
-            batch_id, context, size, _ = running.pop(request_id)
-            finished[batch_id] = (context, size, self._read_request(run, queue[request_id]))
+            batch_id, context, size, feed = running.pop(request_id)
+            finished[batch_id] = (context, size,
+                                  self._read_request(run, queue[request_id], self._fed_samples(feed, size)))
 
         def drain() -> None:
             nonlocal next_id
@@ -403,6 +404,29 @@ class IEEngine(Engine):
 #: CPU runtime-graph layers that only pass constant data on (views, transposes, layout or precision reorders of
 #: weights): computing them when a stream starts was never seen to go wrong (docs/cpu-plugin-bugs.md).
 _CONSTANT_RELAYS = frozenset({"Const", "Reshape", "Reorder", "Transpose"})
+
+
+def compile_avoiding_stream_race(core: ov.Core, model: ov.Model, device: str,
+                                 properties: Mapping[str, Any]) -> Tuple[ov.CompiledModel, bool]:
+    """``model`` compiled with ``properties``, again with one stream when the CPU plugin's stream race can hit it.
+
+    A CPU compilation with two or more streams whose runtime graph computes constant layers
+    (:func:`constant_compute_layers`) can come out with wrong weights (docs/cpu-plugin-bugs.md); such a model is
+    compiled again with ``NUM_STREAMS`` 1 and that is logged.
+
+    :returns: the compiled model and whether it was compiled again with one stream.
+    """
+    compiled = core.compile_model(model, device, dict(properties))
+    if device != "CPU" or compiled.get_property("NUM_STREAMS") < 2:
+        return compiled, False
+    layers = constant_compute_layers(compiled)
+    if not layers:
+        return compiled, False
+    logger.info("compiling '%s' with one CPU stream instead of %d: its runtime graph computes %d constant "
+                "layers (e.g. %s '%s') when each stream starts, which the CPU plugin does wrongly at random "
+                "with several streams (docs/cpu-plugin-bugs.md)", model.get_friendly_name(),
+                compiled.get_property("NUM_STREAMS"), len(layers), layers[0][1], layers[0][0])
+    return core.compile_model(model, device, {**properties, "NUM_STREAMS": 1}), True
 
 
 def constant_compute_layers(compiled: ov.CompiledModel) -> List[Tuple[str, str]]:

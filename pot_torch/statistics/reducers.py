@@ -3,7 +3,10 @@
 A reducer is called on a batch output (numpy, batch axis 0) and returns ``float32`` values per sample:
 shape ``[B]`` per tensor (every axis but 0 reduced) or ``[B, C]`` per channel (every axis but 0 and
 ``channel_axis`` reduced). Keeping the batch axis lets the values of all batches be concatenated per sample
-and then combined by an aggregator (:mod:`pot_torch.statistics.aggregators`).
+and then combined by an aggregator (:mod:`pot_torch.statistics.aggregators`). Axis 0 is taken as the batch
+only when its size equals the number of samples fed (:func:`is_per_sample`); otherwise (sequence-first
+outputs such as ``[T, B, C]``) the whole batch output is one value, ``[1]`` / ``[1, C]``
+(:func:`per_batch_value`).
 
 Every reducer can also build the same reduction into the OpenVINO model (:meth:`Reducer.graph_reduce`);
 ``IEEngine`` does that when ``reducer.inplace`` is True. At ``f32`` inference precision the in-graph numbers
@@ -18,6 +21,7 @@ Quantiles follow ``numpy.quantile`` (linear interpolation). POT configures them 
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -25,11 +29,35 @@ import openvino as ov
 
 from pot_torch.statistics.graph_reduce import (
     output_label, quantile_output, reduce_output, static_rank, static_size)
+from pot_torch.utils.logger import get_logger
+
+logger = get_logger(__name__)
 
 __all__ = [
+    "is_per_sample", "per_batch_value",
     "Reducer", "MinReducer", "MaxReducer", "AbsMaxReducer", "MeanReducer", "QuantileReducer",
     "AbsQuantileReducer", "REDUCER_TYPES", "make_reducer", "pot_quantile",
 ]
+
+
+def is_per_sample(rows: int, samples: int, what: str = "activation") -> bool:
+    """Whether axis 0 of an output holds the samples of the batch fed: only when its size ``rows`` equals
+    ``samples``. Otherwise (axis 0 holds tokens, as in sequence-first attention ``[T, B, C]`` or ``[T, C]``)
+    the whole output is one batch-level value; with ``samples`` > 1 that value mixes samples, which is logged
+    once per output (feed batches of 1, ``stat_batch_size`` 1, to keep the samples apart).
+    """
+    if rows == samples:
+        return True
+    if samples > 1:
+        _warn_mixed_samples(what, rows, samples)
+    return False
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_mixed_samples(what: str, rows: int, samples: int) -> None:
+    logger.warning("statistics of %s: axis 0 has %d entries for a batch of %d samples, so it is not the "
+                   "batch axis; the whole batch output is reduced as one value, mixing its samples. Use "
+                   "stat_batch_size 1 to measure each sample on its own", what, rows, samples)
 
 
 class Reducer:
@@ -109,8 +137,14 @@ class Reducer:
         return tuple(axis for axis in range(1, max(rank, 1)) if axis != channel)
 
     # ---------------------------------------------------------------------------------------------- compute
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Reduce one batch output; returns ``float32`` ``[B]`` (per tensor) or ``[B, C]`` (per channel)."""
+    def __call__(self, x: np.ndarray, samples: Optional[int] = None, what: str = "activation") -> np.ndarray:
+        """Reduce one batch output; returns ``float32`` ``[B]`` (per tensor) or ``[B, C]`` (per channel).
+
+        :param samples: the number of samples in the batch fed. When given and axis 0 of ``x`` has another
+            size (axis 0 holds tokens, as in sequence-first attention ``[T, B, C]``), the whole output is one
+            batch-level value ``[1]`` / ``[1, C]`` (see :func:`is_per_sample`).
+        :param what: names the output in the warning :func:`is_per_sample` logs.
+        """
         x = np.asarray(x)
         if x.dtype != np.float32:
             x = x.astype(np.float32)
@@ -120,7 +154,21 @@ class Reducer:
             axes = self.reduction_axes(x.ndim)
         except ValueError as error:
             raise ValueError(f"{error} (activation shape {x.shape})") from None
+        if samples is not None and not is_per_sample(x.shape[0], samples, what):
+            x, axes = x[np.newaxis], (1, *(axis + 1 for axis in axes))  # axis 0 joins the reduced axes
         return np.asarray(self._reduce(x, axes), dtype=np.float32)
+
+    def merge_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Combine the in-graph values of every row of axis 0 (``[R]`` / ``[R, C]``, each row reduced over the
+        same number of elements) into the value of the whole output, ``[1]`` / ``[1, C]``: used when axis 0 is
+        not the batch (see :func:`is_per_sample`).
+
+        :raises ValueError: the statistic cannot be combined from per-row values (quantiles).
+        """
+        return self._merge_rows(np.asarray(rows, dtype=np.float32))
+
+    def _merge_rows(self, rows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} does not define how rows combine")
 
     def _reduce(self, x: np.ndarray, axes: Tuple[int, ...]) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} does not define its reduction")
@@ -166,6 +214,9 @@ class MinReducer(Reducer):
     def _reduce(self, x: np.ndarray, axes: Tuple[int, ...]) -> np.ndarray:
         return np.min(x, axis=axes) if axes else x
 
+    def _merge_rows(self, rows: np.ndarray) -> np.ndarray:
+        return np.min(rows, axis=0, keepdims=True)
+
 
 class MaxReducer(Reducer):
     """Maximum per sample (per tensor) or per sample and channel."""
@@ -174,6 +225,9 @@ class MaxReducer(Reducer):
 
     def _reduce(self, x: np.ndarray, axes: Tuple[int, ...]) -> np.ndarray:
         return np.max(x, axis=axes) if axes else x
+
+    def _merge_rows(self, rows: np.ndarray) -> np.ndarray:
+        return np.max(rows, axis=0, keepdims=True)
 
 
 class AbsMaxReducer(Reducer):
@@ -187,6 +241,9 @@ class AbsMaxReducer(Reducer):
         # max(|x|) == max(max(x), -min(x)) exactly, without an |x| copy of the activation
         return np.maximum(np.max(x, axis=axes), -np.min(x, axis=axes))
 
+    def _merge_rows(self, rows: np.ndarray) -> np.ndarray:
+        return np.max(rows, axis=0, keepdims=True)
+
 
 class MeanReducer(Reducer):
     """Mean per sample (per tensor) or per sample and channel (summed in float64, returned as float32)."""
@@ -195,6 +252,9 @@ class MeanReducer(Reducer):
 
     def _reduce(self, x: np.ndarray, axes: Tuple[int, ...]) -> np.ndarray:
         return np.mean(x, axis=axes, dtype=np.float64) if axes else x
+
+    def _merge_rows(self, rows: np.ndarray) -> np.ndarray:
+        return np.mean(rows, axis=0, dtype=np.float64, keepdims=True).astype(np.float32)
 
 
 def _check_quantile(owner: str, q: Any) -> float:
@@ -238,6 +298,11 @@ class QuantileReducer(Reducer):
     def _reduce(self, x: np.ndarray, axes: Tuple[int, ...]) -> np.ndarray:
         x = self._prepare(x)
         return np.quantile(x, self.q, axis=axes) if axes else x
+
+    def _merge_rows(self, rows: np.ndarray) -> np.ndarray:
+        raise ValueError(f"{self!r}: the in-graph quantile was taken per row of axis 0, which is not the "
+                         f"batch here ({rows.shape[0]} rows), and quantiles of rows do not combine into the "
+                         "quantile of the whole output; collect it in numpy (inplace_statistics=False)")
 
 
 class AbsQuantileReducer(QuantileReducer):
@@ -300,3 +365,27 @@ def make_reducer(stat_type: str, per_channel: bool, channel_axis: int = 1, inpla
                              f"outlier_prob=p with side='min' (q = p) or side='max' (q = 1 - p)")
         quantile = pot_quantile(side, outlier_prob)
     return cls(quantile, per_channel=per_channel, channel_axis=channel_axis, inplace=inplace)
+
+
+def per_batch_value(fn: Any, value: np.ndarray, samples: int, in_graph: bool,
+                    what: str = "activation") -> Any:
+    """One batch's value of the statistic ``fn`` from the statistics model's output ``value``.
+
+    A reducer gets the number of ``samples`` fed, so that an output whose axis 0 is not the batch is reduced
+    as one value (:func:`is_per_sample`); its in-graph result then has one row per entry of axis 0, combined
+    by :meth:`Reducer.merge_rows`. Other statistic functions get the batch output as it is.
+
+    :param fn: the statistic function of the layout.
+    :param value: the compiled model's output: the raw activation, or the in-graph reducer's result.
+    :param samples: the number of samples in the batch fed.
+    :param in_graph: ``value`` is ``fn``'s in-graph result (a copy is returned) rather than the activation.
+    :param what: names the output in warnings and errors.
+    """
+    if in_graph:
+        rows = np.array(value)
+        if isinstance(fn, Reducer) and not is_per_sample(rows.shape[0] if rows.ndim else 1, samples, what):
+            return fn.merge_rows(rows)
+        return rows
+    if isinstance(fn, Reducer):
+        return fn(value, samples=samples, what=what)
+    return fn(value)
