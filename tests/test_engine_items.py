@@ -280,8 +280,26 @@ def test_pot_helpers_for_custom_engines_on_real_inference():
     for order in (1, 0):
         append_stats(accumulated, layout, compiled.create_infer_request().infer([a * (order + 1), b]), order)
     assert process_accumulated_stats(accumulated) == {("prod", 0): {"max": [2.0, 4.0]}}
-    with pytest.raises(TypeError, match="sequential"):
-        append_stats(accumulated, layout, [], 0)
+
+
+def test_append_stats_stacks_sequential_results_as_pot_did():
+    """POT's ``append_stats`` took a list of results (one per step of a sequence) and stacked each output's
+    activations: on axis 1 for 2-D activations, on axis 2 for higher ranks; ``fn`` gets the stack."""
+    model = two_input_model()
+    add_tensor_names([model.outputs[1]], [("prod", 0)])
+    request = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+    a, b = np.ones((1, 4), np.float32), np.full((1, 4), 2, np.float32)
+    steps = [dict(request.infer([a * (step + 1), b])) for step in range(3)]
+    accumulated: dict = {}
+    append_stats(accumulated, {("prod", 0): {"seq": lambda x: x.copy()}}, steps, 5)
+    [(order, stacked)] = accumulated[("prod", 0)]["seq"]
+    assert order == 5 and stacked.shape == (1, 3, 4)
+    np.testing.assert_array_equal(stacked[0, :, 0], [2.0, 4.0, 6.0])
+    images = [{"feat": np.full((2, 3, 5), step, np.float32)} for step in range(4)]
+    append_stats(accumulated, {"feat": {"shape": np.shape}}, tuple(images), 0)
+    assert accumulated["feat"]["shape"] == [(0, (2, 3, 4, 5))]
+    with pytest.raises(ValueError, match="'vec'.*1-D"):
+        append_stats(accumulated, {"vec": {"max": np.max}}, [{"vec": np.ones(3)}, {"vec": np.ones(3)}], 0)
 
 
 def test_pot_renaming_helpers():

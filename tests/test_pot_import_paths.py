@@ -49,7 +49,18 @@ def test_the_table_has_the_rows_of_issue_14():
     pot_paths = {pot for pot, _ in _table_rows()}
     assert {"openvino.tools.pot.graph.load_model", "openvino.tools.pot.graph.save_model",
             "openvino.tools.pot.DefaultQuantization", "openvino.tools.pot.graph.nx_model.CompressedModel.save",
-            "openvino.tools.pot.api.samples.utils.argument_parser.get_common_argparser"} <= pot_paths
+            "openvino.tools.pot.api.samples.utils.argument_parser.get_common_argparser",
+            "openvino.tools.pot.pipeline.initializer.create_pipeline",
+            "openvino.tools.pot.engines.utils.append_stats"} <= pot_paths
+
+
+def test_pipeline_package_keeps_pots_modules_and_the_short_path():
+    from pot_torch.pipeline import Pipeline, create_pipeline
+    from pot_torch.pipeline.initializer import create_pipeline as from_initializer
+    from pot_torch.pipeline.pipeline import Pipeline as from_pipeline_module
+
+    assert from_initializer is create_pipeline is pot_torch.create_pipeline
+    assert from_pipeline_module is Pipeline is pot_torch.Pipeline
 
 
 @pytest.mark.parametrize("pot_path, torch_path", _table_rows())

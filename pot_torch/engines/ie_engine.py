@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import OrderedDict
-from typing import Any, Dict, Hashable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Hashable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import openvino as ov
@@ -18,44 +18,22 @@ from pot_torch.api.engine import Engine
 from pot_torch.api.metric import Metric, average_values, per_sample_values
 from pot_torch.engines.data_items import (Annotations, DataItemError, annotations_valid, has_own_sample_ids,
                                           parse_batch)
+from pot_torch.engines.compile_race import compile_avoiding_stream_race, constant_compute_layers, model_structure
 from pot_torch.engines.input_feeding import fill_inputs
-from pot_torch.engines.utils import append_stats, copy_if_shared, output_names, process_accumulated_stats
+from pot_torch.engines.stats_run import Run, StatSource
+from pot_torch.engines.utils import append_stats, output_names, process_accumulated_stats
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.samplers.batch_sampler import BatchSampler
-from pot_torch.statistics.online import OnlineAccumulator, online_aggregator_of
-from pot_torch.statistics.reducers import per_batch_value
 from pot_torch.statistics.stats_outputs import StatsOutputs, add_stats_outputs, stat_kind
 from pot_torch.utils.logger import get_logger, progress_bar_enabled
 
 logger = get_logger(__name__)
 
+#: re-exported: tests, benchmarks and scripts import them from here
+__all__ = ["IEEngine", "compile_avoiding_stream_race", "constant_compute_layers"]
+
 #: How many compiled models (one per statistics layout and precision) an engine keeps per ``set_model``.
 _COMPILED_CACHE_SIZE = 4
-
-
-class _StatSource(NamedTuple):
-    """Where one statistic of the layout comes from among the compiled model's outputs."""
-
-    node_key: Hashable
-    stat_name: str
-    output_index: int
-    in_graph: bool  # the output is an in-graph reducer's result (else the raw activation, ``fn`` applies)
-    fn: Any
-
-
-class _Run:
-    """What one ``predict`` call needs on every batch."""
-
-    def __init__(self, compiled: ov.CompiledModel, stat_sources: List[_StatSource],
-                 model_outputs: int, need_outputs: bool, per_sample: bool) -> None:
-        self.compiled = compiled
-        self.stat_sources = stat_sources
-        #: running aggregates of the statistics streamed online (``None``: kept per batch), by source
-        self.accumulators: List[Optional[OnlineAccumulator]] = [
-            _accumulator_for(source.node_key, source.stat_name, source.fn) for source in stat_sources]
-        self.model_outputs = model_outputs
-        self.need_outputs = need_outputs
-        self.per_sample = per_sample
 
 
 class IEEngine(Engine):
@@ -150,7 +128,7 @@ class IEEngine(Engine):
                     self._process_dataset(run, sampler, progress)
                 else:
                     self._process_dataset_async(run, sampler, progress, requests)
-            self._store_online_results(run)
+            run.store_online_results(self._accumulated_layer_stats)
             stats = process_accumulated_stats(self._accumulated_layer_stats) if stats_layout else None
             metrics = None
             if self._metric is not None:
@@ -188,7 +166,7 @@ class IEEngine(Engine):
         self._accumulated_layer_stats = {}
 
     # ------------------------------------------------------------------------------------------ compiling
-    def _prepare_run(self, stats_layout: Optional[Mapping], per_sample: bool, asynchronous: bool = True) -> _Run:
+    def _prepare_run(self, stats_layout: Optional[Mapping], per_sample: bool, asynchronous: bool = True) -> Run:
         """Compile (or reuse) the model for ``stats_layout`` and empty the statistics lists it fills."""
         slots = [(node_key, stat_name, fn, stat_kind(fn))
                  for node_key, stats in (stats_layout or {}).items() for stat_name, fn in stats.items()]
@@ -196,10 +174,10 @@ class IEEngine(Engine):
         sources = []
         for node_key, stat_name, fn, kind in slots:
             self._accumulated_layer_stats.setdefault(node_key, {})[stat_name] = []
-            sources.append(_StatSource(node_key, stat_name, plan.source(node_key, kind),  # type: ignore[union-attr]
+            sources.append(StatSource(node_key, stat_name, plan.source(node_key, kind),  # type: ignore[union-attr]
                                        kind is not None, fn))
         need_outputs = self._metric is not None or type(self).postprocess_output is not IEEngine.postprocess_output
-        return _Run(compiled, sources, len(self._model.outputs), need_outputs, per_sample)  # type: ignore[union-attr]
+        return Run(compiled, sources, len(self._model.outputs), need_outputs, per_sample)  # type: ignore[union-attr]
 
     def _compile(self, stats_layout: Optional[Mapping], slots: Sequence[Tuple[Hashable, str, Any, Hashable]],
                  asynchronous: bool) -> Tuple[ov.CompiledModel, Optional[StatsOutputs]]:
@@ -244,7 +222,7 @@ class IEEngine(Engine):
         model found to have such layers is compiled again with one stream; the engine remembers its structure,
         so that evaluating it again (``pipeline.evaluate`` calls ``set_model`` each time) compiles only once.
         """
-        structure = hash((_structure(model), tuple(sorted(properties.items()))))
+        structure = hash((model_structure(model), tuple(sorted(properties.items()))))
         if self._device == "CPU" and structure in self._one_stream:
             return self._ie.compile_model(model, self._device, {**properties, "NUM_STREAMS": 1})
         compiled, forced_one_stream = compile_avoiding_stream_race(self._ie, model, self._device, properties)
@@ -283,7 +261,7 @@ class IEEngine(Engine):
         """Return the inputs for ``model`` (a compiled model) from the data of a batch: ``{input: array}``."""
         return fill_inputs(model.inputs, image_batch, int(self.config.get("batch_dim", 0)))
 
-    def _prepare_batch(self, run: _Run, indices: List[int], batch: Sequence[Any]
+    def _prepare_batch(self, run: Run, indices: List[int], batch: Sequence[Any]
                        ) -> Tuple[Dict[Any, np.ndarray], Tuple[List[int], Annotations, List[Any]]]:
         """The input feed of a batch and what consuming its results needs; errors name the data set indices."""
         try:
@@ -297,42 +275,26 @@ class IEEngine(Engine):
         return feed, (indices, annotations, metadata)
 
     # ------------------------------------------------------------------------------------------ inference
-    def _read_request(self, run: _Run, request: ov.InferRequest,
+    def _read_request(self, run: Run, request: ov.InferRequest,
                       samples: int) -> Tuple[Optional[List[np.ndarray]], list]:
         """Copy what ``run`` needs from a finished request of ``samples`` samples: model outputs and statistic
         values (a reducer takes an output whose axis 0 is not the batch as one value, ``per_batch_value``)."""
         outputs = None
         if run.need_outputs:
             outputs = [request.get_output_tensor(i).data.copy() for i in range(run.model_outputs)]
-        values = []
-        for source in run.stat_sources:
-            activation = request.get_output_tensor(source.output_index).data
-            value = per_batch_value(source.fn, activation, samples, source.in_graph, repr(source.node_key))
-            values.append(value if source.in_graph else copy_if_shared(value, activation))
-        return outputs, values
+        return outputs, run.read_stats(request, samples)
 
-    def _consume(self, run: _Run, context: Tuple[List[int], Annotations, List[Any]],
+    def _consume(self, run: Run, context: Tuple[List[int], Annotations, List[Any]],
                  record: Tuple[Optional[List[np.ndarray]], list]) -> None:
         """Record a batch's statistics and update the metric, in sample order."""
         indices, annotations, metadata = context
         outputs, values = record
-        order = indices[0] if indices else 0
-        for source, accumulator, value in zip(run.stat_sources, run.accumulators, values):
-            if accumulator is not None:
-                accumulator.add(value)
-            else:
-                self._accumulated_layer_stats[source.node_key][source.stat_name].append((order, value))
+        run.record_stats(self._accumulated_layer_stats, indices[0] if indices else 0, values)
         if outputs is None:
             return
         logits = self.postprocess_output(dict(zip(self._output_layers, outputs)), metadata)
         if self._metric is not None and annotations_valid(annotations):
             self._update_metrics(logits, annotations, run.per_sample)
-
-    def _store_online_results(self, run: _Run) -> None:
-        """Put each online aggregate, as a one-value list, where the per-batch list would have been."""
-        for source, accumulator in zip(run.stat_sources, run.accumulators):
-            if accumulator is not None and not accumulator.empty:
-                self._accumulated_layer_stats[source.node_key][source.stat_name] = [(0, accumulator.result())]
 
     def _update_metrics(self, output: Any, annotations: Annotations, need_metrics_per_sample: bool = False) -> None:
         """Update the metric with a batch; record per-sample values ``metric.value`` when asked."""
@@ -351,7 +313,7 @@ class IEEngine(Engine):
         first = np.shape(next(iter(feed.values()), ()))
         return int(first[batch_dim]) if len(first) > batch_dim else items
 
-    def _process_dataset(self, run: _Run, sampler: Any, progress: tqdm) -> None:
+    def _process_dataset(self, run: Run, sampler: Any, progress: tqdm) -> None:
         """Synchronous inference with one request."""
         request = run.compiled.create_infer_request()
         for indices, batch in _indexed_batches(sampler):
@@ -360,7 +322,7 @@ class IEEngine(Engine):
             self._consume(run, context, self._read_request(run, request, self._fed_samples(feed, len(batch))))
             progress.update(len(batch))
 
-    def _process_dataset_async(self, run: _Run, sampler: Any, progress: tqdm, requests: int) -> None:
+    def _process_dataset_async(self, run: Run, sampler: Any, progress: tqdm, requests: int) -> None:
         """Asynchronous inference with ``requests`` requests (0 = optimal); results consumed in sample order.
 
         Finished requests are read on this thread just before they are reused (no Python callback runs on
@@ -399,66 +361,6 @@ class IEEngine(Engine):
         for request_id in sorted(running, key=lambda r: running[r][0]):
             collect(request_id)
         drain()
-
-
-#: CPU runtime-graph layers that only pass constant data on (views, transposes, layout or precision reorders of
-#: weights): computing them when a stream starts was never seen to go wrong (docs/cpu-plugin-bugs.md).
-_CONSTANT_RELAYS = frozenset({"Const", "Reshape", "Reorder", "Transpose"})
-
-
-def compile_avoiding_stream_race(core: ov.Core, model: ov.Model, device: str,
-                                 properties: Mapping[str, Any]) -> Tuple[ov.CompiledModel, bool]:
-    """``model`` compiled with ``properties``, again with one stream when the CPU plugin's stream race can hit it.
-
-    A CPU compilation with two or more streams whose runtime graph computes constant layers
-    (:func:`constant_compute_layers`) can come out with wrong weights (docs/cpu-plugin-bugs.md); such a model is
-    compiled again with ``NUM_STREAMS`` 1 and that is logged.
-
-    :returns: the compiled model and whether it was compiled again with one stream.
-    """
-    compiled = core.compile_model(model, device, dict(properties))
-    if device != "CPU" or compiled.get_property("NUM_STREAMS") < 2:
-        return compiled, False
-    layers = constant_compute_layers(compiled)
-    if not layers:
-        return compiled, False
-    logger.info("compiling '%s' with one CPU stream instead of %d: its runtime graph computes %d constant "
-                "layers (e.g. %s '%s') when each stream starts, which the CPU plugin does wrongly at random "
-                "with several streams (docs/cpu-plugin-bugs.md)", model.get_friendly_name(),
-                compiled.get_property("NUM_STREAMS"), len(layers), layers[0][1], layers[0][0])
-    return core.compile_model(model, device, {**properties, "NUM_STREAMS": 1}), True
-
-
-def constant_compute_layers(compiled: ov.CompiledModel) -> List[Tuple[str, str]]:
-    """``(name, layer type)`` of the layers of a CPU compiled model's runtime graph that compute values from
-    constants only (such as a weight decompression ``Convert`` and ``Multiply``), in graph order.
-
-    The CPU plugin computes them when each stream's graph is initialised; with several streams that races
-    (docs/cpu-plugin-bugs.md). Layers that only relay constants (``Reshape``, ``Reorder``, ``Transpose``) are
-    not listed.
-    """
-    constant: Set[str] = set()
-    found = []
-    for op in compiled.get_runtime_model().get_ordered_ops():
-        kind = op.get_rt_info()["layerType"].astype(str)
-        inputs = [op.input_value(i).get_node().get_friendly_name() for i in range(op.get_input_size())]
-        if kind != "Const" and not (inputs and constant.issuperset(inputs)):
-            continue
-        constant.add(op.get_friendly_name())
-        if kind not in _CONSTANT_RELAYS:
-            found.append((op.get_friendly_name(), kind))
-    return found
-
-
-def _structure(model: ov.Model) -> Tuple[Tuple[str, str, str], ...]:
-    """Type, element type and shape of every op output of ``model``, in graph order (not constant values)."""
-    return tuple((op.get_type_name(), str(output.get_element_type()), str(output.get_partial_shape()))
-                 for op in model.get_ordered_ops() for output in op.outputs())
-
-
-def _accumulator_for(node_key: Hashable, stat_name: str, fn: Any) -> Optional[OnlineAccumulator]:
-    aggregator = online_aggregator_of(fn)
-    return None if aggregator is None else OnlineAccumulator(aggregator, f"statistic '{stat_name}' of {node_key!r}")
 
 
 def _indexed_batches(sampler: Any) -> Iterator[Tuple[List[int], List[Any]]]:

@@ -8,7 +8,7 @@ The statistics-output builder (``add_stats_outputs``, ``stat_kind``) lives in
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Hashable, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Hashable, Iterable, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import openvino as ov
@@ -59,20 +59,23 @@ def process_raw_output(raw_output: Mapping[Any, Any]) -> Dict[str, Any]:
 
 
 def append_stats(accumulated_layer_stats: Dict[Hashable, Dict[str, list]], stats_layout: Mapping[Hashable, Mapping],
-                 value: Mapping[Any, Any], dataset_index: Any) -> None:
+                 value: Union[Mapping[Any, Any], Sequence[Mapping[Any, Any]]], dataset_index: Any) -> None:
     """Apply the layout's functions to raw outputs and append ``(dataset_index, result)`` per statistic.
 
     :param accumulated_layer_stats: ``{node_key: {stat_name: [(order, value)]}}``, updated in place.
     :param stats_layout: ``{node_key: {stat_name: fn}}``.
     :param value: inference results keyed by output (tensor names are used) or by text name; a node key
-        ``('name', i)`` is looked up as ``'name.i'``.
+        ``('name', i)`` is looked up as ``'name.i'``. A list (or tuple) of such results, one per step of a
+        sequence, is stacked per output as POT did (``stack_sequential_outputs``) and ``fn`` gets the stack.
     :param dataset_index: the order key of these values (``process_accumulated_stats`` sorts by it).
     """
-    if not isinstance(value, Mapping):
-        raise TypeError(f"append_stats takes inference results as a mapping {{output: array}}, got "
-                        f"{type(value).__name__}; POT's sequential (list) results are not supported, append "
-                        "each result separately")
-    outputs = process_raw_output(value)
+    if isinstance(value, (list, tuple)):
+        outputs = stack_sequential_outputs(value, [convert_output_key(node_key) for node_key in stats_layout])
+    elif isinstance(value, Mapping):
+        outputs = process_raw_output(value)
+    else:
+        raise TypeError(f"append_stats takes inference results as a mapping {{output: array}} or a list of "
+                        f"them (one per sequence step), got {type(value).__name__}")
     for node_key, stats in stats_layout.items():
         layer_stats = accumulated_layer_stats.setdefault(node_key, {name: [] for name in stats})
         name = convert_output_key(node_key)
@@ -80,6 +83,34 @@ def append_stats(accumulated_layer_stats: Dict[Hashable, Dict[str, list]], stats
             continue
         for stat_name, fn in stats.items():
             layer_stats.setdefault(stat_name, []).append((dataset_index, fn(outputs[name])))
+
+
+def stack_sequential_outputs(steps: Sequence[Mapping[Any, Any]], names: Iterable[str]) -> Dict[str, np.ndarray]:
+    """Stack the outputs ``names`` of a sequence's per-step results into one array each, as POT's
+    ``append_stats`` did: on axis 1 for 2-D activations (``[N, steps, C]``), on axis 2 for higher ranks
+    (``[N, C, steps, ...]``). Names missing from the results are left out.
+
+    :raises TypeError: a step is not a mapping of results.
+    :raises ValueError: an output has fewer than 2 dimensions (no axis to stack the steps on as POT did).
+    """
+    wanted = set(names)
+    sequences: Dict[str, List[np.ndarray]] = {}
+    for position, step in enumerate(steps):
+        if not isinstance(step, Mapping):
+            raise TypeError(f"append_stats: step {position} of the sequential results is a "
+                            f"{type(step).__name__}; each step must be a mapping {{output: array}}")
+        for name, activation in process_raw_output(step).items():
+            if name in wanted:
+                sequences.setdefault(name, []).append(np.asarray(activation))
+    stacked = {}
+    for name, arrays in sequences.items():
+        rank = arrays[0].ndim
+        if rank < 2:
+            raise ValueError(f"append_stats: output '{name}' of the sequential results is {rank}-D, expected at "
+                             "least 2-D ([batch, ...]) to stack its steps on axis 1 (2-D) or 2; append each "
+                             "step's results separately instead")
+        stacked[name] = np.stack(arrays, axis=1 if rank == 2 else 2)
+    return stacked
 
 
 def process_accumulated_stats(accumulated_stats: Dict[Hashable, Dict[str, list]],
