@@ -60,9 +60,3 @@ def constant_compute_layers(compiled: ov.CompiledModel) -> List[Tuple[str, str]]
         if kind not in _CONSTANT_RELAYS:
             found.append((op.get_friendly_name(), kind))
     return found
-
-
-def model_structure(model: ov.Model) -> Tuple[Tuple[str, str, str], ...]:
-    """Type, element type and shape of every op output of ``model``, in graph order (not constant values)."""
-    return tuple((op.get_type_name(), str(output.get_element_type()), str(output.get_partial_shape()))
-                 for op in model.get_ordered_ops() for output in op.outputs())

@@ -18,11 +18,12 @@ from pot_torch.api.engine import Engine
 from pot_torch.api.metric import Metric, average_values, per_sample_values
 from pot_torch.engines.data_items import (Annotations, DataItemError, annotations_valid, has_own_sample_ids,
                                           parse_batch)
-from pot_torch.engines.compile_race import compile_avoiding_stream_race, constant_compute_layers, model_structure
+from pot_torch.engines.compile_race import compile_avoiding_stream_race, constant_compute_layers
 from pot_torch.engines.input_feeding import fill_inputs
 from pot_torch.engines.stats_run import Run, StatSource
 from pot_torch.engines.utils import append_stats, output_names, process_accumulated_stats
 from pot_torch.graph.nx_model import CompressedModel
+from pot_torch.graph.structure import graph_structure
 from pot_torch.samplers.batch_sampler import BatchSampler
 from pot_torch.statistics.stats_outputs import StatsOutputs, add_stats_outputs, stat_kind
 from pot_torch.utils.logger import get_logger, progress_bar_enabled
@@ -222,7 +223,7 @@ class IEEngine(Engine):
         model found to have such layers is compiled again with one stream; the engine remembers its structure,
         so that evaluating it again (``pipeline.evaluate`` calls ``set_model`` each time) compiles only once.
         """
-        structure = hash((model_structure(model), tuple(sorted(properties.items()))))
+        structure = hash((graph_structure(model), tuple(sorted(properties.items()))))
         if self._device == "CPU" and structure in self._one_stream:
             return self._ie.compile_model(model, self._device, {**properties, "NUM_STREAMS": 1})
         compiled, forced_one_stream = compile_avoiding_stream_race(self._ie, model, self._device, properties)

@@ -16,6 +16,7 @@ from pot_torch.algorithms.quantization.placement import place_quantizers
 from pot_torch.algorithms.quantization.range_estimator import estimator_config
 from pot_torch.algorithms.quantization.sites import Placement
 from pot_torch.graph.hardware.config import HardwareConfig
+from pot_torch.graph.structure import graph_structure
 
 T = TypeVar("T")
 
@@ -61,15 +62,8 @@ def plan_member(ov_model: ov.Model, hw: HardwareConfig, config: Any, ignored: Op
 
 
 def structure_of(model: Any) -> Hashable:
-    """What a plan depends on in ``model`` (a ``CompressedModel``): per member, every op's name, type, inputs and
-    output shapes and element types."""
-    return tuple(
-        (entry["name"], tuple(
-            (op.get_friendly_name(), op.get_type_name(),
-             tuple((value.get_node().get_friendly_name(), value.get_index()) for value in op.input_values()),
-             tuple((str(output.get_partial_shape()), str(output.get_element_type())) for output in op.outputs()))
-            for op in entry["model"].get_ordered_ops()))
-        for entry in model.models)
+    """What a plan depends on in ``model`` (a ``CompressedModel``): each member's name and graph structure."""
+    return tuple((entry["name"], graph_structure(entry["model"])) for entry in model.models)
 
 
 class PlanCache(Generic[T]):
