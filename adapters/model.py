@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -242,6 +243,9 @@ def _convert_in_eval_mode(
     module: torch.nn.Module, example_input: Any, convert_kwargs: Dict[str, Any]
 ) -> ov.Model:
     modes = [(submodule, submodule.training) for submodule in module.modules()]
+    # ovc's convert_model sets the root logger to ERROR and restores it only when it succeeds: after a failed
+    # conversion every warning of the process (pot_torch's included) would go unseen
+    root_level = logging.root.level
     try:
         module.eval()
         with torch.no_grad(), warnings.catch_warnings():
@@ -250,6 +254,7 @@ def _convert_in_eval_mode(
     except Exception as error:  # the frontend raises several unrelated types; all are reported alike
         raise conversion_error(module, error) from error
     finally:
+        logging.root.setLevel(root_level)
         for submodule, training in modes:
             submodule.training = training
 

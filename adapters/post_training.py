@@ -52,6 +52,8 @@ class QuantizationResult:
     reverted_layers: List[str] = field(default_factory=list)
     forward_arguments: Optional[Dict[str, Optional[str]]] = None
     _module: Optional[OpenVINOModule] = field(default=None, repr=False)
+    #: (validation engine, calibration engine, quantization parameters) for ``report``; None without a metric
+    _report_inputs: Optional[Tuple[IEEngine, IEEngine, Dict[str, Any]]] = field(default=None, repr=False)
 
     @property
     def module(self) -> OpenVINOModule:
@@ -77,6 +79,31 @@ class QuantizationResult:
         if path.suffix == ".xml":
             return save_model(model, str(path.parent), model_name=path.stem)
         return save_model(model, str(path))
+
+
+    def report(self, path: Union[str, pathlib.Path], maximal_drop: Optional[float] = None,
+               overwrite: bool = False) -> pathlib.Path:
+        """Write the quantization report (``pot_torch.report``) to ``path`` (.html) and the same data as JSON
+        beside it: per quantizer group the metric it costs, its SQNR, its share of INT8 time, and the smallest
+        set of groups to keep in floating point to meet ``maximal_drop`` (default: the one given to
+        ``quantize``, else 0.01). DefaultQuantization runs again with the same parameters and data (the same
+        INT8 model), then the validation data is evaluated as AccuracyAwareQuantization does; the cost is logged.
+
+        :returns: the path of the HTML page.
+        :raises ValueError: ``quantize`` was called without a metric.
+        :raises FileExistsError: the report exists and ``overwrite`` is False.
+        """
+        from pot_torch.report import build_report, report_paths, write_report
+
+        if self._report_inputs is None:
+            raise ValueError("the report measures the metric per layer: call quantize(..., metric=...) with a "
+                             "metric and validation data first")
+        report_paths(path, overwrite)
+        engine, calibration, params = self._report_inputs
+        if maximal_drop is not None:
+            params = {**params, "maximal_drop": maximal_drop}
+        report = build_report(self.fp32_model, engine, params, calibration)
+        return write_report(report, path, overwrite)[0]
 
 
 MetricLike = Union[Metric, Callable[..., float], Any]
@@ -155,6 +182,7 @@ def quantize(model: Union[torch.nn.Module, ov.Model, CompressedModel], calibrati
                                     forward_arguments=forward_arguments)
         if pot_metric is not None:
             _fill_metrics(result, algorithm, Pipeline(evaluation_engine))
+            result._report_inputs = (evaluation_engine, calibration_engine, dict(params))
     return result
 
 

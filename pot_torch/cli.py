@@ -6,6 +6,7 @@ import sys
 from typing import List, Optional
 
 from pot_torch.cli_pot import add_pot_arguments, pot_options_given, run_pot_command
+from pot_torch.report.command import add_report_parser
 
 _DESCRIPTION = """\
 Post-training INT8 quantization of OpenVINO models with the POT API.
@@ -13,6 +14,8 @@ Post-training INT8 quantization of OpenVINO models with the POT API.
   pot-torch demo                  train a small CNN, quantize it, print FP32 vs INT8 (needs the [torch] extra)
   pot-torch quantize -m M.xml --data DIR
                                   DefaultQuantization of an IR on a folder of images (POT's simplified mode)
+  pot-torch report -m M.xml --data DIR
+                                  which layers cost accuracy and what INT8 saves per layer: an HTML report
   pot-torch -c config.json        run a POT config file (model / engine / compression sections)
   pot-torch -q default -m M.xml -w M.bin --engine simplified --data-source DIR
                                   POT's own command line, as the `pot` command took it
@@ -105,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "images is never replaced")
     quantize.add_argument("--keep-uncompressed-weights", action="store_true",
                           help="store weights as FP32 instead of INT8")
+    add_report_parser(commands, formatter)
     return parser
 
 
@@ -150,6 +154,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             _run_demo(args)
         elif args.command == "quantize":
             _run_quantize(args)
+        elif args.command == "report":
+            from pot_torch.report.command import run_report_command
+
+            run_report_command(args)
         else:
             parser.print_help()
             return 2

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up the checkout on first use: a virtual environment .venv with pot_torch installed editable, with the
-# torch and test extras. scripts/demo and scripts/test call it first; it is quick when already done: a stamp
+# torch, test and ray extras. scripts/demo and scripts/test call it first; it is quick when already done: a stamp
 # in .venv records a hash of what the install depends on (pyproject.toml, setup.cfg, the extras, the
 # checkout's path), and pip runs again only when that changed. PYTHON=/path/to/python3.X picks the Python
 # (default: python3, 3.9 or newer). pip's output goes to stderr.
@@ -8,7 +8,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
 stamp="$venv/.pot_torch_setup"
-extras="torch,test"
+extras="torch,test,ray"
 python="${PYTHON:-python3}"
 
 wanted="$( { cat "$root/pyproject.toml" "$root/setup.cfg"; echo "$extras $root"; } | sha256sum | cut -d' ' -f1)"

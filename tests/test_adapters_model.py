@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import openvino as ov
 import pytest
@@ -164,6 +166,14 @@ def test_unconvertible_op_is_named_with_advice():
         convert_torch_model(UsesHistc(), torch.randn(1, 4))
     assert caught.value.failed_ops == ["aten::histc"]
     assert isinstance(caught.value, RuntimeError)
+
+
+def test_a_failed_conversion_leaves_the_root_logger_level_as_it_was():
+    """ovc's convert_model left the root logger at ERROR after a failure, silencing every later warning."""
+    before = logging.root.level
+    with pytest.raises(ModelConversionError):
+        convert_torch_model(UsesHistc(), torch.randn(1, 4))
+    assert logging.root.level == before
 
 
 def test_untraceable_module_explains_tracing():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from typing import Dict, List
 
 import numpy as np
@@ -170,14 +171,30 @@ def test_run_without_statistics_equals_run_with_fp_statistics(engine):
         np.testing.assert_allclose(alone[layer], with_stats[layer], rtol=1e-6, atol=1e-7)
 
 
-def test_apply_for_all_nodes_includes_layers_without_quantized_weights(engine):
+def test_apply_for_all_nodes_changes_nothing_and_says_so(engine, caplog):
+    """FastBiasCorrection corrects the shift caused by weight quantization: a layer without quantized weights
+    has none, so ``apply_for_all_nodes`` leaves it and warns (it used to shift conv2 by the probe's error)."""
     quantized = CompressedModel(quantize(biased_model(), engine, weight_layers=("conv1", "fc")))
     original = biases(quantized)
     only_quantized = biases(FastBiasCorrection({}, engine).run(copy.deepcopy(quantized)))
     assert np.array_equal(only_quantized["conv2"], original["conv2"])
     assert not np.array_equal(only_quantized["conv1"], original["conv1"])
-    every_layer = biases(FastBiasCorrection({"apply_for_all_nodes": True}, engine).run(copy.deepcopy(quantized)))
-    assert not np.array_equal(every_layer["conv2"], original["conv2"])
+    with caplog.at_level("WARNING"):
+        every_layer = biases(FastBiasCorrection({"apply_for_all_nodes": True}, engine).run(copy.deepcopy(quantized)))
+    assert np.array_equal(every_layer["conv2"], original["conv2"])
+    np.testing.assert_array_equal(every_layer["conv1"], only_quantized["conv1"])
+    assert "'apply_for_all_nodes' changes nothing (1 layer(s)" in caplog.text
+
+
+def test_fast_bias_leaves_layers_whose_quantization_changes_nothing(engine):
+    """Weights quantized on 65535 levels equal the FP weights to ~1e-5, so the right shift is ~0. The old rule
+    compared the layer on the mean input with the FP output mean over the data, which differ at the zero-padded
+    borders of a convolution, and moved the biases by up to 0.014 (docs/int8-placement-findings.md 8.8)."""
+    quantized = CompressedModel(quantize(biased_model(), engine, weight_levels=2**16 - 1))
+    original = biases(quantized)
+    corrected = biases(FastBiasCorrection({"threshold": math.inf}, engine).run(copy.deepcopy(quantized)))
+    for layer in LAYERS:
+        np.testing.assert_allclose(corrected[layer], original[layer], atol=1e-3, err_msg=layer)
 
 
 def test_dynamic_spatial_shape_is_taken_from_statistics(engine):
@@ -208,8 +225,7 @@ def test_fast_bias_statistics_requests(engine):
     assert list(requests[0].subset_indices) == [0, 1, 2, 3, 4]
     assert requests[0].batch_size == 2
     layout = requests[0].layout
-    assert set(layout) == {"input", "conv1_bias", "relu1", "conv2_bias", "flatten", "fc_bias"}
-    assert set(layout["fc_bias"]) == {"mean_per_channel_axis-1"}
+    assert set(layout) == {"input", "relu1", "flatten"}  # the inputs only: the reference is the FP twin
     assert layout["relu1"]["mean_per_channel_axis1"].inplace is True
 
 
@@ -371,3 +387,12 @@ def test_layers_skipped_for_their_shape_are_named_in_a_warning(caplog):
     with caplog.at_level("WARNING"):
         assert find_biased_layers(model, quantized_only=False) == []
     assert "bias correction skips 1 layers" in caplog.text and "dense" in caplog.text
+
+
+def test_a_bias_after_a_dynamic_rank_output_is_reported_not_skipped_silently(caplog):
+    x = ops.parameter(ov.PartialShape.dynamic(), np.float32, name="tokens")
+    fc = _named(ops.matmul(x, ops.constant(np.ones((4, 3), np.float32)), False, False), "fc_dynamic_rank")
+    model = ov.Model([ops.result(ops.add(fc, ops.constant(np.ones(3, np.float32))))], [x], "dynamic_rank")
+    with caplog.at_level("WARNING"):
+        assert find_biased_layers(model, quantized_only=False) == []
+    assert "bias correction skips 1 layers" in caplog.text and "fc_dynamic_rank" in caplog.text

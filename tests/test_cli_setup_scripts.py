@@ -39,7 +39,7 @@ def _calls(checkout):
 
 
 def test_setup_installs_once_and_again_only_when_the_packaging_changes(checkout):
-    pip = f"python -m pip install -e {checkout}[torch,test]"
+    pip = f"python -m pip install -e {checkout}[torch,test,ray]"
     assert _run(checkout, "setup.sh").returncode == 0
     assert _calls(checkout) == [pip]
     assert _run(checkout, "setup.sh").returncode == 0

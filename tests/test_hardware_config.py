@@ -8,7 +8,7 @@ import openvino as ov
 import openvino.opset13 as ops
 import pytest
 
-from pot_torch.graph.hardware.config import HardwareConfig, load_hardware_config
+from pot_torch.graph.hardware.config import HardwareConfig, ModelTypeRules, load_hardware_config
 from pot_torch.graph.hardware.op_classes import classify_op
 
 
@@ -29,7 +29,8 @@ def test_cpu_quantizers_are_pots():
     assert weights[1]["mode"] == "asymmetric"
     assert cpu.quantizer_options(conv.activations)[0]["granularity"] == "pertensor"
     depthwise = cpu.rule("DepthwiseConvolution")
-    assert depthwise.activations is None and depthwise.weights  # bf16 depthwise kernels are faster here
+    # INT8 depthwise kernels on real weights (findings 8.10): per-tensor activations, as NNCF
+    assert cpu.quantizer_options(depthwise.activations)[0]["granularity"] == "pertensor" and depthwise.weights
     gpu = load_hardware_config("GPU")
     assert gpu.quantizer_options(gpu.rule("DepthwiseConvolution").activations)[0]["granularity"] == "perchannel"
     assert conv.below_min_spatial == "weights_only" and conv.min_input_spatial == 2
@@ -85,11 +86,12 @@ def test_saturation_fix_only_for_cpu_and_any():
 
 def test_transformer_rules_and_cpu_spr_exception():
     rules = load_hardware_config("CPU").model_type_rules("transformer")
-    assert rules["default_preset"] == "mixed"
-    assert {"Add", "MVN", "Multiply", "Power", "Subtract"} <= set(rules["ignored_operations"])
+    assert rules.default_preset == "mixed"
+    assert {"Add", "MVN", "Multiply", "Power", "Subtract"} <= set(rules.ignored_operations)
+    assert rules.skipped_producers("MatMul") == ("Softmax",) and rules.skipped_producers("Convolution") == ()
     spr = load_hardware_config("CPU_SPR").model_type_rules("transformer")
-    assert "Multiply" not in spr["ignored_operations"] and "Add" in spr["ignored_operations"]
-    assert load_hardware_config("CPU").model_type_rules(None) == {}
+    assert "Multiply" not in spr.ignored_operations and "Add" in spr.ignored_operations
+    assert load_hardware_config("CPU").model_type_rules(None) == ModelTypeRules()
     with pytest.raises(ValueError, match="no rules for model_type 'cnn'.*transformer"):
         load_hardware_config("CPU").model_type_rules("cnn")
 
@@ -120,3 +122,10 @@ def test_bad_descriptions_are_named():
         HardwareConfig({**_description(), "operations": {"Convolutoin": {}}}, "CPU", "mine.json")
     with pytest.raises(ValueError, match="below_min_spatial 'drop'; valid: \\['skip', 'weights_only'\\]"):
         HardwareConfig(_description(activations="q8", below_min_spatial="drop"), "CPU", "mine.json")
+
+
+def test_a_model_type_field_the_parser_does_not_know_is_refused():
+    description = {"quantizers": {}, "operations": {},
+                   "model_types": {"transformer": {"default_preset": "mixed", "ignored_operation": ["Add"]}}}
+    with pytest.raises(ValueError, match=r"<dict>: model type 'transformer' has unknown fields \['ignored_operation'\]"):
+        HardwareConfig(description, "CPU")

@@ -92,6 +92,13 @@ _accuracy_drop = _rule(_finite, lambda v: v >= 0,
 _unit_interval = _rule(_number, lambda v: 0.0 <= v <= 1.0, "expected a number in [0, 1]")
 _probability = _rule(_number, lambda v: 0.0 <= v < 0.5, "expected a number in [0, 0.5)")
 _fraction = _rule(_number, lambda v: 0.0 < v <= 1.0, "expected a number in (0, 1]")
+
+
+def fraction_below_one(expected: str) -> Check:
+    """A check accepting a number in [0, 1) and answering ``expected`` otherwise."""
+    return _rule(_number, lambda v: 0.0 <= v < 1.0, expected)
+
+
 _bits = _rule(_positive_int, lambda v: 2 <= v <= 8, "expected an integer number of bits from 2 to 8")
 _bias_threshold = _rule(_number, lambda v: v > 0, "expected a positive number: a bias correction whose shift "
                                                   "magnitude is not below it is skipped (inf: never skip)")
@@ -247,6 +254,8 @@ ACCURACY_AWARE_PARAMS: Dict[str, Param] = {
     "annotation_free": Param(False, choices=(False,)),
     "annotation_conf_threshold": Param(0.6, check=_unit_interval),
     "metrics": Param(None, check=_metrics_list),
+    "report_path": Param(None, check=_rule(None, lambda v: isinstance(v, str) and v.lower().endswith(".html"),
+                                           "expected the path of an .html file for the quantization report")),
 }
 _DEFAULT_QUANTIZATION = {
     **COMMON_PARAMS, **QUANTIZATION_PARAMS, **BIAS_CORRECTION_PARAMS, **SMOOTH_QUANT_PARAMS,
@@ -272,6 +281,16 @@ ALGORITHM_PARAMS: Dict[str, Dict[str, Param]] = {
     "DefaultQuantization": _DEFAULT_QUANTIZATION,
     "AccuracyAwareQuantization": {**_DEFAULT_QUANTIZATION, **ACCURACY_AWARE_PARAMS},
 }
+
+
+def declare_params(algorithm: str, spec: Mapping[str, Param]) -> None:
+    """Declare the parameters of ``algorithm`` (its registered name); an algorithm module calls this once.
+
+    :raises ValueError: if ``algorithm`` already has parameters declared.
+    """
+    if algorithm in ALGORITHM_PARAMS:
+        raise ValueError(f"parameters of '{algorithm}' are already declared")
+    ALGORITHM_PARAMS[algorithm] = dict(spec)
 
 
 def resolve_params(algorithm: str, params: Optional[Mapping[str, Any]]) -> AttrDict:
@@ -303,7 +322,7 @@ def resolve_params(algorithm: str, params: Optional[Mapping[str, Any]]) -> AttrD
 
 def _model_type_defaults(target_device: str, model_type: str) -> Dict[str, Any]:
     rules = load_hardware_config(target_device).model_type_rules(model_type)
-    defaults = {"preset": rules["default_preset"]} if "default_preset" in rules else {}
+    defaults = {"preset": rules.default_preset} if rules.default_preset else {}
     return {**defaults, **MODEL_TYPE_DEFAULTS.get(model_type, {})}
 
 

@@ -22,11 +22,16 @@ from pot_torch.engines.compile_race import compile_avoiding_stream_race, constan
 from pot_torch.engines.input_feeding import fill_inputs
 from pot_torch.engines.stats_run import Run, StatSource
 from pot_torch.engines.utils import append_stats, output_names, process_accumulated_stats
+from pot_torch.engines.utils import (add_tensor_names, align_stat_names_with_results,  # noqa: F401  (POT's
+                                     cast_friendly_names, collect_model_outputs, convert_output_key,  # names
+                                     get_clean_name, process_raw_output, restore_original_node_names)  # here)
+from pot_torch.graph.model_io import save_model  # noqa: F401  (POT's ie_engine imported it)
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.graph.structure import graph_structure
 from pot_torch.samplers.batch_sampler import BatchSampler
 from pot_torch.statistics.stats_outputs import StatsOutputs, add_stats_outputs, stat_kind
 from pot_torch.utils.logger import get_logger, progress_bar_enabled
+from pot_torch.utils.utils import create_tmp_dir  # noqa: F401  (POT's ie_engine imported it)
 
 logger = get_logger(__name__)
 
@@ -120,24 +125,35 @@ class IEEngine(Engine):
             sampler = BatchSampler(self.data_loader)
         stats_layout = stats_layout or None
         try:
-            requests = self._get_requests_number(stats_layout)
-            run = self._prepare_run(stats_layout, metric_per_sample, asynchronous=requests != 1)
             (logger.info if print_progress else logger.debug)("Start inference of %d images", len(sampler))
             with tqdm(total=len(sampler), disable=not (print_progress or progress_bar_enabled()),
                       desc="Inference", unit="sample") as progress:
-                if requests == 1:
-                    self._process_dataset(run, sampler, progress)
-                else:
-                    self._process_dataset_async(run, sampler, progress, requests)
-            run.store_online_results(self._accumulated_layer_stats)
-            stats = process_accumulated_stats(self._accumulated_layer_stats) if stats_layout else None
-            metrics = None
-            if self._metric is not None:
-                metrics = average_values(self._metric)
-                if metric_per_sample:
-                    metrics = (_sorted_records(self._per_sample_metrics), metrics)
+                run = self._run(stats_layout, sampler, metric_per_sample, progress)
+            return self._results(run, stats_layout, metric_per_sample)
         finally:
             self._reset()
+
+    def _run(self, stats_layout: Optional[Mapping], sampler: Any, metric_per_sample: bool, progress: tqdm) -> Run:
+        """Run every batch of ``sampler`` through the model compiled for ``stats_layout``: statistics go to the
+        accumulated lists or the run's online aggregates, outputs to the metric (``_consume``)."""
+        requests = self._get_requests_number(stats_layout)
+        run = self._prepare_run(stats_layout, metric_per_sample, asynchronous=requests != 1)
+        if requests == 1:
+            self._process_dataset(run, sampler, progress)
+        else:
+            self._process_dataset_async(run, sampler, progress, requests)
+        return run
+
+    def _results(self, run: Run, stats_layout: Optional[Mapping], metric_per_sample: bool
+                 ) -> Tuple[Any, Optional[Dict[Hashable, Dict[str, list]]]]:
+        """``(metrics, stats)`` of a finished ``run``, as ``predict`` returns them."""
+        run.store_online_results(self._accumulated_layer_stats)
+        stats = process_accumulated_stats(self._accumulated_layer_stats) if stats_layout else None
+        metrics = None
+        if self._metric is not None:
+            metrics = average_values(self._metric)
+            if metric_per_sample:
+                metrics = (_sorted_records(self._per_sample_metrics), metrics)
         return metrics, stats
 
     @staticmethod
@@ -271,6 +287,11 @@ class IEEngine(Engine):
         except DataItemError as error:
             where = f"data set item {indices[0]}" if len(indices) == 1 else f"batch of data set items {indices}"
             raise type(error)(f"{where}: {error}") from error
+        # OpenVINO shares only C-contiguous inputs; it copies a strided one (a crop, an expand_dims view) into a
+        # temporary that an asynchronous request may read after it was freed: wrong, run-dependent outputs.
+        # (np.require, not np.ascontiguousarray, which turns a scalar input into shape [1].)
+        feed = {key: np.require(value, requirements="C") if isinstance(value, np.ndarray) else value
+                for key, value in feed.items()}
         if annotations and not has_own_sample_ids(batch) and len(annotations) == len(indices):
             annotations = [(index, annotation) for index, (_, annotation) in zip(indices, annotations)]
         return feed, (indices, annotations, metadata)

@@ -3,7 +3,9 @@
 Statistics are accumulated as ``{node_key: {stat_name: [(order, value), ...]}}`` by ``append_stats`` and
 turned into ``{node_key: {stat_name: [value, ...]}}`` (sorted by ``order``) by ``process_accumulated_stats``.
 The statistics-output builder (``add_stats_outputs``, ``stat_kind``) lives in
-:mod:`pot_torch.statistics.stats_outputs` and is importable from here too, as custom engines do.
+:mod:`pot_torch.statistics.stats_outputs` and POT's statistic objects (``Statistic``, ``compute_statistic``,
+``get_stats_function``) in :mod:`pot_torch.statistics.pot_statistics`; both are importable from here too, as
+custom engines do.
 """
 from __future__ import annotations
 
@@ -14,8 +16,13 @@ import numpy as np
 import openvino as ov
 
 from pot_torch.graph.node_key import node_key_label, split_node_key  # noqa: F401  (POT-path re-export)
+from pot_torch.statistics.pot_statistics import (ACTIVATIONS, Statistic, TensorStatistic,  # noqa: F401
+                                                 compute_statistic, get_stats_function)
 from pot_torch.statistics.stats_outputs import (StatsOutputs, add_stats_outputs, is_inplace_reducer,  # noqa: F401
                                                reducer_cache_key, stat_kind)
+from pot_torch.utils.logger import get_logger
+
+logger = get_logger(__name__)
 
 _SINK_PORT = re.compile(r"/sink_port_\d+")
 
@@ -111,6 +118,60 @@ def stack_sequential_outputs(steps: Sequence[Mapping[Any, Any]], names: Iterable
                              "step's results separately instead")
         stacked[name] = np.stack(arrays, axis=1 if rank == 2 else 2)
     return stacked
+
+
+def parse_sequential_stats(value_sequential: Sequence[Mapping[Any, Any]],
+                           stats_layout: Mapping[Hashable, Mapping]) -> Dict[str, np.ndarray]:
+    """POT's name for stacking a sequence's per-step results: the outputs of the layout's nodes, each stacked
+    over the steps as :func:`append_stats` does with a list of results (see :func:`stack_sequential_outputs`)."""
+    stat_names_by_layer, _ = get_per_layer_stat_mapping(stats_layout)
+    return stack_sequential_outputs(value_sequential, stat_names_by_layer)
+
+
+def _result_name(node_key: Hashable, stat: Any) -> Hashable:
+    """The result name POT read a statistic from: ``<type>_<node>`` (or its ``layer_stat_name``) for a
+    ``Statistic`` computed in the graph (``inplace_statistics``), the node's output name otherwise."""
+    options = getattr(stat, "kwargs", None)
+    if isinstance(options, Mapping) and options.get("inplace_statistics", False):
+        return options.get("layer_stat_name", f"{options['type']}_{node_key}")
+    return convert_output_key(node_key)
+
+
+def get_per_layer_stat_mapping(stats_layout: Mapping[Hashable, Mapping]
+                               ) -> tuple[Dict[Hashable, Any], Dict[Hashable, Hashable]]:
+    """``({result name: statistic}, {result name: node key})`` for every statistic of the layout (a node's
+    output name for plain statistics, ``<type>_<node>`` for POT's in-graph ``Statistic`` objects)."""
+    stat_names_by_layer: Dict[Hashable, Any] = {}
+    old_names_mapping: Dict[Hashable, Hashable] = {}
+    for node_key, stats in stats_layout.items():
+        for stat in stats:
+            result_name = _result_name(node_key, stat)
+            stat_names_by_layer[result_name], old_names_mapping[result_name] = stat, node_key
+    return stat_names_by_layer, old_names_mapping
+
+
+def get_inplace_stats_mapping(stats_layout: Mapping[Hashable, Mapping]) -> Dict[Hashable, Dict[Any, Hashable]]:
+    """``{node key: {statistic: result name}}``: where each statistic of the layout is read from."""
+    return {node_key: {stat: _result_name(node_key, stat) for stat in stats}
+            for node_key, stats in stats_layout.items()}
+
+
+def get_sequential_activations(activations: Any, layer: Hashable, activation_seq: Dict[Hashable, list],
+                               stats_layout: Dict[Hashable, Dict], stat_names_by_layer: Mapping[Hashable, Any],
+                               old_names_mapping: Mapping[Hashable, Hashable]) -> None:
+    """Append one step's ``activations`` of result ``layer`` to ``activation_seq[layer]`` when the layout asks
+    for it. A POT in-graph ``Statistic`` of that result is replaced in ``stats_layout`` by the same statistic
+    computed on the stacked activations (a ``TensorStatistic``), as POT did for sequences."""
+    node_key = old_names_mapping.get(layer)
+    if node_key not in stats_layout:
+        return
+    stat = stat_names_by_layer[layer]
+    options = getattr(stat, "kwargs", None)
+    if isinstance(options, Mapping) and options.get("inplace_statistics", False):
+        fn = get_stats_function(ACTIVATIONS, options.get("type"), options.get("granularity"), "compute_statistic")
+        stats_layout[node_key].pop(stat)
+        stats_layout[node_key][stat] = TensorStatistic(fn)
+    activation_seq[layer].append(activations)
 
 
 def process_accumulated_stats(accumulated_stats: Dict[Hashable, Dict[str, list]],

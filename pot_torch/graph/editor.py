@@ -18,6 +18,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
+from openvino.utils.node_factory import NodeFactory
 
 from pot_torch.graph.constants import WEIGHT_PASS_THROUGH, constant_source
 
@@ -193,12 +194,10 @@ def weight_source_output(node: ov.Node, port: int) -> ov.Output:
     return source
 
 
-def quantized_input(node: ov.Node, port: int) -> Optional[ov.Node]:
-    """The FakeQuantize feeding input ``port`` of ``node`` (through Convert/Reshape...), or ``None``."""
-    source = node.input_value(port).get_node()
-    while source.get_type_name() in WEIGHT_PASS_THROUGH and source.get_type_name() != "FakeQuantize":
-        source = source.input_value(0).get_node()
-    return source if source.get_type_name() == "FakeQuantize" else None
+def copy_node(node: ov.Node, inputs: Sequence[ov.Output]) -> ov.Node:
+    """A new op of ``node``'s type, version and attributes reading ``inputs`` (``node`` is unchanged)."""
+    info = node.get_type_info()
+    return NodeFactory(info.version_id).create(info.name, list(inputs), node.get_attributes())
 
 
 def fake_quantize_ops(model: ov.Model) -> List[ov.Node]:

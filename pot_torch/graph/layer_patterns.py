@@ -13,7 +13,7 @@ Statistics keys follow the project's convention (:func:`pot_torch.graph.node_key
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Hashable, List, Optional
+from typing import Hashable, List, Optional, Tuple
 
 import numpy as np
 import openvino as ov
@@ -136,21 +136,31 @@ class BiasAdd:
         return BiasAdd(self.add, self.port, new_const, self.channels, self.channel_axis)
 
 
-def find_bias_add(layer: ov.Node) -> Optional[BiasAdd]:
-    """The bias ``Add`` of ``layer``, or ``None``.
-
-    The Add must be the only consumer of the layer's output 0, and its other input a constant holding one
-    value per output channel (all other axes of size 1, right-aligned against the layer's output).
-    """
+def constant_add_after(layer: ov.Node) -> Optional[Tuple[ov.Node, int, ov.Node]]:
+    """``(add, constant port, constant)`` when the only consumer of the layer's output 0 is an ``Add`` of a
+    constant (through ``BIAS_PASS_THROUGH`` ops, used by that Add only), whatever its shape; else ``None``."""
     targets = list(layer.output(0).get_target_inputs())
     if len(targets) != 1 or targets[0].get_node().get_type_name() != "Add":
         return None
     add = targets[0].get_node()
     port = 1 - targets[0].get_index()
     const = constant_source(add.input_value(port), BIAS_PASS_THROUGH, exclusive=True)
+    return None if const is None else (add, port, const)
+
+
+def find_bias_add(layer: ov.Node) -> Optional[BiasAdd]:
+    """The bias ``Add`` of ``layer``, or ``None``.
+
+    The Add must be the only consumer of the layer's output 0, and its other input a constant holding one
+    value per output channel (all other axes of size 1, right-aligned against the layer's output).
+    """
+    candidate = constant_add_after(layer)
+    if candidate is None:
+        return None
+    add, port, const = candidate
     out_shape = layer.get_output_partial_shape(0)
     bias_shape = add.get_input_partial_shape(port)
-    if const is None or out_shape.rank.is_dynamic or bias_shape.is_dynamic:
+    if out_shape.rank.is_dynamic or bias_shape.is_dynamic:
         return None
     out_rank = out_shape.rank.get_length()
     axis = output_channel_axis(layer) % out_rank

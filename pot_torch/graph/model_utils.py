@@ -12,12 +12,15 @@ import openvino as ov
 import openvino.opset13 as opset
 
 from pot_torch.graph.model_io import load_model, save_model
+from pot_torch.graph.node_key import node_key_label as convert_output_key
 from pot_torch.graph.nx_model import CompressedModel
-from pot_torch.graph.weights_compression import compress_model_weights
+from pot_torch.graph.submodels import build_model_for_node, models_union
+from pot_torch.graph.weights_compression import compress_model_weights, compress_weights
 
 __all__ = [
     "load_model", "save_model", "compress_model_weights", "add_outputs", "get_nodes_by_type",
-    "get_node_by_name", "get_all_operation_nodes", "nx_type_infer",
+    "get_node_by_name", "get_all_operation_nodes", "nx_type_infer", "CompressedModel", "compress_weights",
+    "convert_output_key", "build_model_for_node", "models_union",
 ]
 
 AnyModel = Union[CompressedModel, ov.Model]

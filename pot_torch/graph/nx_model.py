@@ -1,6 +1,7 @@
 """``CompressedModel``: one model or a cascade of models being compressed."""
 from __future__ import annotations
 
+import importlib
 from collections import Counter
 from typing import Any, Dict, List, Optional
 
@@ -8,6 +9,20 @@ import networkx as nx
 import openvino as ov
 
 from pot_torch.graph.nx_view import build_graph
+from pot_torch.utils.logger import get_logger, stdout_redirect  # noqa: F401  (POT's nx_model had them)
+
+logger = get_logger(__name__)
+
+#: POT's ``nx_model`` also exported these; they live in modules that import this one, so they load on first use.
+_LAZY_NAMES = {"load_graph": "pot_torch.graph.graph_utils", "save_graph": "pot_torch.graph.graph_utils",
+               "is_ignored": "pot_torch.graph.ignored_params",
+               "preprocess_ignored_params": "pot_torch.graph.ignored_params"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class CompressedModel:

@@ -42,6 +42,14 @@ def compress_model_weights(model: CompressedModel) -> None:
                     member["name"], count - left, count)
 
 
+def compress_weights(model: ov.Model) -> None:
+    """POT's pass of the same name: ``compress_model_weights`` on one ``openvino.Model``, in place."""
+    if not isinstance(model, ov.Model):
+        raise TypeError(f"compress_weights expects an openvino.Model, got {type(model).__name__}; for a "
+                        "CompressedModel call compress_model_weights")
+    _compress(model)
+
+
 def weight_fake_quantizes(model: ov.Model) -> List[ov.Node]:
     """The FakeQuantize ops of ``model`` whose data input is a constant (possibly through a Convert)."""
     found = []

@@ -6,8 +6,22 @@ from typing import Any, Iterable, List, Mapping, Sequence, Union
 from pot_torch.algorithms import COMPRESSION_ALGORITHMS
 from pot_torch.api.engine import Engine
 from pot_torch.pipeline.pipeline import Pipeline
+from pot_torch.utils.unsupported import unsupported_function
 
 AlgoConfig = Union[Mapping[str, Any], Sequence[Mapping[str, Any]]]
+
+#: POT sent the algorithm configuration to Intel's telemetry service from ``create_pipeline``.
+send_configuration = unsupported_function(
+    "openvino.tools.pot.pipeline.initializer.send_configuration",
+    "pot_torch sends no telemetry, so there is nothing to send the configuration to")
+
+
+def get_algorithm(name: str) -> type:
+    """The algorithm class registered under POT's ``name`` (``'DefaultQuantization'``, ...).
+
+    :raises ValueError: no algorithm has that name (the error lists the registered ones).
+    """
+    return COMPRESSION_ALGORITHMS.get(name)
 
 
 def create_pipeline(algo_config: AlgoConfig, engine: Engine, interface: str = "API") -> Pipeline:
@@ -32,7 +46,7 @@ def create_pipeline(algo_config: AlgoConfig, engine: Engine, interface: str = "A
         if not isinstance(params, Mapping):
             raise TypeError(f"'params' of {where} must be a dict of parameters, got {params!r}; "
                             "e.g. {'preset': 'performance', 'stat_subset_size': 300}")
-        algorithm_cls = COMPRESSION_ALGORITHMS.get(entry["name"])
+        algorithm_cls = get_algorithm(entry["name"])
         pipeline.add_algo(algorithm_cls(dict(params), engine))
     return pipeline
 

@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tupl
 from pot_torch.api.engine import Engine
 from pot_torch.graph.node_key import split_node_key
 from pot_torch.samplers.batch_sampler import BatchSampler
+from pot_torch.statistics.online import kept_per_batch
 
 #: A statistics layout as POT's ``Engine.predict`` takes it: ``{node_key: {stat_name: fn}}``. ``node_key`` is
 #: an op's friendly name (its output 0) or ``(friendly_name, output_index)``; ``fn`` maps the batch output
@@ -40,38 +41,66 @@ def collect_statistics(engine: Engine, model: Any, requests: Sequence[Statistics
                        print_progress: bool = False) -> List[Statistics]:
     """Run ``model`` through ``engine`` and return the statistics of each request, in request order.
 
-    Requests that read the same samples in the same batches share one ``engine.predict`` call. Afterwards an
+    Requests that read the same samples in the same batches share one ``engine.predict`` call, and so does a
+    request whose samples are the first whole batches of another's (BiasCorrection's first 20 % of the
+    calibration subset): its statistics are kept per batch in that pass and cut to its batches. Afterwards an
     engine with a ``release_statistics_models`` method (``IEEngine``) is asked to free its statistics models.
 
     :raises ValueError: ``model`` is a cascade and a requested op name belongs to more than one member
         (statistics are keyed by op name, so they would mix).
     """
     results: List[Statistics] = [{} for _ in requests]
-    passes: Dict[Tuple[Optional[Tuple[int, ...]], int], List[int]] = {}
-    for index, request in enumerate(requests):
-        if request.layout:
-            passes.setdefault(request.sampling_key(), []).append(index)
+    passes = _plan_passes(requests)
     if not passes:
         return results
     _check_cascade_keys(model, [key for request in requests for key in request.layout])
     engine.set_model(model)
     for (subset, batch_size), members in passes.items():
         merged: StatsLayout = {}
-        for index in members:
+        for index, batches in members.items():
             for node_key, stats in requests[index].layout.items():
                 for stat_name, fn in stats.items():
-                    merged.setdefault(node_key, {})[f"{index}/{stat_name}"] = fn
+                    merged.setdefault(node_key, {})[f"{index}/{stat_name}"] = \
+                        fn if batches is None else kept_per_batch(fn)
         sampler = BatchSampler(engine.data_loader, batch_size=batch_size,
                                subset_indices=list(subset) if subset is not None else None)
         _, collected = engine.predict(stats_layout=merged, sampler=sampler, print_progress=print_progress)
         for node_key, stats in (collected or {}).items():
             for merged_name, values in stats.items():
                 index_text, stat_name = merged_name.split("/", 1)
-                results[int(index_text)].setdefault(node_key, {})[stat_name] = values
+                batches = members[int(index_text)]
+                results[int(index_text)].setdefault(node_key, {})[stat_name] = \
+                    values if batches is None else values[:batches]
     release = getattr(engine, "release_statistics_models", None)  # IEEngine's; POT's Engine API has none
     if callable(release):
         release()
     return results
+
+
+SamplingKey = Tuple[Optional[Tuple[int, ...]], int]
+
+
+def _plan_passes(requests: Sequence[StatisticsRequest]) -> Dict[SamplingKey, Dict[int, Optional[int]]]:
+    """The passes over the data: ``{(subset, batch size): {request index: None, or the number of leading batches
+    the request reads (it rides on a longer pass whose subset starts with its own)}}``."""
+    passes: Dict[SamplingKey, Dict[int, Optional[int]]] = {}
+    for index, request in enumerate(requests):
+        if request.layout:
+            passes.setdefault(request.sampling_key(), {})[index] = None
+    for key in sorted(passes, key=lambda k: -1 if k[0] is None else len(k[0])):
+        subset, batch_size = key
+        host = next((other for other in passes if other != key and _starts_with(other, subset, batch_size)), None)
+        if host is not None:
+            passes[host].update({index: len(subset) // batch_size if batches is None else batches
+                                 for index, batches in passes.pop(key).items()})
+    return passes
+
+
+def _starts_with(key: SamplingKey, subset: Optional[Tuple[int, ...]], batch_size: int) -> bool:
+    """Whether the pass ``key`` reads ``subset`` as its first whole batches of ``batch_size``."""
+    other, other_batch = key
+    return (subset is not None and other is not None and other_batch == batch_size and len(other) > len(subset)
+            and len(subset) % batch_size == 0 and other[:len(subset)] == subset)
 
 
 def _check_cascade_keys(model: Any, node_keys: Sequence[Hashable]) -> None:

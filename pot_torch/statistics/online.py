@@ -14,11 +14,14 @@ algorithms aggregate whatever list they get.
 """
 from __future__ import annotations
 
+import copy
+import functools
+import types
 from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["ONLINE_AGGREGATORS", "OnlineAccumulator", "stream_into", "online_aggregator_of"]
+__all__ = ["ONLINE_AGGREGATORS", "OnlineAccumulator", "stream_into", "online_aggregator_of", "kept_per_batch"]
 
 #: Aggregators with an exact online form.
 ONLINE_AGGREGATORS = ("min", "max", "mean")
@@ -34,6 +37,19 @@ def stream_into(fn: Any, aggregator: str) -> Any:
     if aggregator in ONLINE_AGGREGATORS:
         setattr(fn, ONLINE_ATTRIBUTE, aggregator)
     return fn
+
+
+def kept_per_batch(fn: Any) -> Any:
+    """``fn`` itself if it is not marked by :func:`stream_into`, else a copy of it without the mark (its values
+    are then returned per batch, e.g. to be cut to a prefix of the samples)."""
+    if online_aggregator_of(fn) is None:
+        return fn
+    if isinstance(fn, types.FunctionType):
+        copied: Any = functools.wraps(fn)(lambda *args, **kwargs: fn(*args, **kwargs))
+    else:
+        copied = copy.copy(fn)
+    copied.__dict__.pop(ONLINE_ATTRIBUTE, None)
+    return copied
 
 
 def online_aggregator_of(fn: Any) -> Optional[str]:
@@ -82,6 +98,29 @@ class OnlineAccumulator:
             part = reduce(rows, axis=0, keepdims=True)
             self._value = part if self._value is None else combine(self._value, part)
         self.count += rows.shape[0]
+
+    def merge(self, other: "OnlineAccumulator") -> None:
+        """Fold in the aggregate of another part of the data set (a distributed engine's partial result):
+        exact for ``'min'`` and ``'max'``; for ``'mean'`` the float64 sums and the counts add.
+
+        :raises ValueError: ``other`` aggregates differently, or its rows have another shape.
+        """
+        if other.aggregator != self.aggregator:
+            raise ValueError(f"{self.what}: cannot merge a running {other.aggregator!r} into a running "
+                             f"{self.aggregator!r}; both parts must aggregate the same way")
+        if other._value is None:
+            return
+        if self._value is None:
+            self._value, self._dtype, self.count = other._value.copy(), other._dtype, other.count
+            return
+        if other._value.shape != self._value.shape:
+            raise ValueError(f"{self.what}: partial aggregates of shapes {self._value.shape} and "
+                             f"{other._value.shape} cannot be merged; every part must measure the same output")
+        if self.aggregator == "mean":
+            self._value = self._value + other._value
+        else:
+            self._value = (np.minimum if self.aggregator == "min" else np.maximum)(self._value, other._value)
+        self.count += other.count
 
     @property
     def empty(self) -> bool:

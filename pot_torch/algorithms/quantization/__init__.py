@@ -6,3 +6,14 @@ from pot_torch.algorithms.quantization import fast_bias_correction  # noqa: F401
 from pot_torch.algorithms.quantization import bias_correction  # noqa: F401
 from pot_torch.algorithms.quantization import default  # noqa: F401
 from pot_torch.algorithms.quantization import accuracy_aware  # noqa: F401
+from pot_torch.algorithms.quantization import accuracy_aware_common  # noqa: F401
+from pot_torch.algorithms.quantization import unavailable  # noqa: F401
+from pot_torch.algorithms.quantization import range_optimization  # noqa: F401
+from pot_torch.algorithms.quantization import tunable_quantization  # noqa: F401
+from pot_torch.algorithms.quantization import params_grid_search  # noqa: F401
+from pot_torch.algorithms.quantization import int4_mixed  # noqa: F401
+from pot_torch.algorithms.quantization import qnoise_estimator  # noqa: F401
+from pot_torch.algorithms.quantization import range_supervision  # noqa: F401
+from pot_torch.algorithms.quantization import weight_bias_correction  # noqa: F401
+from pot_torch.algorithms.quantization import outlier_channel_splitting  # noqa: F401
+from pot_torch.algorithms.quantization import data_free  # noqa: F401

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from pot_torch.algorithms.algorithm import Algorithm
 from pot_torch.algorithms.params import resolve_params, sub_params
 from pot_torch.algorithms.quantization.accuracy_evaluation import (MetricSpec, check_annotations, choose_metric,
-                                                                    evaluate, hardest_samples)
+                                                                    evaluate, evaluate_each, hardest_samples)
 from pot_torch.algorithms.quantization.default import DefaultQuantization
 from pot_torch.algorithms.quantization.layer_revert import (LayerKey, MemberGroup, biases_before_correction,
                                                             reverted)
@@ -73,10 +73,16 @@ class AccuracyAwareQuantization(Algorithm):
         self.final_metric: Optional[float] = None
         #: Name of the metric optimised in the last ``run``.
         self.metric_name: Optional[str] = None
+        self._input_model: Optional[CompressedModel] = None
 
     def run(self, model: CompressedModel, statistics: Optional[List[Statistics]] = None) -> CompressedModel:
         """Quantize ``model`` (left unchanged) within the accuracy budget; return the new model."""
         config = self.config
+        if config.report_path:  # fail before the work, not after it
+            from pot_torch.report import report_paths  # (pot_torch.report builds on this module)
+
+            report_paths(config.report_path)
+        self._input_model = model
         spec = choose_metric(self.engine, config.metrics)
         check_annotations(self.engine)
         indices = self._evaluation_indices(spec)
@@ -116,6 +122,11 @@ class AccuracyAwareQuantization(Algorithm):
                     result.value, result.drop)
         self.final_drop = result.drop
         self.final_metric = result.value
+        if self.config.report_path:
+            from pot_torch.report import build_report, write_report
+
+            report = build_report(self._input_model, self.engine, self.config, self._calibration_engine)
+            logger.info("Wrote the quantization report to %s", write_report(report, self.config.report_path)[0])
         return result.model
 
     def _evaluation_indices(self, spec: MetricSpec) -> Sequence[int]:
@@ -175,10 +186,10 @@ class AccuracyAwareQuantization(Algorithm):
         ]
         logger.info("Ranking %d quantizer groups on %d samples", len(groups), len(ranking_subset))
         scores = []
+        candidates = (reverted(model, [member_group], biases) for member_group in groups)
+        values = evaluate_each(self.engine, candidates, spec, ranking_subset)  # in parallel on RayEngine
         show = progress_bar_enabled()
-        for position, member_group in enumerate(tqdm(groups, desc="Ranking layers", disable=not show)):
-            candidate = reverted(model, [member_group], biases)
-            value, _ = evaluate(self.engine, candidate, spec, ranking_subset)
+        for position, value in enumerate(tqdm(values, total=len(groups), desc="Ranking layers", disable=not show)):
             gain = value if spec.higher_better else -value
             scores.append((-gain, position))
         return [groups[position] for _, position in sorted(scores)]

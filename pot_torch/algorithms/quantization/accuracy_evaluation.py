@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -87,6 +87,20 @@ def evaluate(engine: Engine, model: Any, spec: MetricSpec, indices: Sequence[int
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN sample stays NaN and ranks last
         per_sample_values = np.asarray([np.nanmean(v) for v in values], dtype=np.float64)
     return _pick(overall, spec.name, len(indices), source), per_sample_values
+
+
+def evaluate_each(engine: Engine, models: Iterable[Any], spec: MetricSpec, indices: Sequence[int]) -> Iterator[float]:
+    """Metric of each of ``models`` over data set ``indices``, in order: an engine with ``predict_models``
+    (``RayEngine``) evaluates several models at once, any other engine one after another."""
+    predict_models = getattr(engine, "predict_models", None)
+    if predict_models is None:
+        for model in models:
+            yield evaluate(engine, model, spec, indices)[0]
+        return
+    source = f"{type(engine.metric).__name__}.avg_value"
+    sampler = BatchSampler(engine.data_loader, subset_indices=list(indices))
+    for metrics, _ in predict_models(models, sampler):
+        yield _pick(metrics, spec.name, len(indices), source)
 
 
 def _pick(metrics: Dict[str, Any], name: str, samples: int, source: str) -> float:

@@ -89,7 +89,7 @@ class BiasCorrection(BiasShiftAlgorithm):
             layers = find_biased_layers(ov_model, quantized_only=False)
             if not layers:
                 continue
-            for key, stats in mean_layout(ov_model, layers, self.config.inplace_statistics, inputs=False).items():
+            for key, stats in mean_layout(ov_model, layers, self.config.inplace_statistics, "output").items():
                 layout.setdefault(key, {}).update(stats)
             for parameter in ov_model.get_parameters():
                 layout.setdefault(output_key(parameter.output(0)), {})[RAW_STAT] = raw_value

@@ -22,8 +22,8 @@ import openvino as ov
 from pot_torch.algorithms.algorithm import Algorithm
 from pot_torch.algorithms.params import resolve_params
 from pot_torch.graph.editor import fake_quantize_ops, remove_fake_quantize
-from pot_torch.graph.layer_patterns import (LAYERS_WITH_BIAS, activation_port, activation_source, find_bias_add,
-                                            has_quantized_weights, input_channel_axis, output_channel_axis)
+from pot_torch.graph.layer_patterns import (LAYERS_WITH_BIAS, activation_port, activation_source, constant_add_after,
+                                            find_bias_add, has_quantized_weights, input_channel_axis, output_channel_axis)
 from pot_torch.graph.node_key import output_key
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.aggregators import aggregate
@@ -82,7 +82,12 @@ def find_biased_layers(model: ov.Model, quantized_only: bool) -> List[BiasedLaye
             continue
         port = activation_port(op)
         bias = find_bias_add(op) if port is not None else None
-        if bias is None or (quantized_only and not has_quantized_weights(op)):
+        if quantized_only and not has_quantized_weights(op):
+            continue
+        if bias is None:
+            if port is not None and constant_add_after(op) is not None and \
+                    op.get_output_partial_shape(0).rank.is_dynamic:
+                unknown_axes.append(op.get_friendly_name())  # a bias whose layout cannot be told
             continue
         in_axis, out_axis = input_channel_axis(op, port), output_channel_axis(op)
         if not (_axis_fits(op.get_input_partial_shape(port), in_axis)
@@ -103,23 +108,23 @@ def batch_shape(batch_output: np.ndarray) -> np.ndarray:
     return np.asarray(np.shape(batch_output), dtype=np.int64)[None]
 
 
-def mean_layout(model: ov.Model, layers: List[BiasedLayer], inplace: bool, inputs: bool) -> StatsLayout:
-    """Per-channel means of each layer's bias Add output and, with ``inputs``, of its activation input.
+def mean_layout(model: ov.Model, layers: List[BiasedLayer], inplace: bool, side: str) -> StatsLayout:
+    """Per-channel means of each layer's activation input (``side`` ``'input'``) or bias Add output
+    (``'output'``).
 
     Where an input's shape is not static beyond the batch axis its shape is asked too (``SHAPE_STAT``). The
     means are marked for online aggregation (``mean_of`` aggregates with ``'mean'``).
     """
+    if side not in ("input", "output"):
+        raise ValueError(f"mean_layout: side must be 'input' or 'output', got {side!r}")
     layout: Dict[Hashable, Dict[str, Any]] = {}
     ops = {op.get_friendly_name(): op for op in model.get_ops()}
     for layer in layers:
-        layout.setdefault(layer.bias_key, {})[mean_stat_name(layer.output_axis)] = stream_into(make_reducer(
-            "mean", per_channel=True, channel_axis=layer.output_axis, inplace=inplace), "mean")
-        if not inputs:
-            continue
-        stats = layout.setdefault(layer.input_key, {})
-        stats[mean_stat_name(layer.input_axis)] = stream_into(make_reducer(
-            "mean", per_channel=True, channel_axis=layer.input_axis, inplace=inplace), "mean")
-        if static_input_shape(ops[layer.name], layer.port) is None:
+        key, axis = (layer.input_key, layer.input_axis) if side == "input" else (layer.bias_key, layer.output_axis)
+        stats = layout.setdefault(key, {})
+        stats[mean_stat_name(axis)] = stream_into(make_reducer(
+            "mean", per_channel=True, channel_axis=axis, inplace=inplace), "mean")
+        if side == "input" and static_input_shape(ops[layer.name], layer.port) is None:
             stats[SHAPE_STAT] = batch_shape
     return layout
 

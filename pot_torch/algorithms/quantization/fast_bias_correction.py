@@ -1,10 +1,11 @@
 """``FastBiasCorrection``: POT's fast bias correction of quantized layers.
 
 For every quantized layer with a bias ``Add`` the floating-point statistics (collected on the model before
-quantization, in the same pass as MinMaxQuantization's) give the per-channel mean of the layer's input and of
-its biased output. The layer alone (its FakeQuantized weights, no bias) is run on an input holding the
-floating-point input mean in every position of each channel; the new bias is the floating-point output mean
-minus that output's per-channel mean. It is applied unless the change is too large relative to the bias
+quantization, in the same pass as MinMaxQuantization's) give the per-channel mean of the layer's input. The
+layer alone, without its bias, is run twice on a probe input holding that mean in every position of each
+channel: once with its FakeQuantized weights and once with the floating-point weights behind their
+FakeQuantize; the bias moves by the difference of the two outputs' per-channel means. A shift is applied
+unless it is too large relative to the bias
 (:func:`~pot_torch.algorithms.quantization.bias_correction_base.shift_magnitude` not below ``threshold``, default 2.0;
 a bias with a zero value is never changed), as in POT.
 
@@ -12,6 +13,15 @@ Unlike POT, the probe input does not pass through the layer's activation FakeQua
 rounding of one point, the mean, is not the mean rounding error over the data, which is close to zero, and it
 added a spurious term that made the threshold reject useful corrections (docs/quantization.md, "Bias
 correction"). What is corrected is the mean shift caused by the weight quantization.
+
+Unlike POT and NNCF, the reference is the floating-point layer on the same probe, not the floating-point
+output mean measured on the data: a layer's output on the mean input is not the mean of its outputs wherever
+the layer is not purely linear in its input, e.g. at the zero-padded borders of a convolution, and the old
+rule took that difference for quantization error (a 3-conv digits CNN: top-1 0.8141 -> 0.8744,
+docs/int8-placement-findings.md 8.8). So only the layers with quantized weights are corrected: with
+``apply_for_all_nodes`` (POT: also layers without quantized weights, whose probe went through the input's
+FakeQuantize) a warning says that it changes nothing here; BiasCorrection corrects such layers for their
+quantized inputs.
 
 The one-layer models are built into one ``openvino.Model`` (one input and one output per layer) and compiled
 at f32, so the algorithm costs one compilation and one inference; a model with more than
@@ -31,7 +41,8 @@ from pot_torch.algorithms.quantization.bias_correction_base import (SHAPE_STAT, 
                                                           mean_layout, mean_of, static_input_shape)
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.constants import constant_source
-from pot_torch.graph.layer_patterns import find_bias_add, weight_port
+from pot_torch.graph.editor import copy_node
+from pot_torch.graph.layer_patterns import weight_port
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.collector import StatisticsRequest
 from pot_torch.statistics.reducers import make_reducer
@@ -48,8 +59,8 @@ PROBE_WEIGHT_BYTES = 64 * 2**20
 class FastBiasCorrection(BiasShiftAlgorithm):
     """Shift the bias of each quantized layer so its output mean matches the floating-point model's.
 
-    Parameters (POT's): ``threshold`` (2.0), ``apply_for_all_nodes`` (False: only layers with quantized
-    weights; True: every layer with a bias), ``stat_subset_size``, ``stat_batch_size``, ``shuffle_data``,
+    Parameters (POT's): ``threshold`` (2.0), ``apply_for_all_nodes`` (accepted; it changes nothing, with a
+    warning: see the module's description), ``stat_subset_size, ``stat_batch_size``, ``shuffle_data``,
     ``seed``, ``inplace_statistics``.
 
     ``statistics_requests`` must be given the floating-point model and ``run`` the quantized one (see
@@ -57,12 +68,12 @@ class FastBiasCorrection(BiasShiftAlgorithm):
     """
 
     def statistics_requests(self, model: CompressedModel) -> List[StatisticsRequest]:
-        """Per-channel means of the input and biased output of every layer with a bias (FP model)."""
+        """Per-channel means of the input of every layer with a bias (FP model)."""
         layout: Dict[Hashable, Dict[str, Any]] = {}
         for member in model.models:
             ov_model = member["model"]
             layers = find_biased_layers(ov_model, quantized_only=False)
-            for key, stats in mean_layout(ov_model, layers, self.config.inplace_statistics, inputs=True).items():
+            for key, stats in mean_layout(ov_model, layers, self.config.inplace_statistics, "input").items():
                 layout.setdefault(key, {}).update(stats)
         if not layout:
             return []
@@ -70,29 +81,34 @@ class FastBiasCorrection(BiasShiftAlgorithm):
         return [StatisticsRequest(layout, list(indices), self.config.stat_batch_size, tag=self.name)]
 
     def _correct(self, model: ov.Model, stats: Mapping[Hashable, Dict[str, list]]) -> None:
-        layers = find_biased_layers(model, quantized_only=not self.config.apply_for_all_nodes)
+        layers = find_biased_layers(model, quantized_only=True)
+        if self.config.apply_for_all_nodes:
+            _warn_apply_for_all_nodes(len(find_biased_layers(model, quantized_only=False)) - len(layers))
         ops_by_name = {op.get_friendly_name(): op for op in model.get_ops()}
-        probes = [probe for probe in (_probe_for(ops_by_name[layer.name], layer, stats) for layer in layers)
-                  if probe is not None]
+        probes = []
+        for layer in layers:
+            blob = probe_input(ops_by_name[layer.name], layer, stats)
+            if blob is not None:
+                probes.append(_Probe(layer, blob))
         chunks = _chunks_by_weight_size(probes, ops_by_name)
-        quantized_means = [mean for chunk in chunks for mean in _measure(model, chunk)]
-        for probe, quantized_mean in zip(probes, quantized_means):
-            layer = ops_by_name[probe.layer.name]
-            bias = find_bias_add(layer)
-            if bias is None:
-                continue
-            # the probe has no bias: the new bias is what brings its mean to the FP mean
-            shift = probe.fp_output_mean - quantized_mean - bias.per_channel()
-            apply_bias_shift(layer, shift.astype(np.float32), float(self.config.threshold))
+        shifts = [shift for chunk in chunks for shift in _measure(model, chunk)]
+        for probe, shift in zip(probes, shifts):
+            apply_bias_shift(ops_by_name[probe.layer.name], shift.astype(np.float32), float(self.config.threshold))
+
+
+def _warn_apply_for_all_nodes(unquantized: int) -> None:
+    logger.warning("FastBiasCorrection: 'apply_for_all_nodes' changes nothing (%d layer(s) with a bias have no "
+                   "quantized weights): it corrects the mean shift caused by weight quantization only. Use "
+                   "BiasCorrection ('use_fast_bias': False) to correct layers for their quantized inputs too",
+                   unquantized)
 
 
 class _Probe:
-    """One layer to measure: the layer, its input blob, and the floating-point mean of its biased output."""
+    """One layer to measure and its input blob."""
 
-    def __init__(self, layer: BiasedLayer, input_blob: np.ndarray, fp_output_mean: np.ndarray) -> None:
+    def __init__(self, layer: BiasedLayer, input_blob: np.ndarray) -> None:
         self.layer = layer
         self.input_blob = input_blob
-        self.fp_output_mean = fp_output_mean
 
 
 def _input_shape(layer_op: ov.Node, layer: BiasedLayer, stats: Mapping[Hashable, Dict[str, list]]
@@ -107,14 +123,14 @@ def _input_shape(layer_op: ov.Node, layer: BiasedLayer, stats: Mapping[Hashable,
     return shape
 
 
-def _probe_for(layer_op: ov.Node, layer: BiasedLayer, stats: Mapping[Hashable, Dict[str, list]]
-               ) -> Optional[_Probe]:
-    """The probe of ``layer`` (op ``layer_op``), or ``None`` (logged) when its statistics are missing or do not
-    fit."""
+def probe_input(layer_op: ov.Node, layer: BiasedLayer, stats: Mapping[Hashable, Dict[str, list]]
+                ) -> Optional[np.ndarray]:
+    """The probe input of ``layer`` (op ``layer_op``): its input's shape (batch 1) holding the floating-point
+    mean of each channel (from ``stats``, FastBiasCorrection's statistics) everywhere; ``None`` (logged) when
+    its statistics are missing or do not fit."""
     input_mean = mean_of(stats, layer.input_key, layer.input_axis)
-    output_mean = mean_of(stats, layer.bias_key, layer.output_axis)
     shape = _input_shape(layer_op, layer, stats)
-    if input_mean is None or output_mean is None or shape is None:
+    if input_mean is None or shape is None:
         logger.debug("%s skipped: no floating-point statistics for it", layer.name)
         return None
     axis = layer.input_axis % len(shape)
@@ -125,8 +141,7 @@ def _probe_for(layer_op: ov.Node, layer: BiasedLayer, stats: Mapping[Hashable, D
     broadcast = [1] * len(shape)
     broadcast[axis] = shape[axis]
     dtype = layer_op.get_input_element_type(layer.port).to_dtype()
-    blob = np.ascontiguousarray(np.broadcast_to(input_mean.reshape(broadcast), shape), dtype=dtype)
-    return _Probe(layer, blob, output_mean)
+    return np.ascontiguousarray(np.broadcast_to(input_mean.reshape(broadcast), shape), dtype=dtype)
 
 
 def _weight_bytes(layer_op: ov.Node) -> int:
@@ -151,17 +166,28 @@ def _chunks_by_weight_size(probes: List[_Probe], ops_by_name: Mapping[str, ov.No
 
 
 def _measure(model: ov.Model, probes: List[_Probe]) -> List[np.ndarray]:
-    """The per-channel output mean of each probe's layer on its input blob (one compilation at f32)."""
+    """Per probe, the per-channel output mean of its floating-point layer minus that of its quantized layer on
+    its input blob (one compilation at f32)."""
     compiled = compile_f32(_build_probe_model(model, probes))
     results = compiled({index: probe.input_blob for index, probe in enumerate(probes)})
     return [np.mean(results[compiled.output(index)], axis=0) for index in range(len(probes))]
 
 
-def _build_probe_model(model: ov.Model, probes: List[_Probe]) -> ov.Model:
-    """One model holding, per probe, Parameter -> layer -> channel means.
+def _float_twin(layer: ov.Node) -> ov.Node:
+    """A copy of ``layer`` (whose weights go through a FakeQuantize right before it) reading the floating-point
+    weights instead."""
+    weights = weight_port(layer)
+    float_weight = layer.input_value(weights).get_node().input_value(0)
+    return copy_node(layer, [float_weight if index == weights else layer.input_value(index)
+                             for index in range(layer.get_input_size())])
 
-    Built on a clone of ``model`` whose layers are rewired to read their own Parameter; the layers keep their
-    FakeQuantized weights and lose their bias (only the layer's own output is measured).
+
+def _build_probe_model(model: ov.Model, probes: List[_Probe]) -> ov.Model:
+    """One model holding, per probe, Parameter -> (FP twin - layer) -> channel means.
+
+    Built on a clone of ``model`` whose layers are rewired to read their own Parameter; each gets a twin reading
+    the floating-point weight behind its weight FakeQuantize. Neither has a bias (only the layers' own outputs
+    are compared).
     """
     clone = model.clone()
     ops_by_name = {op.get_friendly_name(): op for op in clone.get_ops()}
@@ -172,8 +198,9 @@ def _build_probe_model(model: ov.Model, probes: List[_Probe]) -> ov.Model:
         parameter = ops.parameter(list(probe.input_blob.shape), layer.get_input_element_type(port),
                                   name=f"{probe.layer.name}/fbc_input_{index}")
         layer.input(port).replace_source_output(parameter.output(0))
+        difference = ops.subtract(_float_twin(layer).output(0), layer.output(0)).output(0)
         reducer = make_reducer("mean", per_channel=True, channel_axis=probe.layer.output_axis, inplace=True)
-        results.append(ops.result(reducer.graph_reduce(layer.output(0), name=f"{probe.layer.name}/fbc_mean")))
+        results.append(ops.result(reducer.graph_reduce(difference, name=f"{probe.layer.name}/fbc_mean")))
         parameters.append(parameter)
     return ov.Model(results, parameters, "fast_bias_correction_probes")
 

@@ -26,6 +26,10 @@ def _matches(op: ov.Node, pattern: Mapping[str, Any]) -> bool:
                for key, value in (pattern.get("attributes") or {}).items())
 
 
+#: Whether an op matches one ``operations`` pattern ``{'type': ..., 'attributes': {...}}`` of ``ignored``.
+op_matches = _matches
+
+
 def ignored_op_names(model: ov.Model, ignored: Optional[Mapping[str, Any]],
                      extra_types: Sequence[str] = ()) -> Set[str]:
     """Names of the ops of ``model`` that must stay in floating point.

@@ -105,7 +105,7 @@ class MinMaxQuantization(Algorithm):
                 raise KeyError(f"no statistics were collected for {site.stat_key!r} (the input of "
                                f"FakeQuantize '{site.name}'); the engine's predict must return every node of "
                                "the stats_layout it was given")
-            low, high = activation_range(planned.estimator, stats, repr(site.stat_key))
+            low, high = activation_range(planned.estimator, stats, repr(site.stat_key), plan.member)
             low, high = activation_fq_range(planned.quantizer, planned.levels, low, high, planned.estimator)
             if planned.quantizer["granularity"] == "perchannel":
                 low = per_channel_shape(low, site.rank, site.channel_axis)

@@ -33,7 +33,7 @@ from pot_torch.algorithms.quantization.sites import (ActivationSite, Options, Pl
                                                      intersect_options)
 from pot_torch.graph.constants import constant_source
 from pot_torch.graph.editor import compressed_weight_of, ordered_consumers
-from pot_torch.graph.hardware.config import HardwareConfig
+from pot_torch.graph.hardware.config import HardwareConfig, ModelTypeRules
 from pot_torch.graph.hardware.op_classes import classify_op
 from pot_torch.utils.logger import get_logger
 
@@ -71,7 +71,7 @@ def _producer_type_behind(hw: HardwareConfig, output: ov.Output) -> str:
 
 
 class _Planner:
-    def __init__(self, model: ov.Model, hw: HardwareConfig, ignored: Set[str], rules: Mapping[str, Any]):
+    def __init__(self, model: ov.Model, hw: HardwareConfig, ignored: Set[str], rules: ModelTypeRules):
         self.model, self.hw, self.ignored, self.rules = model, hw, ignored, rules
         self.sites: Dict[Tuple[str, int], ActivationSite] = {}
         self.weights: List[WeightSite] = []
@@ -138,9 +138,9 @@ class _Planner:
             act_spec = None
         has_weights = bool(rule.weights) and any(constant)
         act_options = expand_options(self.hw.quantizer_options(act_spec))
-        if op_class in self.rules.get("symmetric_activations_without_weights", ()) and not has_weights:
+        if op_class in self.rules.symmetric_activations_without_weights and not has_weights:
             act_options = [o for o in act_options if o["mode"] == "symmetric"] or act_options
-        skip_from = self.rules.get("skip_activations_from", {}).get(op_class, ())
+        skip_from = self.rules.skipped_producers(op_class)
         # An op with one activation input left in floating point cannot run in INT8: quantizing its other
         # inputs would only add rounding error (e.g. attention's probabilities @ V when Softmax is skipped).
         runs_in_float = any(real[port] and not constant[port]
@@ -294,7 +294,7 @@ def place_quantizers(model: ov.Model, hw: HardwareConfig, ignored: Optional[Mapp
     :param compile_check: with ``cpu_plugin``, compile a probe to keep the sites at risk that do compile.
     """
     rules = hw.model_type_rules(model_type)
-    names = ignored_op_names(model, ignored, rules.get("ignored_operations", ()))
+    names = ignored_op_names(model, ignored, rules.ignored_operations)
     planner = _Planner(model, hw, names, rules)
     for op in model.get_ordered_ops():
         if op.get_type_name() in SUBGRAPH_OPS:

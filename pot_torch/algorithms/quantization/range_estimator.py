@@ -100,19 +100,36 @@ def activation_reducers(estimator: Mapping[str, Any], inplace: bool, channel_axi
 
 
 def activation_range(estimator: Mapping[str, Any], stats: Mapping[str, Sequence[Any]],
-                     what: str) -> Tuple[np.ndarray, np.ndarray]:
+                     what: str, member: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Aggregate the collected per-batch values of both sides into ``(min, max)``.
 
-    :param what: the quantized output, for the error when a statistic is missing.
+    :param what: the quantized output, for the errors.
+    :param member: the cascade member that holds it (``None`` for a single model), for the errors.
+    :raises KeyError: the engine did not return a statistic of the layout.
+    :raises ValueError: the engine returned a statistic without values: the op never ran on calibration data.
     """
     values = {}
     for side in _SIDES:
         name = stat_name(estimator[side], side)
-        if name not in stats or len(stats[name]) == 0:
+        if name not in stats:
             raise KeyError(f"statistic '{name}' of {what} was not collected (collected: {sorted(stats)}); the "
                            "engine's predict must return every statistic of the layout it was given")
+        if len(stats[name]) == 0:
+            raise ValueError(_no_values_message(what, member))
         values[side] = aggregate(estimator[side]["aggregator"], list(stats[name]))
     return values["min"], values["max"]
+
+
+def _no_values_message(what: str, member: Optional[str]) -> str:
+    where = f"op output {what}" + (f" of cascade member '{member}'" if member is not None else "")
+    reach = f"model member '{member}'" if member is not None else "that op"
+    skip = (f", or leave the member in floating point with ignored: {{'{member}': {{'skip_model': True}}}}"
+            if member is not None else "")
+    return (f"{where} produced no values during calibration: the engine ran it on none of the calibration "
+            f"samples (e.g. a cascade stage that no crop reached), so its quantization range is unknown. Make "
+            f"sure the calibration data reaches {reach} (more or other samples, or the engine's thresholds "
+            f"before it){skip}, or keep the ops that read it in floating point by naming them in ignored "
+            f"'scope'")
 
 
 def _reduce_weight(weights: np.ndarray, side_config: Mapping[str, Any], side: str,

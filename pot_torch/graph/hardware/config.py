@@ -62,6 +62,32 @@ class OpRule:
 _OP_FIELDS = {f.name for f in fields(OpRule)}
 
 
+@dataclass(frozen=True)
+class ModelTypeRules:
+    """The extra rules of one ``model_type`` (an entry of ``model_types``), device exceptions applied.
+
+    :param default_preset: the preset when the user gives none (``None``: the algorithm's default).
+    :param ignored_operations: op types left in floating point.
+    :param symmetric_activations_without_weights: op classes whose activation inputs get symmetric quantizers
+        when the op has no constant weight (MatMul of two activations).
+    :param skip_activations_from: ``(op class, producer types)`` pairs: that op class's activation inputs are
+        not quantized when produced by one of those types (MatMul after Softmax).
+    """
+
+    default_preset: Optional[str] = None
+    ignored_operations: Tuple[str, ...] = ()
+    symmetric_activations_without_weights: Tuple[str, ...] = ()
+    skip_activations_from: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()
+
+    def skipped_producers(self, op_class: str) -> Tuple[str, ...]:
+        """The producer types whose outputs ``op_class``'s activation inputs are not quantized after."""
+        return dict(self.skip_activations_from).get(op_class, ())
+
+
+#: Fields of a ``model_types`` entry: the rule's fields plus the device exceptions of ``ignored_operations``.
+_MODEL_TYPE_FIELDS = {f.name for f in fields(ModelTypeRules)} | {"ignored_operations_except"}
+
+
 class HardwareConfig:
     """A parsed hardware description for one ``target_device``.
 
@@ -79,7 +105,21 @@ class HardwareConfig:
         self.quantize_agnostic: Tuple[str, ...] = tuple(description.get("quantize_agnostic", ()))
         self.saturation_fix_devices: Tuple[str, ...] = tuple(description.get("saturation_fix_devices", ()))
         self.cpu_plugin_workarounds: bool = bool(description.get("cpu_plugin_workarounds", False))
-        self.model_types: Dict[str, Dict[str, Any]] = dict(description.get("model_types", {}))
+        self.model_types: Dict[str, ModelTypeRules] = {
+            name: self._parse_model_type(name, entry) for name, entry in description.get("model_types", {}).items()}
+
+    def _parse_model_type(self, model_type: str, entry: Mapping[str, Any]) -> ModelTypeRules:
+        unknown = sorted(set(entry) - _MODEL_TYPE_FIELDS)
+        if unknown:
+            raise ValueError(f"{self.source}: model type '{model_type}' has unknown fields {unknown}; valid fields: "
+                             f"{sorted(_MODEL_TYPE_FIELDS)}")
+        excepted = set(entry.get("ignored_operations_except", {}).get(self.target_device, ()))
+        return ModelTypeRules(
+            default_preset=entry.get("default_preset"),
+            ignored_operations=tuple(t for t in entry.get("ignored_operations", ()) if t not in excepted),
+            symmetric_activations_without_weights=tuple(entry.get("symmetric_activations_without_weights", ())),
+            skip_activations_from=tuple((op_class, tuple(producers)) for op_class, producers
+                                        in sorted(entry.get("skip_activations_from", {}).items())))
 
     def _parse(self, op_class: str, entry: Mapping[str, Any]) -> OpRule:
         where = f"{self.source}: operation '{op_class}'"
@@ -129,17 +169,17 @@ class HardwareConfig:
         """Whether POT's ``saturation_fix`` acts on this target device."""
         return self.target_device in self.saturation_fix_devices
 
-    def model_type_rules(self, model_type: Optional[str]) -> Dict[str, Any]:
-        """Extra rules for ``model_type`` (``{}`` for ``None``), with device exceptions applied."""
+    def model_type_rules(self, model_type: Optional[str]) -> ModelTypeRules:
+        """The extra rules of ``model_type`` (no rules for ``None``), with device exceptions applied.
+
+        :raises ValueError: for a model type the description has no rules for, listing the known ones.
+        """
         if model_type is None:
-            return {}
+            return ModelTypeRules()
         if model_type not in self.model_types:
             raise ValueError(f"{self.source} has no rules for model_type '{model_type}'; "
                              f"known model types: {sorted(self.model_types)}")
-        rules = dict(self.model_types[model_type])
-        excepted = set(rules.pop("ignored_operations_except", {}).get(self.target_device, ()))
-        rules["ignored_operations"] = [t for t in rules.get("ignored_operations", ()) if t not in excepted]
-        return rules
+        return self.model_types[model_type]
 
 
 def _as_list(value: Any) -> List[Any]:

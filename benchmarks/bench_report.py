@@ -1,0 +1,211 @@
+"""Quantization report benchmark (issue #15's bars) on outlier-channel CNNs.
+
+    .venv/bin/python benchmarks/bench_report.py --model-xml /tmp/acc/narrow_cnn_fp32.xml   # reuse a trained IR
+    .venv/bin/python benchmarks/bench_report.py                                            # train it first
+
+Two models, both the narrow no-BatchNorm CNN of bench_accuracy_control.py (trained there, or read with
+``--model-xml``):
+
+- ``outliers x100``: as bench_accuracy_control.py made it: two ReLU outputs with an outlier channel (x100);
+- ``graded outliers``: the same network with four outlier channels of graded scales (``GRADED_SCALES``, one per
+  pair of consecutive convolutions), made by the same exact rescaling applied to the IR's constants (a ReLU
+  output channel and its convolution's weights and bias times ``s``, the next convolution's weights for that
+  channel divided by ``s``; outputs equal to 1e-7), so that several groups each cost a clear amount.
+
+For each: the report (``pot_torch.report.build_report``); the effect of reverting each quantizer group alone on
+the whole validation set (per sample, so the rank correlation of other ranking samples can be computed from it:
+AccuracyAwareQuantization's hardest samples, and the report's design drawn with 20 other seeds); and
+AccuracyAwareQuantization with the same data, metric and ``maximal_drop``. Calibration statistics come from a
+metric-free engine over the first ``--subset`` validation items, so "samples through the metric" counts
+evaluations only. Metric at the CPU's
+default precision (bf16 here); latency at bf16, LATENCY hint, 1 thread. The bars are checked on the graded model.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import openvino as ov
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_accuracy_control import MAX_DROP, _pot_torch_engine, build_model, validation_data  # noqa: E402
+
+#: The convolutions of the narrow CNN, in order; each consecutive pair shares one outlier channel.
+CONVS = [f"__module.{i}/aten::_convolution/Convolution" for i in (0, 2, 4, 7, 10)]
+#: bench_accuracy_control.py's outliers: pairs 0 and 2 at x100.
+BASE_SCALES = {0: 100.0, 2: 100.0}
+#: The graded model's outlier scale per pair.
+GRADED_SCALES = {0: 300.0, 1: 200.0, 2: 120.0, 3: 60.0}
+RANDOM_DRAWS = 20  # other seeds of the report's ranking sample
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties)."""
+    def ranks(values: Sequence[float]) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        result = np.empty(len(values))
+        result[np.argsort(values, kind="stable")] = np.arange(len(values), dtype=np.float64)
+        for value in np.unique(values):
+            result[values == value] = result[values == value].mean()
+        return result
+
+    ra, rb = ranks(a), ranks(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def graded_outliers(model: ov.Model, scales: Dict[int, float]) -> ov.Model:
+    """A clone of the narrow CNN whose pair ``p`` (``CONVS[p]`` -> ``CONVS[p + 1]``) has outlier scale
+    ``scales[p]`` on the producer's channel with the largest weights (an exact rescaling of the constants)."""
+    from pot_torch.graph.constants import constant_source
+    from pot_torch.graph.editor import find_op, replace_constant
+    from pot_torch.graph.layer_patterns import find_bias_add
+
+    model = model.clone()
+    for pair, scale in scales.items():
+        producer, consumer = find_op(model, CONVS[pair]), find_op(model, CONVS[pair + 1])
+        weights = constant_source(producer.input_value(1))
+        channel = int(np.abs(weights.get_data()).sum(axis=(1, 2, 3)).argmax())
+        factor = scale / BASE_SCALES.get(pair, 1.0)
+        values = weights.get_data().copy()
+        values[channel] *= factor
+        replace_constant(weights, values)
+        bias = find_bias_add(producer)
+        per_channel = bias.per_channel().copy()
+        per_channel[channel] *= factor
+        bias.set_value(per_channel)
+        consumer_weights = constant_source(consumer.input_value(1))
+        values = consumer_weights.get_data().copy()
+        values[:, channel] /= factor
+        replace_constant(consumer_weights, values)
+    return model
+
+
+def run_model(label: str, fp_model: ov.Model, images: np.ndarray, labels: np.ndarray, subset: int,
+              html: Optional[Path]) -> Dict:
+    """The report, the measured revert-alone effects and AccuracyAwareQuantization on one model."""
+    from pot_torch import CompressedModel, DataLoader, IEEngine
+    from pot_torch.algorithms.quantization.accuracy_aware import AccuracyAwareQuantization, _Candidate
+    from pot_torch.algorithms.quantization.accuracy_evaluation import choose_metric, evaluate, hardest_samples
+    from pot_torch.algorithms.quantization.layer_revert import reverted
+    from pot_torch.report import build_report, write_report
+    from pot_torch.report.build import _groups
+    from pot_torch.report.impact import impact_of, ranking_sample
+
+    class Calibration(DataLoader):
+        """The first ``subset`` validation images, no metric."""
+
+        def __len__(self) -> int:
+            return subset
+
+        def __getitem__(self, index: int):
+            return images[index], int(labels[index])
+
+    model = CompressedModel(fp_model)
+    calibration = IEEngine({"device": "CPU"}, Calibration({}))
+    params = {"target_device": "CPU", "preset": "performance", "stat_subset_size": subset,
+              "maximal_drop": MAX_DROP, "drop_type": "absolute"}
+    engine, metric = _pot_torch_engine(images, labels)
+    start = time.perf_counter()
+    report = build_report(model, engine, params, calibration)
+    result = {"label": label, "report": report, "report_seconds": time.perf_counter() - start,
+              "report_samples": metric.evaluated}
+    if html:
+        write_report(report, html, overwrite=True)
+
+    engine, metric = _pot_torch_engine(images, labels)
+    search = AccuracyAwareQuantization(params, engine, calibration)
+    spec = choose_metric(engine, None)
+    int8 = search._default_quantization(model, {})
+    biases = search._biases_before_correction(model, _Candidate(int8, 0.0, 0.0))
+    indices = np.arange(len(images))
+    _, fp_per_sample = evaluate(engine, model, spec, indices, per_sample=True)
+    _, int8_per_sample = evaluate(engine, int8, spec, indices, per_sample=True)
+    deltas = np.array([evaluate(engine, reverted(int8, [group], biases), spec, indices, per_sample=True)[1]
+                       - int8_per_sample for group in _groups(search, int8)])
+    measured = deltas.mean(axis=1)
+    hardest = hardest_samples(spec, fp_per_sample, int8_per_sample, indices, 300)
+    draws = []
+    for seed in range(1, RANDOM_DRAWS + 1):  # the report's design with other seeds
+        sample = ranking_sample(spec, fp_per_sample, int8_per_sample, indices, 300, seed)
+        draws.append(spearman([impact_of(dict(enumerate(row)), sample).estimate for row in deltas], measured))
+    result.update(measured=measured, rho=spearman([g.impact for g in report.groups], measured),
+                  rho_hardest=spearman(deltas[:, hardest].mean(axis=1), measured), rho_draws=draws)
+
+    engine, metric = _pot_torch_engine(images, labels)
+    aaq = AccuracyAwareQuantization(params, engine, calibration)
+    start = time.perf_counter()
+    aaq.run(model)
+    result.update(aaq_seconds=time.perf_counter() - start, aaq_samples=metric.evaluated,
+                  aaq_groups=len(aaq.reverted_layers), aaq_drop=aaq.final_drop,
+                  aaq_ranking=len(_groups(search, int8)) * len(hardest))
+    return result
+
+
+def print_model(result: Dict) -> None:
+    """The per-group table of one model and its bars."""
+    report = result["report"]
+    print(f"\n### {result['label']}\n")
+    print("| group | layers | SQNR, dB | report impact (whole-set estimate) | measured revert-alone effect "
+          "(all) | INT8 µs | saved vs FP, µs | outlier ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for g, effect in zip(report.groups, result["measured"]):
+        print(f"| #{g.index} | {', '.join(g.layers)} | {g.sqnr_db:.1f} | {g.impact:+.4f} | {effect:+.4f} | "
+              f"{g.int8_us:.1f} | {g.saved_us:+.1f} | {g.outlier_ratio:.3g} |")
+    draws = result["rho_draws"]
+    rec_drop = report.recommended_drop
+
+    def met(ok: bool) -> str:
+        return "yes" if ok else "NO"
+
+    print("\n| bar | figure | met? |\n|---|---|---|")
+    print(f"| DefaultQuantization loses > 1 pt | FP {report.fp_metric:.4f}, INT8 {report.int8_metric:.4f}, drop "
+          f"{report.int8_drop:+.4f} | {met(report.int8_drop > 0.01)} |")
+    print(f"| Spearman(report impact, measured effect) >= 0.8 | {result['rho']:.3f} over {len(report.groups)} groups "
+          f"({report.ranking_samples} samples, seed 0); the same design with seeds 1-{RANDOM_DRAWS}: mean "
+          f"{np.mean(draws):.3f}, min {np.min(draws):.3f}; AccuracyAwareQuantization's hardest samples: "
+          f"{result['rho_hardest']:.3f} | {met(result['rho'] >= 0.8)} |")
+    print(f"| recommendation meets the drop | {len(report.recommended)} group(s), top-1 "
+          f"{report.recommended_metric:.4f}, drop {rec_drop:+.4f} | {met(rec_drop <= MAX_DROP)} |")
+    print(f"| no more groups than AccuracyAwareQuantization | report {len(report.recommended)}, AAQ "
+          f"{result['aaq_groups']} (drop {result['aaq_drop']:+.4f}) | "
+          f"{met(len(report.recommended) <= result['aaq_groups'])} |")
+    print(f"| samples through the metric: report <= AAQ | report {result['report_samples']} ({report.evaluations}); "
+          f"AAQ {result['aaq_samples']}; AAQ's ranking step {result['aaq_ranking']}, the report's "
+          f"{report.evaluations['ranking']} | {met(result['report_samples'] <= result['aaq_samples'])} |")
+    print(f"\nwall time: report {result['report_seconds']:.1f} s (statistics, profiling and latency included), AAQ "
+          f"{result['aaq_seconds']:.1f} s; latency: recommended {report.recommended_latency_ms:.3f} ms, INT8 "
+          f"{report.int8_latency_ms:.3f} ms, FP {report.fp_latency_ms:.3f} ms")
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=1000, help="validation samples (default 1000)")
+    parser.add_argument("--subset", type=int, default=300, help="calibration samples (default 300)")
+    parser.add_argument("--steps", type=int, default=800, help="training steps when training (default 800)")
+    parser.add_argument("--model-xml", type=Path, default=None, help="the FP IR bench_accuracy_control wrote")
+    parser.add_argument("--html-dir", type=Path, default=None, help="also write each report there")
+    args = parser.parse_args(argv)
+
+    base = ov.Core().read_model(args.model_xml) if args.model_xml else build_model(args.steps)
+    images, labels = validation_data(args.samples)
+    results = []
+    for label, model in (("outliers x100 (bench_accuracy_control.py)", base),
+                         ("graded outliers x300, x200, x120, x60", graded_outliers(base, GRADED_SCALES))):
+        html = args.html_dir / f"report_{len(results)}.html" if args.html_dir else None
+        results.append(run_model(label, model, images, labels, args.subset, html))
+    precision = results[0]["report"].precision
+    print(f"\n{args.samples} validation samples, first {args.subset} for calibration (metric-free engine); "
+          f"maximal_drop {MAX_DROP} absolute on top-1; metric at the CPU's default precision ({precision}); "
+          "latency: bf16, LATENCY hint, 1 thread, median of interleaved rounds. The bars are the graded model's.")
+    for result in results:
+        print_model(result)
+
+
+if __name__ == "__main__":
+    main()

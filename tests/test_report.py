@@ -1,0 +1,238 @@
+"""The quantization report (pot_torch.report): measurements per quantizer group, HTML and JSON, entry points."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import openvino as ov
+import pytest
+from PIL import Image
+
+from classification_metrics import Accuracy
+from model_builders import conv_model, outlier_classifier
+from pot_torch import CompressedModel, DataLoader, IEEngine, create_pipeline
+from pot_torch.algorithms.quantization.accuracy_evaluation import choose_metric, evaluate, hardest_samples
+from pot_torch.cli import main
+from pot_torch.report import build_report, render_html, write_report
+from pot_torch.algorithms.quantization.accuracy_aware import AccuracyAwareQuantization, _Candidate
+from pot_torch.algorithms.quantization.layer_revert import reverted
+from pot_torch.report.build import _groups
+from pot_torch.report.impact import ranking_sample
+from pot_torch.report.profile import owner
+from pot_torch.report.svg import scatter
+
+PARAMS = {"target_device": "CPU", "maximal_drop": 0.02}  # fc1 alone: 0.0167 at bf16
+
+
+class Items(DataLoader):
+    """``(input, label)`` items."""
+
+    def __init__(self, inputs, labels) -> None:
+        super().__init__({})
+        self._inputs, self._labels = inputs, labels
+
+    def __len__(self) -> int:
+        return len(self._inputs)
+
+    def __getitem__(self, index: int):
+        return self._inputs[index], int(self._labels[index])
+
+
+class Top1(Accuracy):
+    """Top-1 as a fraction, counting the samples it saw."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        super().__init__(percent=False)
+
+    def update(self, output, target):
+        super().update(output, target)
+        self.samples += len(self.last)
+
+
+@pytest.fixture(scope="module")
+def outlier_report():
+    model, inputs, labels = outlier_classifier()
+    metric = Top1()
+    engine = IEEngine({"device": "CPU"}, Items(inputs, labels), metric)
+    calibration = IEEngine({"device": "CPU"}, Items(inputs, labels))  # no metric: counts evaluations only
+    report = build_report(CompressedModel(model), engine, PARAMS, calibration, latency_rounds=2)
+    return report, model, inputs, labels, metric.samples
+
+
+def test_groups_carry_every_measurement(outlier_report):
+    report, *_ = outlier_report
+    assert [g.layers for g in report.groups] == [["fc1"], ["fc2"]]
+    assert [g.types for g in report.groups] == [["MatMul"], ["MatMul"]]
+    for group in report.groups:
+        assert group.sqnr_db is not None and np.isfinite(group.sqnr_db)
+        assert group.impact is not None and group.int8_us is not None and group.fp_us is not None
+        assert group.saved_us == pytest.approx(group.fp_us - group.int8_us)
+        assert 0 <= group.latency_share <= 1
+    fc1, fc2 = report.groups
+    # fc1 reads the input whose last feature is ~1000x the others: one channel stretches the 8-bit range
+    assert fc1.outlier_channel == 15 and fc1.outlier_ratio > 100 and fc1.channel_spread > 100
+    assert fc2.outlier_ratio < fc1.outlier_ratio / 10
+    # quantizing fc1's input wipes out the informative features: much lower SQNR, most of the accuracy
+    assert fc1.sqnr_db < fc2.sqnr_db and fc1.impact > fc2.impact
+
+
+def test_impact_is_the_stratified_effect_of_reverting_the_group_alone(outlier_report):
+    report, model, inputs, labels, _ = outlier_report
+    engine = IEEngine({"device": "CPU"}, Items(inputs, labels), Top1())
+    search = AccuracyAwareQuantization(PARAMS, engine, IEEngine({"device": "CPU"}, Items(inputs, labels)))
+    spec = choose_metric(engine, None)
+    fp = CompressedModel(model)
+    int8 = search._default_quantization(fp, {})
+    biases = search._biases_before_correction(fp, _Candidate(int8, 0.0, 0.0))
+    indices = list(range(len(inputs)))
+    fp_value, fp_values = evaluate(engine, fp, spec, indices, per_sample=True)
+    int8_value, int8_values = evaluate(engine, int8, spec, indices, per_sample=True)
+    assert report.fp_metric == pytest.approx(fp_value) and report.int8_metric == pytest.approx(int8_value)
+    hardest = hardest_samples(spec, fp_values, int8_values, indices, 240)
+    sample = ranking_sample(spec, fp_values, int8_values, indices, 240, seed=0)
+    # as many items as AccuracyAwareQuantization ranks on: half of its hardest ones, half of the others
+    assert len(sample.indices) == report.ranking_samples == len(hardest)
+    assert set(sample.hard) <= set(hardest) and not set(sample.rest) & set(hardest)
+    assert len(sample.hard) - len(sample.rest) in (0, 1)
+    for row, group in zip(report.groups, _groups(search, int8)):
+        _, values = evaluate(engine, reverted(int8, [group], biases), spec, indices, per_sample=True)
+        gain = values - int8_values
+        # by hand: the mean gain on each stratum's sampled items, weighted by the stratum's size
+        hard = np.mean(gain[sample.hard])
+        rest = np.mean(gain[sample.rest])
+        assert row.hard_gain == pytest.approx(hard)
+        assert row.impact == pytest.approx((len(hardest) * hard + (len(indices) - len(hardest)) * rest) / len(indices))
+
+
+def test_recommendation_meets_the_drop_and_the_cost_is_counted(outlier_report):
+    report, _, inputs, _, samples = outlier_report
+    assert report.int8_drop > 0.5
+    assert report.recommended == [0] and report.ignored == {"scope": ["fc1"]}
+    assert report.recommended_drop <= 0.02 and report.curve[-1].accepted
+    assert report.curve[-1].latency_ms is not None and report.recommended_latency_ms == report.curve[-1].latency_ms
+    n = len(inputs)
+    assert report.evaluations == {"fp": n, "int8": n, "ranking": 2 * report.ranking_samples,
+                                  "steps": n * len(report.curve)}
+    assert samples == sum(report.evaluations.values())  # what went through the metric, nothing more
+
+
+def test_html_and_json_are_self_contained_and_agree(outlier_report, tmp_path):
+    report, *_ = outlier_report
+    html_path, json_path = write_report(report, tmp_path / "r" / "report.html")
+    html = html_path.read_text(encoding="utf-8")
+    assert html_path.stat().st_size < 5 * 2 ** 20
+    assert "<script" not in html and not re.search(r"(src|href)=\"?(https?:)?//", html)
+    assert html.count("<svg") == 3 and "&quot;scope&quot;" in html and "fc1" in html
+    data = json.loads(json_path.read_text(encoding="utf-8"))
+    assert data == json.loads(report.to_json()) and data["ignored"] == {"scope": ["fc1"]}
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_report(report, html_path)
+    with pytest.raises(ValueError, match="must end in .html"):
+        write_report(report, tmp_path / "report.txt")
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+def test_report_renders_in_headless_chromium(outlier_report, tmp_path):
+    report, *_ = outlier_report
+    html_path, _ = write_report(report, tmp_path / "report.html")
+    png = tmp_path / "shot.png"
+    run = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-extensions",
+                          "--no-first-run", f"--screenshot={png}", "--window-size=1300,1800",
+                          html_path.as_uri()], capture_output=True, text=True, timeout=120)
+    assert png.is_file(), run.stderr[-2000:]
+    pixels = np.asarray(Image.open(png).convert("L"), dtype=np.float64)
+    assert pixels.shape == (1800, 1300) and pixels.std() > 10  # drawn, not a blank page
+
+
+def test_runtime_node_names_are_attributed_to_their_group():
+    owned = {"conv": 0, "conv/fq_weights_1": 0, "relu/fq_output_0": 1, "fc": 1, "fc_bias": 1}
+    assert owner("conv", owned) == 0
+    assert owner("fc/DequantizationMultiply", owned) == 1  # a fused node keeps the layer's name as prefix
+    assert owner("relu/fq_output_0_abcd_acdb_conv", owned) == 0  # a reorder feeding conv
+    assert owner("fc_bias", owned) == 1 and owner("pool", owned) is None
+
+
+def test_charts_skip_points_without_a_value():
+    svg = scatter([(1.0, float("nan"), "a"), (None, 1.0, "b")], "t", "x", "y")
+    assert "no data" in svg and "<circle" not in svg
+    assert render_html.__doc__
+
+
+def test_accuracy_aware_writes_its_report_and_checks_the_path_first(tmp_path):
+    model, inputs, labels = outlier_classifier()
+    engine = IEEngine({"device": "CPU"}, Items(inputs, labels), Top1())
+    path = tmp_path / "aaq.html"
+    path.write_text("mine")
+    pipeline = create_pipeline([{"name": "AccuracyAwareQuantization",
+                                 "params": {**PARAMS, "report_path": str(path)}}], engine)
+    with pytest.raises(FileExistsError, match="aaq.html"):
+        pipeline.run(CompressedModel(model))
+    assert path.read_text() == "mine"
+    path.unlink()
+    quantized = pipeline.run(CompressedModel(model))
+    data = json.loads(path.with_suffix(".json").read_text())
+    assert data["ignored"] == {"scope": ["fc1"]} and pipeline.algorithms[0].reverted_layers == ["fc1"]
+    assert quantized is not None and "<svg" in path.read_text()
+    with pytest.raises(ValueError, match="report_path"):
+        create_pipeline([{"name": "AccuracyAwareQuantization", "params": {"report_path": "r.txt"}}], engine)
+
+
+def _image_ir(tmp_path):
+    xml = tmp_path / "model" / "net.xml"
+    ov.save_model(conv_model(size=16), str(xml), compress_to_fp16=False)
+    folder = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for label in (0, 3):
+        (folder / str(label)).mkdir(parents=True)
+        for index in range(4):
+            image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(image).save(folder / str(label) / f"{index}.png")
+    return xml, folder
+
+
+def test_command_writes_the_report_and_refuses_to_replace_other_files(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    xml, images = _image_ir(tmp_path)
+    assert main(["report", "-m", str(xml), "--data", str(images), "-o", "out"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.html", "report.json"]
+    err = capsys.readouterr().err
+    assert "out/report.html" in err and "The report evaluates the metric on at most" in err  # its cost, up front
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert data["metric_name"] == "agreement" and data["fp_metric"] == 1.0 and data["samples"] == 8
+    assert main(["report", "-m", str(xml), "--data", str(images), "-o", "out"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["report", "-m", str(xml), "--data", str(images), "-o", "out", "--overwrite",
+                 "--metric", "top1"]) == 0
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["metric_name"] == "top1"
+    (images / "loose.png").write_bytes((images / "0" / "0.png").read_bytes())
+    assert main(["report", "-m", str(xml), "--data", str(images), "-o", "out2", "--metric", "top1"]) == 1
+    assert "loose.png' is not in such a folder" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()
+
+
+def test_timing_that_cannot_run_is_skipped_with_a_note():
+    # dynamic spatial axes: the size to time the model at is unknown
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+    x = ops.parameter([1, 3, -1, -1], np.float32, name="input")
+    conv = ops.convolution(x, ops.constant(rng.standard_normal((4, 3, 3, 3)).astype(np.float32)), [1, 1], [0, 0],
+                           [0, 0], [1, 1])
+    conv.set_friendly_name("conv")
+    pooled = ops.reduce_mean(ops.relu(conv), ops.constant(np.array([2, 3])), keep_dims=False)
+    fc = ops.matmul(pooled, ops.constant(rng.standard_normal((4, 3)).astype(np.float32)), False, False)
+    fc.set_friendly_name("fc")
+    model = ov.Model([ops.result(fc)], [x], "dynamic")
+    inputs = rng.random((12, 1, 3, 8, 8), dtype=np.float32)
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    labels = [int(np.argmax(compiled([item])[0])) for item in inputs]
+    engine = IEEngine({"device": "CPU"}, Items(inputs, labels), Top1())
+    report = build_report(CompressedModel(model), engine, PARAMS, latency_rounds=1)
+    assert report.int8_latency_ms is None and all(g.int8_us is None for g in report.groups)
+    assert any(note.startswith("Timing skipped: input 'input' has the dynamic shape [1,3,?,?]") and
+               "model.reshape" in note for note in report.notes)
+    assert "Timing skipped" in render_html(report)
