@@ -90,7 +90,7 @@ def run_model(label: str, fp_model: ov.Model, images: np.ndarray, labels: np.nda
               html: Optional[Path]) -> Dict:
     """The report, the measured revert-alone effects and AccuracyAwareQuantization on one model."""
     from pot_torch import CompressedModel, DataLoader, IEEngine
-    from pot_torch.algorithms.quantization.accuracy_aware import AccuracyAwareQuantization, _Candidate
+    from pot_torch.algorithms.quantization.accuracy_aware import AccuracyAwareQuantization, Candidate
     from pot_torch.algorithms.quantization.accuracy_evaluation import choose_metric, evaluate, hardest_samples
     from pot_torch.algorithms.quantization.layer_revert import reverted
     from pot_torch.report import build_report, write_report
@@ -121,8 +121,8 @@ def run_model(label: str, fp_model: ov.Model, images: np.ndarray, labels: np.nda
     engine, metric = _pot_torch_engine(images, labels)
     search = AccuracyAwareQuantization(params, engine, calibration)
     spec = choose_metric(engine, None)
-    int8 = search._default_quantization(model, {})
-    biases = search._biases_before_correction(model, _Candidate(int8, 0.0, 0.0))
+    int8 = search.default_quantization(model, {})
+    biases = search.biases_before_correction(model, Candidate(int8, 0.0, 0.0))
     indices = np.arange(len(images))
     _, fp_per_sample = evaluate(engine, model, spec, indices, per_sample=True)
     _, int8_per_sample = evaluate(engine, int8, spec, indices, per_sample=True)

@@ -6,6 +6,7 @@ import sys
 from typing import List, Optional
 
 from pot_torch.cli_pot import add_pot_arguments, pot_options_given, run_pot_command
+from pot_torch.image_folder import add_model_and_images_arguments
 from pot_torch.report.command import add_report_parser
 
 _DESCRIPTION = """\
@@ -87,18 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    description="Quantize an OpenVINO IR with DefaultQuantization, using a folder "
                                    "of images as calibration data (POT's simplified mode).",
                                    epilog=_QUANTIZE_EPILOG, formatter_class=formatter)
-    quantize.add_argument("-m", "--model", required=True, metavar="XML", help="the model .xml, e.g. -m net.xml")
-    quantize.add_argument("-w", "--weights", metavar="BIN",
-                          help="the weights .bin (default: the .bin next to the .xml), e.g. -w net.bin")
-    quantize.add_argument("--data", required=True, metavar="DIR",
-                          help="folder of calibration images (subfolders too), e.g. --data images/")
-    quantize.add_argument("--preset", choices=("performance", "mixed"), default="performance",
-                          help="performance: symmetric weights and activations (fastest); mixed: asymmetric "
-                          "activations (for activations not centred on 0). Default: performance")
-    quantize.add_argument("--subset-size", type=int, default=300, metavar="N",
-                          help="how many images to collect statistics on (default: 300)")
-    quantize.add_argument("--channel-order", choices=("bgr", "rgb"), default="bgr",
-                          help="channel order the model expects (default: bgr, as POT read images)")
+    add_model_and_images_arguments(quantize)
     quantize.add_argument("-n", "--name", metavar="NAME", help="file name of the output model (default: the "
                           ".xml's name)")
     quantize.add_argument("-o", "--output-dir", metavar="OUT",

@@ -8,6 +8,7 @@ gave them: an IR converted by Model Optimizer carries its mean/scale and channel
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
@@ -128,3 +129,20 @@ class ImageFolderLoader(DataLoader):
         if self._layout.endswith("CHW"):
             pixels = pixels.transpose(2, 0, 1)
         return np.ascontiguousarray(pixels)
+
+
+def add_model_and_images_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a command that reads an IR and a folder of calibration images (``pot-torch quantize``,
+    ``pot-torch report``): ``-m``, ``-w``, ``--data``, ``--preset``, ``--subset-size``, ``--channel-order``."""
+    parser.add_argument("-m", "--model", required=True, metavar="XML", help="the model .xml, e.g. -m net.xml")
+    parser.add_argument("-w", "--weights", metavar="BIN",
+                        help="the weights .bin (default: the .bin next to the .xml), e.g. -w net.bin")
+    parser.add_argument("--data", required=True, metavar="DIR",
+                        help="folder of calibration images (subfolders too), e.g. --data images/")
+    parser.add_argument("--preset", choices=("performance", "mixed"), default="performance",
+                        help="performance: symmetric weights and activations (fastest); mixed: asymmetric "
+                        "activations (for activations not centred on 0). Default: performance")
+    parser.add_argument("--subset-size", type=int, default=300, metavar="N",
+                        help="how many images to collect statistics on (default: 300)")
+    parser.add_argument("--channel-order", choices=CHANNEL_ORDERS, default="bgr",
+                        help="channel order the model expects (default: bgr, as POT read images)")

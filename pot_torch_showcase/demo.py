@@ -72,7 +72,7 @@ QUICK = DemoSettings(image_size=32, width=2, train_images=640, validation_images
 
 
 #: What the demo writes into its output folder.
-OUTPUT_ENTRIES = ("fp32", "int8_default", "int8_accuracy_aware", "results.md")
+OUTPUT_ENTRIES = ("fp32", "int8_default", "int8_accuracy_aware", "results.md", "report.html", "report.json")
 
 
 @dataclass
@@ -139,8 +139,8 @@ def run_demo(output_dir: Any = "pot_torch_demo", quick: bool = False, overwrite:
              settings: Optional[DemoSettings] = None) -> List[DemoRow]:
     """Run the demo, print the table (stdout; progress on stderr) and write the IR files to ``output_dir``.
 
-    :param output_dir: the folder for ``fp32/``, ``int8_default/``, ``int8_accuracy_aware/`` and
-        ``results.md``; an existing one is replaced only with ``overwrite`` and only if it holds nothing
+    :param output_dir: the folder for ``fp32/``, ``int8_default/``, ``int8_accuracy_aware/``, ``results.md``
+        and the quantization report ``report.html`` (+ ``report.json``); an existing one is replaced only with ``overwrite`` and only if it holds nothing
         else (the current, home and root folders and their parents are refused).
     :param quick: use the tiny :data:`QUICK` settings.
     :param seed: seed of the data, weights and training.
@@ -150,14 +150,14 @@ def run_demo(output_dir: Any = "pot_torch_demo", quick: bool = False, overwrite:
     settings = settings or (QUICK if quick else FULL)
     output = OutputFolder.checked(output_dir, overwrite, expected=OUTPUT_ENTRIES)
     total_started = time.perf_counter()
-    _say(f"[1/5] Generating {settings.train_images} training and {settings.validation_images} validation images "
+    _say(f"[1/6] Generating {settings.train_images} training and {settings.validation_images} validation images "
          f"({settings.image_size}x{settings.image_size}, 10 classes) and training a CNN (width {settings.width}) "
          f"for {settings.steps} steps")
     module, train, validation, train_seconds = _train(settings, seed)
     torch_accuracy = accuracy(module, validation)
     _say(f"      trained in {train_seconds:.1f} s; accuracy in PyTorch (f32): {torch_accuracy * 100:.1f} %")
 
-    _say("[2/5] Converting to OpenVINO")
+    _say("[2/6] Converting to OpenVINO")
     started = time.perf_counter()
     example = torch.zeros(1, 3, settings.image_size, settings.image_size)
     fp_model = convert_torch_model(module, example_input=example, input_names=["image"], model_name="demo_cnn")
@@ -165,12 +165,12 @@ def run_demo(output_dir: Any = "pot_torch_demo", quick: bool = False, overwrite:
     calibration = torch.utils.data.Subset(train, range(settings.subset_size))
     common = dict(subset_size=settings.subset_size, seed=seed, progress=True, metric=_top1)
 
-    _say("[3/5] Quantizing with DefaultQuantization")
+    _say("[3/6] Quantizing with DefaultQuantization")
     default = quantize(fp_model, calibration, validation, **common)
-    _say(f"[4/5] Quantizing with AccuracyAwareQuantization (maximal_drop {settings.maximal_drop * 100:.1f} points)")
+    _say(f"[4/6] Quantizing with AccuracyAwareQuantization (maximal_drop {settings.maximal_drop * 100:.1f} points)")
     aware = quantize(fp_model, calibration, validation, maximal_drop=settings.maximal_drop, **common)
 
-    _say("[5/5] Measuring latency (batch 1, interleaved rounds) and writing IR files")
+    _say("[5/6] Measuring latency (batch 1, interleaved rounds) and writing IR files")
     models = {"fp32": fp_model.get_model(), "default": default.model.get_model(), "aware": aware.model.get_model()}
     rounds = measure_latency(models, rounds=settings.latency_rounds, iterations=settings.latency_iterations)
     default_precision = runtime_default_precision()
@@ -180,6 +180,8 @@ def run_demo(output_dir: Any = "pot_torch_demo", quick: bool = False, overwrite:
             folder = "int8_default" if label == "default" else "int8_accuracy_aware"
             sizes[label] = _ir_bytes(result.save(staging / folder))
         rows = _rows(default, aware, rounds, sizes, convert_seconds, str(default_precision))
+        _say("[6/6] Writing the quantization report: which layers cost accuracy, and how much time each saves")
+        default.report(staging / "report.html", maximal_drop=settings.maximal_drop)
         note = (f"Accuracy on {settings.validation_images} held-out images, measured in OpenVINO. Latency: median "
                 f"of {settings.latency_rounds} interleaved rounds x {settings.latency_iterations} synchronous "
                 f"inferences, CPU, LATENCY hint. FP32 runs at the CPU default inference precision "
@@ -190,6 +192,7 @@ def run_demo(output_dir: Any = "pot_torch_demo", quick: bool = False, overwrite:
         (staging / "results.md").write_text(table + "\n", encoding="utf-8")
     print(table)
     print(f"\nIR files written to {output.path}/ (fp32/, int8_default/, int8_accuracy_aware/)")
+    print(f"Quantization report: {output.path / 'report.html'} (data: report.json)")
     return rows
 
 

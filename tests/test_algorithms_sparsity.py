@@ -6,22 +6,13 @@ import openvino as ov
 import openvino.opset13 as ops
 import pytest
 
-from model_builders import conv_model, reference_infer
-from pot_torch import CompressedModel, DataLoader, IEEngine, create_pipeline
+from tests.model_builders import conv_model, reference_infer
+from pot_torch import CompressedModel, IEEngine, create_pipeline
 from pot_torch.algorithms.sparsity.magnitude_sparsity import sparsify_channels
 from pot_torch.graph.editor import constant_value, find_op
+from tests.test_minmax import ArrayLoader
 
 
-class ArrayLoader(DataLoader):
-    def __init__(self, items: np.ndarray) -> None:
-        super().__init__()
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int):
-        return self.items[index], None
 
 
 def _two_dense(big: float, small: float) -> ov.Model:

@@ -262,19 +262,21 @@ def test_demo_quick_prints_the_table_and_writes_ir(tmp_path, cli_files_guard):
     assert len(rows) == 4  # header + FP32 + two INT8 rows
     assert "FP32" in rows[1] and "DefaultQuantization" in rows[2] and "AccuracyAwareQuantization" in rows[3]
     assert "CPU default inference precision" in run.stdout
-    assert "[1/5]" in run.stderr and "Training" in run.stderr
+    assert "[1/6]" in run.stderr and "Training" in run.stderr
     for folder in ("fp32", "int8_default", "int8_accuracy_aware"):
         xml = out / folder / "demo_cnn.xml"
         assert xml.is_file()
         assert (_fake_quantize_count(xml) > 0) == (folder != "fp32")
     assert (out / "results.md").read_text().startswith("| model |")
+    assert f"Quantization report: {out / 'report.html'}" in run.stdout
+    assert "<svg" in (out / "report.html").read_text() and (out / "report.json").is_file()
 
 
 def test_demo_refuses_an_existing_output_folder_before_training(tmp_path, capsys):
     (tmp_path / "demo").mkdir()
     assert main(["demo", "--quick", "-o", str(tmp_path / "demo")]) == 1
     assert "already exists; pass --overwrite" in _error(capsys)
-    assert "[1/5]" not in capsys.readouterr().err
+    assert "[1/6]" not in capsys.readouterr().err
 
 
 def test_cli_modules_do_not_import_torch():

@@ -140,7 +140,17 @@ def _se_model() -> ov.Model:
 
 def test_small_spatial_convolution_computes_in_float_from_quantized_weights():
     activations, weights = _sites(place_quantizers(_se_model(), CPU))
-    assert activations == {} and weights == {"se_conv/fq_weights_1"}
+    # the pooled (1x1) input of se_conv gets no FakeQuantize; the global pool's own input does (8.12)
+    assert activations == {"input/fq_output_0": [("squeeze", 0)]} and weights == {"se_conv/fq_weights_1"}
+
+
+def test_global_average_pool_input_is_quantized_on_cpu():
+    """Finding 8.12: as POT and NNCF, the input of a global average pool (ReduceMean over the spatial axes) gets a
+    FakeQuantize (latency-neutral; the outlier CNN's accuracy-aware result keeps NNCF's FakeQuantize count)."""
+    placement = place_quantizers(_se_model(), CPU)
+    assert [(site.name, site.consumers) for site in placement.activations] == [("input/fq_output_0",
+                                                                                 [("squeeze", 0)])]
+    assert {o["granularity"] for o in placement.activations[0].options} == {"pertensor"}
 
 
 def test_small_spatial_convolution_skipped_entirely_by_default():

@@ -17,7 +17,7 @@ from pot_torch import CompressedModel, DataLoader, IEEngine, create_pipeline
 from pot_torch.algorithms.quantization.accuracy_evaluation import choose_metric, evaluate, hardest_samples
 from pot_torch.cli import main
 from pot_torch.report import build_report, render_html, write_report
-from pot_torch.algorithms.quantization.accuracy_aware import AccuracyAwareQuantization, _Candidate
+from pot_torch.algorithms.quantization.accuracy_aware import AccuracyAwareQuantization, Candidate
 from pot_torch.algorithms.quantization.layer_revert import reverted
 from pot_torch.report.build import _groups
 from pot_torch.report.impact import ranking_sample
@@ -86,8 +86,8 @@ def test_impact_is_the_stratified_effect_of_reverting_the_group_alone(outlier_re
     search = AccuracyAwareQuantization(PARAMS, engine, IEEngine({"device": "CPU"}, Items(inputs, labels)))
     spec = choose_metric(engine, None)
     fp = CompressedModel(model)
-    int8 = search._default_quantization(fp, {})
-    biases = search._biases_before_correction(fp, _Candidate(int8, 0.0, 0.0))
+    int8 = search.default_quantization(fp, {})
+    biases = search.biases_before_correction(fp, Candidate(int8, 0.0, 0.0))
     indices = list(range(len(inputs)))
     fp_value, fp_values = evaluate(engine, fp, spec, indices, per_sample=True)
     int8_value, int8_values = evaluate(engine, int8, spec, indices, per_sample=True)

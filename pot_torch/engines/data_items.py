@@ -5,7 +5,7 @@ metadata the way POT's ``IEEngine._process_batch`` did, so engines written for P
 """
 from __future__ import annotations
 
-from typing import Any, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 #: ``[(sample_id, annotation)]``, the annotation list ``IEEngine`` passes around.
 Annotations = List[Tuple[Any, Any]]
@@ -91,3 +91,27 @@ def has_own_sample_ids(batch: Sequence[Any]) -> bool:
 def annotations_valid(annotations: Any) -> bool:
     """Whether a metric can be updated with ``annotations``: present, and no annotation is ``None``."""
     return bool(annotations) and all(annotation is not None for _, annotation in annotations)
+
+
+def indexed_batches(sampler: Any) -> Iterator[Tuple[List[int], List[Any]]]:
+    """``(data set indices, items)`` per batch; a sampler without ``iter_indexed`` gets running positions."""
+    if hasattr(sampler, "iter_indexed"):
+        yield from sampler.iter_indexed()
+        return
+    position = 0
+    for batch in sampler:
+        if not isinstance(batch, (list, tuple)):
+            raise TypeError(f"IEEngine reads batches (lists of data items) from its sampler, got a "
+                            f"{type(batch).__name__}; use BatchSampler (IndexSampler yields indices for engines "
+                            "that read items themselves)")
+        batch = list(batch)
+        yield list(range(position, position + len(batch))), batch
+        position += len(batch)
+
+
+def sorted_records(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Per-sample records sorted by ``sample_id`` (stable); kept in sample order if ids do not compare."""
+    try:
+        return sorted(records, key=lambda record: record["sample_id"])
+    except TypeError:
+        return list(records)

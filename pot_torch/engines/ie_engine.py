@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import OrderedDict
-from typing import Any, Dict, Hashable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Hashable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import openvino as ov
@@ -17,7 +17,7 @@ from pot_torch.api.data_loader import DataLoader
 from pot_torch.api.engine import Engine
 from pot_torch.api.metric import Metric, average_values, per_sample_values
 from pot_torch.engines.data_items import (Annotations, DataItemError, annotations_valid, has_own_sample_ids,
-                                          parse_batch)
+                                          indexed_batches, parse_batch, sorted_records)
 from pot_torch.engines.compile_race import compile_avoiding_stream_race, constant_compute_layers
 from pot_torch.engines.input_feeding import fill_inputs
 from pot_torch.engines.stats_run import Run, StatSource
@@ -153,7 +153,7 @@ class IEEngine(Engine):
         if self._metric is not None:
             metrics = average_values(self._metric)
             if metric_per_sample:
-                metrics = (_sorted_records(self._per_sample_metrics), metrics)
+                metrics = (sorted_records(self._per_sample_metrics), metrics)
         return metrics, stats
 
     @staticmethod
@@ -338,7 +338,7 @@ class IEEngine(Engine):
     def _process_dataset(self, run: Run, sampler: Any, progress: tqdm) -> None:
         """Synchronous inference with one request."""
         request = run.compiled.create_infer_request()
-        for indices, batch in _indexed_batches(sampler):
+        for indices, batch in indexed_batches(sampler):
             feed, context = self._prepare_batch(run, indices, batch)
             request.infer(feed, share_inputs=True, share_outputs=True)  # outputs are read as views below
             self._consume(run, context, self._read_request(run, request, self._fed_samples(feed, len(batch))))
@@ -370,7 +370,7 @@ class IEEngine(Engine):
                 next_id += 1
 
         try:
-            for batch_id, (indices, batch) in enumerate(_indexed_batches(sampler)):
+            for batch_id, (indices, batch) in enumerate(indexed_batches(sampler)):
                 feed, context = self._prepare_batch(run, indices, batch)
                 request_id = queue.get_idle_request_id()
                 if request_id in running:
@@ -384,26 +384,3 @@ class IEEngine(Engine):
             collect(request_id)
         drain()
 
-
-def _indexed_batches(sampler: Any) -> Iterator[Tuple[List[int], List[Any]]]:
-    """``(data set indices, items)`` per batch; a sampler without ``iter_indexed`` gets running positions."""
-    if hasattr(sampler, "iter_indexed"):
-        yield from sampler.iter_indexed()
-        return
-    position = 0
-    for batch in sampler:
-        if not isinstance(batch, (list, tuple)):
-            raise TypeError(f"IEEngine reads batches (lists of data items) from its sampler, got a "
-                            f"{type(batch).__name__}; use BatchSampler (IndexSampler yields indices for engines "
-                            "that read items themselves)")
-        batch = list(batch)
-        yield list(range(position, position + len(batch))), batch
-        position += len(batch)
-
-
-def _sorted_records(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Per-sample records sorted by ``sample_id`` (stable); kept in sample order if ids do not compare."""
-    try:
-        return sorted(records, key=lambda record: record["sample_id"])
-    except TypeError:
-        return list(records)

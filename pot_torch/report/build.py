@@ -17,7 +17,7 @@ import openvino as ov
 from tqdm import tqdm
 
 from pot_torch.algorithms.params import calibration_indices
-from pot_torch.algorithms.quantization.accuracy_aware import AccuracyAwareQuantization, _Candidate
+from pot_torch.algorithms.quantization.accuracy_aware import AccuracyAwareQuantization, Candidate
 from pot_torch.algorithms.quantization.accuracy_evaluation import (MetricSpec, check_annotations, choose_metric,
                                                                    evaluate)
 from pot_torch.algorithms.quantization.layer_revert import MemberGroup, reverted
@@ -61,9 +61,9 @@ def build_report(model: CompressedModel, engine: Engine, params: Optional[Mappin
     config = search.config
     spec = choose_metric(engine, config.metrics)
     check_annotations(engine)
-    indices = search._evaluation_indices(spec)
-    int8 = search._default_quantization(model, {})
-    biases = search._biases_before_correction(model, _Candidate(int8, 0.0, 0.0))
+    indices = search.evaluation_indices(spec)
+    int8 = search.default_quantization(model, {})
+    biases = search.biases_before_correction(model, Candidate(int8, 0.0, 0.0))
     groups = _groups(search, int8)
     if not groups:
         raise ValueError(f"DefaultQuantization put no FakeQuantize op in '{model.name}': nothing to report on "

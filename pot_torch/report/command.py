@@ -20,7 +20,7 @@ from pot_torch.api.data_loader import DataLoader
 from pot_torch.api.metric import Metric
 from pot_torch.engines.ie_engine import IEEngine
 from pot_torch.graph.model_io import load_model
-from pot_torch.image_folder import ImageFolderLoader
+from pot_torch.image_folder import ImageFolderLoader, add_model_and_images_arguments
 from pot_torch.report.build import build_report
 from pot_torch.report.build import logger as build_logger
 from pot_torch.report.render import write_report
@@ -48,20 +48,12 @@ def add_report_parser(commands: Any, formatter: Any) -> None:
                                  "quantizer group, the accuracy it costs, its SQNR, its share of INT8 time and "
                                  "the smallest set of groups to keep in floating point to meet --max-drop.",
                                  epilog=EPILOG, formatter_class=formatter)
-    report.add_argument("-m", "--model", required=True, metavar="XML", help="the model .xml, e.g. -m net.xml")
-    report.add_argument("-w", "--weights", metavar="BIN", help="the weights .bin (default: next to the .xml)")
-    report.add_argument("--data", required=True, metavar="DIR", help="folder of images (subfolders too)")
+    add_model_and_images_arguments(report)
     report.add_argument("--metric", choices=METRICS, default="agreement",
                         help="agreement: top-1 agreement with the FP model (no labels needed; default); top1: "
                         "top-1 against labels from integer subfolder names (DIR/3/img.png is class 3)")
     report.add_argument("--max-drop", type=float, default=0.01, metavar="D",
                         help="the allowed metric drop for the recommendation (default: 0.01)")
-    report.add_argument("--preset", choices=("performance", "mixed"), default="performance",
-                        help="DefaultQuantization preset (default: performance)")
-    report.add_argument("--subset-size", type=int, default=300, metavar="N",
-                        help="calibration images for statistics (default: 300)")
-    report.add_argument("--channel-order", choices=("bgr", "rgb"), default="bgr",
-                        help="channel order the model expects (default: bgr, as POT read images)")
     report.add_argument("-o", "--output-dir", metavar="OUT", help="folder for report.html and report.json "
                         "(default: ./<model name>_report)")
     report.add_argument("--overwrite", action="store_true",

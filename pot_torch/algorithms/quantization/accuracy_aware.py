@@ -35,7 +35,10 @@ class AccuracyDropNotMetWarning(UserWarning):
 
 
 @dataclass
-class _Candidate:
+class Candidate:
+    """A quantized model the search holds: its metric ``value``, its ``drop`` from the reference, the quantizer
+    groups reverted so far and the DefaultQuantization overrides it was made with."""
+
     model: CompressedModel
     drop: float
     value: float
@@ -85,7 +88,7 @@ class AccuracyAwareQuantization(Algorithm):
         self._input_model = model
         spec = choose_metric(self.engine, config.metrics)
         check_annotations(self.engine)
-        indices = self._evaluation_indices(spec)
+        indices = self.evaluation_indices(spec)
         fp_value, fp_per_sample = evaluate(self.engine, model, spec, indices, per_sample=True)
         reference = spec.baseline_value if spec.baseline_value is not None else fp_value
         self.fp_metric, self.metric_name = fp_value, spec.name
@@ -103,7 +106,7 @@ class AccuracyAwareQuantization(Algorithm):
                 best, per_sample = candidate, candidate_per_sample
         if best.drop <= allowed:
             return self._finish(best)
-        biases = self._biases_before_correction(model, best)
+        biases = self.biases_before_correction(model, best)
         ranking = self._rank_groups(best.model, biases, spec, hardest_samples(
             spec, fp_per_sample, per_sample, indices, config.ranking_subset_size or min(len(indices), 300)))
         result = self._revert_until_met(best, ranking, biases, spec, reference, indices, allowed)
@@ -115,7 +118,7 @@ class AccuracyAwareQuantization(Algorithm):
             warnings.warn(message, AccuracyDropNotMetWarning)
         return self._finish(result)
 
-    def _finish(self, result: _Candidate) -> CompressedModel:
+    def _finish(self, result: Candidate) -> CompressedModel:
         self.reverted_layers = [layer for _, group in result.reverted for layer in group.layers]
         logger.info("%d layer(s) left in floating point%s; %s = %.6g, drop %.6g", len(self.reverted_layers),
                     f" ({', '.join(self.reverted_layers)})" if self.reverted_layers else "", self.metric_name,
@@ -129,7 +132,9 @@ class AccuracyAwareQuantization(Algorithm):
             logger.info("Wrote the quantization report to %s", write_report(report, self.config.report_path)[0])
         return result.model
 
-    def _evaluation_indices(self, spec: MetricSpec) -> Sequence[int]:
+    def evaluation_indices(self, spec: MetricSpec) -> Sequence[int]:
+        """The data set indices the metric is evaluated on: all, or with a ``baseline_value`` a seeded
+        ``metric_subset_ratio`` of them."""
         size = len(self.engine.data_loader)
         if spec.baseline_value is None:
             return range(size)
@@ -158,21 +163,22 @@ class AccuracyAwareQuantization(Algorithm):
                             alternatives.append((f"Hyperparameters {overrides}", overrides))
         return alternatives
 
-    def _default_quantization(self, model: CompressedModel, overrides: Dict[str, Any]) -> CompressedModel:
+    def default_quantization(self, model: CompressedModel, overrides: Dict[str, Any]) -> CompressedModel:
+        """DefaultQuantization of a copy of ``model`` with this algorithm's parameters and ``overrides``."""
         params = sub_params(self.config, "DefaultQuantization")
         params.update(overrides)
         return DefaultQuantization(params, self._calibration_engine).run(copy.deepcopy(model))
 
     def _quantize(self, model: CompressedModel, spec: MetricSpec, reference: float, indices: Sequence[int],
-                  overrides: Dict[str, Any]) -> Tuple[_Candidate, np.ndarray]:
-        quantized = self._default_quantization(model, overrides)
+                  overrides: Dict[str, Any]) -> Tuple[Candidate, np.ndarray]:
+        quantized = self.default_quantization(model, overrides)
         value, per_sample = evaluate(self.engine, quantized, spec, indices, per_sample=True)
-        return _Candidate(quantized, spec.drop(reference, value), value, overrides=overrides), per_sample
+        return Candidate(quantized, spec.drop(reference, value), value, overrides=overrides), per_sample
 
-    def _biases_before_correction(self, model: CompressedModel, start: _Candidate) -> Dict[LayerKey, np.ndarray]:
+    def biases_before_correction(self, model: CompressedModel, start: Candidate) -> Dict[LayerKey, np.ndarray]:
         """The biases of ``start``'s layers before bias correction (reverting a layer puts its bias back), from
         the same quantization of ``model`` run again without bias correction."""
-        uncorrected = self._default_quantization(model, {**start.overrides, "threshold": NO_BIAS_CORRECTION})
+        uncorrected = self.default_quantization(model, {**start.overrides, "threshold": NO_BIAS_CORRECTION})
         biases = biases_before_correction(start.model, uncorrected)
         logger.info("%d layer(s) have a corrected bias, put back if the layer is reverted", len(biases))
         return biases
@@ -194,8 +200,8 @@ class AccuracyAwareQuantization(Algorithm):
             scores.append((-gain, position))
         return [groups[position] for _, position in sorted(scores)]
 
-    def _revert_until_met(self, start: _Candidate, ranking: List[MemberGroup], biases: Dict[LayerKey, np.ndarray],
-                          spec: MetricSpec, reference: float, indices: Sequence[int], allowed: float) -> _Candidate:
+    def _revert_until_met(self, start: Candidate, ranking: List[MemberGroup], biases: Dict[LayerKey, np.ndarray],
+                          spec: MetricSpec, reference: float, indices: Sequence[int], allowed: float) -> Candidate:
         """Revert groups in ranking order until the drop is met.
 
         First pass: a revert that raises the drop is undone (``use_prev_if_drop_increase``). If the drop is
@@ -216,7 +222,7 @@ class AccuracyAwareQuantization(Algorithm):
                     return best
                 model = reverted(current.model, [member_group], biases)
                 value, _ = evaluate(self.engine, model, spec, indices)
-                candidate = _Candidate(model, spec.drop(reference, value), value,
+                candidate = Candidate(model, spec.drop(reference, value), value,
                                        current.reverted + [member_group], current.overrides)
                 layers = ", ".join(member_group[1].layers)
                 if not second_pass and candidate.drop > current.drop and self.config.use_prev_if_drop_increase:
