@@ -24,6 +24,7 @@ nightly-size, non-derandomized runs (``NIGHTLY_EXAMPLES``, ``NIGHTLY_EXAMPLES //
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
@@ -84,6 +85,10 @@ MIN_NORMALIZED_SIZE = 4
 MAX_ACTIVATION_MATMULS = 2
 #: Errors a generated model may legitimately end with (documented in docs/bad-input.md).
 DOCUMENTED_ERRORS = (DataItemError,)
+#: The warning for the documented dynamic-shape case the CPU plugin computes wrongly: an ignored op (for a
+#: transformer, the model type's ignored Add/Multiply) reads the floating-point value of a quantized output
+#: (docs/bad-input.md). A generated model that gets it is not held to DYNAMIC_AGREEMENT_DB.
+DYNAMIC_MIXED_READERS_WARNING = "ignored ops read the floating-point value of quantized outputs"
 PRESETS = ("performance", "mixed", "accuracy")
 CI_EXAMPLES = 200
 NIGHTLY = os.environ.get("POT_TORCH_NIGHTLY") == "1"
@@ -467,14 +472,31 @@ def check_round_trip(model: ov.Model, inputs: List[dict], preset: str, folder,
     return ratios
 
 
+class _WarningText(logging.Handler):
+    """Keeps the text of the warnings logged while it is attached."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.text = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.text += record.getMessage() + "\n"
+
+
 def check_dynamic_matches_static(model: ov.Model, inputs: List[dict], preset: str,
                                  recipe: str = "default") -> Optional[float]:
     """Quantize the dynamic-shape ``model``; the INT8 model and the same INT8 model reshaped to the static shape
     of ``inputs`` must give the same outputs within ``DYNAMIC_AGREEMENT_DB``. Returns the lowest SQNR, ``None``
-    on a documented error."""
+    on a documented error or the documented, warned mixed-readers case (``DYNAMIC_MIXED_READERS_WARNING``)."""
+    warnings = _WarningText()
+    logging.getLogger("pot_torch").addHandler(warnings)
     try:
         dynamic = quantize(model, inputs, preset, recipe).get_model()
     except DOCUMENTED_ERRORS:
+        return None
+    finally:
+        logging.getLogger("pot_torch").removeHandler(warnings)
+    if DYNAMIC_MIXED_READERS_WARNING in warnings.text:
         return None
     static = dynamic.clone()
     static.reshape({static.inputs[0]: ov.PartialShape(list(inputs[0]["input"].shape))})
