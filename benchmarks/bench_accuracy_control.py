@@ -170,7 +170,7 @@ def _quantize_nncf(model: ov.Model, images: np.ndarray, labels: np.ndarray, subs
     return {"model": quantized, "seconds": seconds, "evaluated_samples": int(sum(evaluations))}
 
 
-def _pot_torch_engine(images: np.ndarray, labels: np.ndarray):
+def _pot_torch_engine(images: np.ndarray, labels: np.ndarray, config: Optional[Dict] = None):
     from pot_torch import DataLoader, IEEngine, Metric
 
     class Loader(DataLoader):
@@ -210,7 +210,7 @@ def _pot_torch_engine(images: np.ndarray, labels: np.ndarray):
             return {"accuracy": {"direction": "higher-better", "type": "accuracy"}}
 
     metric = Top1()
-    return IEEngine({"device": "CPU"}, Loader({}), metric), metric
+    return IEEngine({"device": "CPU", **(config or {})}, Loader({}), metric), metric
 
 
 def _quantize_pot_torch(model: ov.Model, images: np.ndarray, labels: np.ndarray, subset: int,

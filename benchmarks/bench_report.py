@@ -87,7 +87,7 @@ def graded_outliers(model: ov.Model, scales: Dict[int, float]) -> ov.Model:
 
 
 def run_model(label: str, fp_model: ov.Model, images: np.ndarray, labels: np.ndarray, subset: int,
-              html: Optional[Path]) -> Dict:
+              html: Optional[Path], engine_config: Optional[Dict] = None) -> Dict:
     """The report, the measured revert-alone effects and AccuracyAwareQuantization on one model."""
     from pot_torch import CompressedModel, DataLoader, IEEngine
     from pot_torch.algorithms.quantization.accuracy_aware import AccuracyAwareQuantization, Candidate
@@ -110,7 +110,7 @@ def run_model(label: str, fp_model: ov.Model, images: np.ndarray, labels: np.nda
     calibration = IEEngine({"device": "CPU"}, Calibration({}))
     params = {"target_device": "CPU", "preset": "performance", "stat_subset_size": subset,
               "maximal_drop": MAX_DROP, "drop_type": "absolute"}
-    engine, metric = _pot_torch_engine(images, labels)
+    engine, metric = _pot_torch_engine(images, labels, engine_config)
     start = time.perf_counter()
     report = build_report(model, engine, params, calibration)
     result = {"label": label, "report": report, "report_seconds": time.perf_counter() - start,
@@ -118,7 +118,7 @@ def run_model(label: str, fp_model: ov.Model, images: np.ndarray, labels: np.nda
     if html:
         write_report(report, html, overwrite=True)
 
-    engine, metric = _pot_torch_engine(images, labels)
+    engine, metric = _pot_torch_engine(images, labels, engine_config)
     search = AccuracyAwareQuantization(params, engine, calibration)
     spec = choose_metric(engine, None)
     int8 = search.default_quantization(model, {})
@@ -137,7 +137,7 @@ def run_model(label: str, fp_model: ov.Model, images: np.ndarray, labels: np.nda
     result.update(measured=measured, rho=spearman([g.impact for g in report.groups], measured),
                   rho_hardest=spearman(deltas[:, hardest].mean(axis=1), measured), rho_draws=draws)
 
-    engine, metric = _pot_torch_engine(images, labels)
+    engine, metric = _pot_torch_engine(images, labels, engine_config)
     aaq = AccuracyAwareQuantization(params, engine, calibration)
     start = time.perf_counter()
     aaq.run(model)
@@ -190,7 +190,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--steps", type=int, default=800, help="training steps when training (default 800)")
     parser.add_argument("--model-xml", type=Path, default=None, help="the FP IR bench_accuracy_control wrote")
     parser.add_argument("--html-dir", type=Path, default=None, help="also write each report there")
+    parser.add_argument("--precision", choices=("default", "f32"), default="default",
+                        help="inference precision of every evaluation (default: the CPU's, bf16 here)")
     args = parser.parse_args(argv)
+    engine_config = {} if args.precision == "default" else {"inference_precision": args.precision}
 
     base = ov.Core().read_model(args.model_xml) if args.model_xml else build_model(args.steps)
     images, labels = validation_data(args.samples)
@@ -198,10 +201,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     for label, model in (("outliers x100 (bench_accuracy_control.py)", base),
                          ("graded outliers x300, x200, x120, x60", graded_outliers(base, GRADED_SCALES))):
         html = args.html_dir / f"report_{len(results)}.html" if args.html_dir else None
-        results.append(run_model(label, model, images, labels, args.subset, html))
+        results.append(run_model(label, model, images, labels, args.subset, html, engine_config))
     precision = results[0]["report"].precision
     print(f"\n{args.samples} validation samples, first {args.subset} for calibration (metric-free engine); "
-          f"maximal_drop {MAX_DROP} absolute on top-1; metric at the CPU's default precision ({precision}); "
+          f"maximal_drop {MAX_DROP} absolute on top-1; metric at {precision}; "
           "latency: bf16, LATENCY hint, 1 thread, median of interleaved rounds. The bars are the graded model's.")
     for result in results:
         print_model(result)
