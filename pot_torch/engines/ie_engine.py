@@ -239,8 +239,10 @@ class IEEngine(Engine):
         model found to have such layers is compiled again with one stream; the engine remembers its structure,
         so that evaluating it again (``pipeline.evaluate`` calls ``set_model`` each time) compiles only once.
         """
+        if self._device != "CPU":  # the race is the CPU plugin's
+            return self._ie.compile_model(model, self._device, properties)
         structure = hash((graph_structure(model), tuple(sorted(properties.items()))))
-        if self._device == "CPU" and structure in self._one_stream:
+        if structure in self._one_stream:
             return self._ie.compile_model(model, self._device, {**properties, "NUM_STREAMS": 1})
         compiled, forced_one_stream = compile_avoiding_stream_race(self._ie, model, self._device, properties)
         if forced_one_stream:

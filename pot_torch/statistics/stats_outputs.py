@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Hashable, List, Mapping, Tuple
 import openvino as ov
 import openvino.opset13 as ops
 
+from pot_torch.graph.editor import ops_by_name
 from pot_torch.graph.node_key import node_key_label, split_node_key
 from pot_torch.statistics.online import ONLINE_ATTRIBUTE
 
@@ -55,13 +56,13 @@ class StatsOutputs:
         return self.index[(node_key, kind)]
 
 
-def _find_output(ops_by_name: Dict[str, ov.Node], node_key: Hashable, model_name: str) -> ov.Output:
+def _find_output(by_name: Dict[str, ov.Node], node_key: Hashable, model_name: str) -> ov.Output:
     name, port = split_node_key(node_key)
-    if name not in ops_by_name:
-        close = difflib.get_close_matches(name, list(ops_by_name), n=5)
+    if name not in by_name:
+        close = difflib.get_close_matches(name, list(by_name), n=5)
         raise ValueError(f"statistics asked for node '{name}', which is not an op of model '{model_name}'; "
                          f"closest op names: {close}")
-    node = ops_by_name[name]
+    node = by_name[name]
     if not 0 <= port < node.get_output_size():
         raise ValueError(f"statistics asked for output {port} of '{name}', which has {node.get_output_size()} "
                          "output(s)")
@@ -78,11 +79,11 @@ def add_stats_outputs(model: ov.Model, stats_layout: Mapping[Hashable, Mapping[s
     """
     kinds = [(node_key, [(fn, stat_kind(fn)) for fn in stats.values()]) for node_key, stats in stats_layout.items()]
     clone = model.clone()
-    ops_by_name = {op.get_friendly_name(): op for op in clone.get_ops()}
+    by_name = ops_by_name(clone)
     plan = StatsOutputs(clone)
     results = []
     for node_key, fns in kinds:
-        output = _find_output(ops_by_name, node_key, model.get_friendly_name())
+        output = _find_output(by_name, node_key, model.get_friendly_name())
         label = str(node_key_label(node_key))
         for fn, kind in fns:
             slot = (node_key, kind)

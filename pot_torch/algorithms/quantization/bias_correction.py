@@ -33,7 +33,7 @@ from pot_torch.algorithms.quantization.bias_correction_base import (BiasedLayer,
                                                           compile_f32, find_biased_layers, mean_layout, mean_of)
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.constants import constant_ops, constant_source
-from pot_torch.graph.editor import fake_quantize_ops, remove_fake_quantize
+from pot_torch.graph.editor import fake_quantize_ops, ops_by_name, remove_fake_quantize
 from pot_torch.graph.layer_patterns import find_bias_add
 from pot_torch.graph.node_key import output_key, split_node_key
 from pot_torch.graph.nx_model import CompressedModel
@@ -111,11 +111,11 @@ class BiasCorrection(BiasShiftAlgorithm):
             logger.warning("BiasCorrection skipped: the model inputs were not collected")
             return
         runner = SegmentRunner(work, [layer.name for layer in layers], inputs)
-        by_name = {op.get_friendly_name(): op for op in model.get_ops()}
+        by_name = ops_by_name(model)
         threshold = float(self.config.threshold)
         for level_layers in _by_level(layers, runner.levels):
             means = runner.run_next(level_layers)
-            work_ops = {op.get_friendly_name(): op for op in work.get_ops()}
+            work_ops = ops_by_name(work)
             for layer in level_layers:
                 bias = find_bias_add(work_ops[layer.name])
                 quantized_mean = means[layer.name] + bias.per_channel()
@@ -224,7 +224,7 @@ class SegmentRunner:
         """The segment as a model: Parameters for the cached tensors it reads; results: the layers' channel
         means, then the ``fresh`` tensors. Returns it and the cache keys of its Parameters, in order."""
         clone = self._model.clone()
-        clone_ops = {op.get_friendly_name(): op for op in clone.get_ops()}
+        clone_ops = ops_by_name(clone)
         parameters, feeds = [], []
         for key in self._cache:
             name, port = split_node_key(key)

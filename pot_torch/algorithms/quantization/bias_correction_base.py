@@ -21,7 +21,7 @@ import openvino as ov
 
 from pot_torch.algorithms.algorithm import Algorithm
 from pot_torch.algorithms.params import resolve_params
-from pot_torch.graph.editor import fake_quantize_ops, remove_fake_quantize
+from pot_torch.graph.editor import fake_quantize_ops, ops_by_name, remove_fake_quantize
 from pot_torch.graph.layer_patterns import (LAYERS_WITH_BIAS, activation_port, activation_source, constant_add_after,
                                             find_bias_add, has_quantized_weights, input_channel_axis, output_channel_axis)
 from pot_torch.graph.node_key import output_key
@@ -118,7 +118,7 @@ def mean_layout(model: ov.Model, layers: List[BiasedLayer], inplace: bool, side:
     if side not in ("input", "output"):
         raise ValueError(f"mean_layout: side must be 'input' or 'output', got {side!r}")
     layout: Dict[Hashable, Dict[str, Any]] = {}
-    ops = {op.get_friendly_name(): op for op in model.get_ops()}
+    ops = ops_by_name(model)
     for layer in layers:
         key, axis = (layer.input_key, layer.input_axis) if side == "input" else (layer.bias_key, layer.output_axis)
         stats = layout.setdefault(key, {})

@@ -24,7 +24,7 @@ import openvino as ov
 from pot_torch.algorithms.algorithm import Algorithm
 from pot_torch.algorithms.params import calibration_indices, resolve_params
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
-from pot_torch.graph.editor import replace_constant
+from pot_torch.graph.editor import ops_by_name, replace_constant
 from pot_torch.graph.layer_patterns import ConvPair, conv_weight_constant, find_bias_add, find_conv_pairs
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.aggregators import aggregate
@@ -87,7 +87,7 @@ def align_pair(model: ov.Model, pair: ConvPair, low: np.ndarray, high: np.ndarra
 
     :returns: False (nothing changed) when the ranges do not match the pair's channel count.
     """
-    by_name = {op.get_friendly_name(): op for op in model.get_ops()}
+    by_name = ops_by_name(model)
     producer, consumer = by_name[pair.producer], by_name[pair.consumer]
     low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
     channels = int(_weights(producer).shape[0])

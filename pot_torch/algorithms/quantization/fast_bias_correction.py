@@ -41,7 +41,7 @@ from pot_torch.algorithms.quantization.bias_correction_base import (SHAPE_STAT, 
                                                           mean_layout, mean_of, static_input_shape)
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.constants import constant_source
-from pot_torch.graph.editor import copy_node
+from pot_torch.graph.editor import copy_node, ops_by_name
 from pot_torch.graph.layer_patterns import weight_port
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.collector import StatisticsRequest
@@ -84,16 +84,16 @@ class FastBiasCorrection(BiasShiftAlgorithm):
         layers = find_biased_layers(model, quantized_only=True)
         if self.config.apply_for_all_nodes:
             _warn_apply_for_all_nodes(len(find_biased_layers(model, quantized_only=False)) - len(layers))
-        ops_by_name = {op.get_friendly_name(): op for op in model.get_ops()}
+        by_name = ops_by_name(model)
         probes = []
         for layer in layers:
-            blob = probe_input(ops_by_name[layer.name], layer, stats)
+            blob = probe_input(by_name[layer.name], layer, stats)
             if blob is not None:
                 probes.append(_Probe(layer, blob))
-        chunks = _chunks_by_weight_size(probes, ops_by_name)
+        chunks = _chunks_by_weight_size(probes, by_name)
         shifts = [shift for chunk in chunks for shift in _measure(model, chunk)]
         for probe, shift in zip(probes, shifts):
-            apply_bias_shift(ops_by_name[probe.layer.name], shift.astype(np.float32), float(self.config.threshold))
+            apply_bias_shift(by_name[probe.layer.name], shift.astype(np.float32), float(self.config.threshold))
 
 
 def _warn_apply_for_all_nodes(unquantized: int) -> None:
@@ -150,13 +150,13 @@ def _weight_bytes(layer_op: ov.Node) -> int:
     return 0 if constant is None else int(constant.get_byte_size())
 
 
-def _chunks_by_weight_size(probes: List[_Probe], ops_by_name: Mapping[str, ov.Node]) -> List[List[_Probe]]:
+def _chunks_by_weight_size(probes: List[_Probe], by_name: Mapping[str, ov.Node]) -> List[List[_Probe]]:
     """``probes`` in order, cut into runs whose layers hold at most :data:`PROBE_WEIGHT_BYTES` of weights
     (a layer larger than that gets a run of its own)."""
     chunks: List[List[_Probe]] = []
     size = 0
     for probe in probes:
-        weight = _weight_bytes(ops_by_name[probe.layer.name])
+        weight = _weight_bytes(by_name[probe.layer.name])
         if not chunks or size + weight > PROBE_WEIGHT_BYTES:
             chunks.append([])
             size = 0
@@ -190,10 +190,10 @@ def _build_probe_model(model: ov.Model, probes: List[_Probe]) -> ov.Model:
     are compared).
     """
     clone = model.clone()
-    ops_by_name = {op.get_friendly_name(): op for op in clone.get_ops()}
+    by_name = ops_by_name(clone)
     parameters, results = [], []
     for index, probe in enumerate(probes):
-        layer = ops_by_name[probe.layer.name]
+        layer = by_name[probe.layer.name]
         port = probe.layer.port
         parameter = ops.parameter(list(probe.input_blob.shape), layer.get_input_element_type(port),
                                   name=f"{probe.layer.name}/fbc_input_{index}")

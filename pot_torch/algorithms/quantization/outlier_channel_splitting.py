@@ -28,6 +28,7 @@ from pot_torch.algorithms.quantization.ignored import ignored_op_names
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.constants import constant_source
 from pot_torch.graph.editor import replace_constant
+from pot_torch.graph.layer_patterns import conv_weight_constant
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.collector import Statistics
 from pot_torch.utils.logger import get_logger
@@ -71,10 +72,6 @@ def split_weights(weights: np.ndarray, ratio: float) -> Tuple[np.ndarray, List[i
     return result, origins
 
 
-def _weight_constant(layer: ov.Node) -> Optional[ov.Node]:
-    return constant_source(layer.input_value(1), ("Convert",), exclusive=True)
-
-
 def _channel_axis_of_constant(value: ov.Output, output_rank: int, channels: int) -> Optional[int]:
     """Where a Constant input of an element-wise op holds the channels (-1: it broadcasts over them)."""
     shape = list(value.get_shape())
@@ -92,10 +89,10 @@ def widenings(output: ov.Output, channels: int) -> Optional[List[Widening]]:
     if len(output.get_target_inputs()) != 1 or output.get_index() != 0 or output.get_partial_shape().rank.is_dynamic:
         return None
     if kind == "Convolution":
-        weights = _weight_constant(node)
+        weights = conv_weight_constant(node)
         return None if weights is None else [(weights, 0)]
     if kind == "GroupConvolution":
-        weights = _weight_constant(node)
+        weights = conv_weight_constant(node)
         shape = None if weights is None else list(weights.get_output_shape(0))
         if shape is None or shape[1] != 1 or shape[2] != 1:  # depthwise only
             return None
@@ -163,7 +160,7 @@ class OutlierChannelSplitting(Algorithm):
 
     @staticmethod
     def _split(conv: ov.Node, ratio: float) -> List[int]:
-        weights = _weight_constant(conv)
+        weights = conv_weight_constant(conv)
         if weights is None or conv.get_input_partial_shape(0).rank.is_dynamic:
             logger.debug("%s: %s skipped: its weights are not a Constant of its own", NAME, conv.get_friendly_name())
             return []

@@ -32,7 +32,7 @@ from pot_torch.algorithms.quantization.ignored import ignored_op_names
 from pot_torch.algorithms.quantization.sites import (ActivationSite, Options, Placement, WeightSite, expand_options,
                                                      intersect_options)
 from pot_torch.graph.constants import constant_source
-from pot_torch.graph.editor import compressed_weight_of, ordered_consumers
+from pot_torch.graph.editor import compressed_weight_of, ops_by_name, ordered_consumers
 from pot_torch.graph.hardware.config import HardwareConfig, ModelTypeRules
 from pot_torch.graph.hardware.op_classes import classify_op
 from pot_torch.utils.logger import get_logger
@@ -168,7 +168,7 @@ class _Planner:
         (docs/int8-placement-findings.md, "Dynamic shapes"). Ops in the ignored scope keep reading the float
         output (``float_readers``); a FakeQuantize already in the model keeps its input.
         """
-        ops = {op.get_friendly_name(): op for op in self.model.get_ordered_ops()}
+        ops = ops_by_name(self.model)
         for site in self.sites.values():
             for target in ordered_consumers(self.model, ops[site.producer].output(site.port)):
                 consumer = (target.get_node().get_friendly_name(), target.get_index())
@@ -217,7 +217,7 @@ class _Planner:
         which feeds a convolution and a residual Add). Sites in unified groups stay where they are.
         """
         linked = {name for names in self.links for name in names}
-        ops = {op.get_friendly_name(): op for op in self.model.get_ordered_ops()}
+        ops = ops_by_name(self.model)
         moved = True
         while moved:
             moved = False

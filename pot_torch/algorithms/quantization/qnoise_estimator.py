@@ -36,7 +36,7 @@ from pot_torch.algorithms.quantization.quantizer_groups import QuantizerGroup, q
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.api.engine import Engine
 from pot_torch.engines.ie_engine import IEEngine
-from pot_torch.graph.editor import fake_quantize_ops, find_op, remove_fake_quantize
+from pot_torch.graph.editor import fake_quantize_ops, find_op, ops_by_name, remove_fake_quantize
 from pot_torch.graph.hardware.config import load_hardware_config
 from pot_torch.graph.layer_patterns import find_bias_add
 from pot_torch.graph.nx_model import CompressedModel
@@ -128,8 +128,8 @@ def _composite(fp: ov.Model, quantized: ov.Model, outputs: Sequence[str], eps: f
     for fp_input, q_input in zip(fp.get_parameters(), quantized.get_parameters()):
         for target in q_input.output(0).get_target_inputs():
             target.replace_source_output(fp_input.output(0))
-    fp_ops = {op.get_friendly_name(): op for op in fp.get_ordered_ops()}
-    q_ops = {op.get_friendly_name(): op for op in quantized.get_ordered_ops()}
+    fp_ops = ops_by_name(fp)
+    q_ops = ops_by_name(quantized)
     extra = []
     for name in outputs:
         y, q = fp_ops[name].output(0), q_ops[name + QUANTIZED_SUFFIX].output(0)

@@ -27,7 +27,7 @@ from pot_torch.algorithms.algorithm import Algorithm
 from pot_torch.algorithms.params import COMMON_PARAMS, Param, declare_params, resolve_params
 from pot_torch.algorithms.quantization.bias_correction_base import compile_f32
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
-from pot_torch.graph.editor import constant_value, fake_quantize_ranges, set_fake_quantize_ranges
+from pot_torch.graph.editor import constant_value, fake_quantize_ranges, ops_by_name, set_fake_quantize_ranges
 from pot_torch.graph.layer_patterns import LAYERS_WITH_BIAS, has_quantized_weights, weight_port
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.collector import Statistics
@@ -61,7 +61,7 @@ def fake_quantize_outputs(model: ov.Model, fq_names: List[str]) -> List[np.ndarr
     if not fq_names:
         return []
     clone = model.clone()
-    by_name = {op.get_friendly_name(): op for op in clone.get_ordered_ops()}
+    by_name = ops_by_name(clone)
     outputs = [ops.result(by_name[name].output(0)) for name in fq_names]
     compiled = compile_f32(ov.Model(outputs, [], "quantized_weights"))
     results = compiled({})

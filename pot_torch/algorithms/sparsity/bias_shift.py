@@ -17,7 +17,7 @@ import openvino.opset13 as ops
 
 from pot_torch.algorithms.quantization.bias_correction_base import apply_bias_shift, compile_f32, find_biased_layers
 from pot_torch.algorithms.quantization.fast_bias_correction import probe_input
-from pot_torch.graph.editor import copy_node
+from pot_torch.graph.editor import copy_node, ops_by_name
 from pot_torch.graph.layer_patterns import weight_port
 from pot_torch.statistics.reducers import make_reducer
 
@@ -29,10 +29,10 @@ def correct_sparse_biases(model: ov.Model, removed: Mapping[str, np.ndarray],
 
     :param stats: FastBiasCorrection's statistics, collected on the dense model.
     """
-    ops_by_name = {op.get_friendly_name(): op for op in model.get_ops()}
+    by_name = ops_by_name(model)
     parameters, results, layers = [], [], []
     for layer in find_biased_layers(model, quantized_only=False):
-        op = ops_by_name[layer.name]
+        op = by_name[layer.name]
         blob = probe_input(op, layer, stats) if layer.name in removed else None
         if blob is None:
             continue

@@ -20,9 +20,8 @@ from pot_torch.algorithms.params import (COMMON_PARAMS, Param, declare_params, f
                                          resolve_params)
 from pot_torch.algorithms.quantization.ignored import ignored_op_names
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
-from pot_torch.graph.constants import constant_source
 from pot_torch.graph.editor import replace_constant
-from pot_torch.graph.layer_patterns import CONV_TYPES, LAYERS_WITH_BIAS
+from pot_torch.graph.layer_patterns import CONV_TYPES, LAYERS_WITH_BIAS, conv_weight_constant
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.collector import Statistics
 from pot_torch.utils.logger import get_logger
@@ -56,7 +55,7 @@ def weight_constant(layer: ov.Node) -> Optional[ov.Node]:
     """The Constant holding the weights of ``layer`` (input 1, through a Convert), if only that layer reads it."""
     if layer.get_type_name() not in LAYERS_WITH_BIAS or layer.get_input_size() < 2:
         return None
-    return constant_source(layer.input_value(1), through=("Convert",), exclusive=True)
+    return conv_weight_constant(layer)
 
 
 def output_axes(layer: ov.Node) -> Tuple[int, ...]:
