@@ -146,6 +146,11 @@ def test_lookups_descend_into_if_bodies_only_when_recursive():
     assert [n.get_friendly_name() for n in get_nodes_by_type(model, ["Relu"])] == ["then_relu"]
     assert get_nodes_by_type(model, ["Relu", "Negative"], recursively=False) == []
     assert get_node_by_name(model, "then_relu") is not None
+    # editing helpers find body ops too, but do not edit bodies: they say so (remove_node_by_name did nothing)
+    from pot_torch.graph import remove_node_by_name
+    with pytest.raises(ValueError, match="op 'then_relu' is inside the body of an If, Loop or TensorIterator"):
+        remove_node_by_name(model, "then_relu")
+    assert get_nodes_by_type(model, ["Relu"])  # left as it was
 
 
 def test_nx_type_infer_updates_shapes_after_an_edit():

@@ -179,6 +179,19 @@ def test_a_postprocess_output_override_runs_on_the_actors(ray_cluster, images):
     assert on_actors == negated != plain
 
 
+def test_hooks_the_actors_cannot_run_are_refused_not_ignored(images):
+    """The actors run IEEngine's own _fill_input/_process_batch: a RayEngine subclass overriding one is refused
+    before Ray starts (it was silently ignored)."""
+    from pot_torch.engines import RayEngine
+
+    class OwnFeeding(RayEngine):
+        def _fill_input(self, model, image_batch):
+            return super()._fill_input(model, image_batch)
+
+    with pytest.raises(TypeError, match="OwnFeeding overrides _fill_input, which RayEngine's actors do not run"):
+        OwnFeeding({}, ArrayLoader(*images), Accuracy())
+
+
 def test_a_dead_actor_s_chunks_run_again_with_the_same_result(ray_cluster, images, tmp_path):
     inputs, labels = images
     model = CompressedModel(conv_model())

@@ -34,6 +34,11 @@ logger = get_logger(__name__)
 DEFAULT_CHUNK_SIZE = 100
 
 
+#: IEEngine hooks a subclass may override for IEEngine that RayEngine's actors cannot run (they build their own
+#: IEEngine): a RayEngine subclass overriding one is refused rather than silently ignored.
+ACTOR_DEFAULT_HOOKS = ("_process_batch", "_fill_input", "_set_model")
+
+
 def import_ray() -> Any:
     """The ``ray`` module.
 
@@ -59,7 +64,8 @@ class RayEngine(IEEngine):
 
     The data loader and the metric are sent to every actor once (they must pickle; each actor reads its
     chunks' items itself), and a model once per change (as IR bytes). ``predict`` takes a ``BatchSampler``
-    over the engine's data loader. A subclass may override ``postprocess_output`` as a static method (as
+    over the engine's data loader. A subclass overriding ``_process_batch``, ``_fill_input`` or ``_set_model`` is
+    refused (the actors could not run them). A subclass may override ``postprocess_output`` as a static method (as
     POT's IEEngine declares it); it runs on the actors. :meth:`predict_models` evaluates several models at
     once (AccuracyAwareQuantization's ranking uses it). Call :meth:`close` (or use ``with``) to stop the
     actors, and the local Ray instance when this engine started it.
@@ -67,6 +73,11 @@ class RayEngine(IEEngine):
 
     def __init__(self, config: Any, data_loader: Optional[DataLoader] = None,
                  metric: Optional[Metric] = None) -> None:
+        overridden = [name for name in ACTOR_DEFAULT_HOOKS if getattr(type(self), name) is not getattr(IEEngine, name)]
+        if overridden:
+            raise TypeError(f"{type(self).__name__} overrides {', '.join(overridden)}, which RayEngine's actors do not "
+                            "run (they run IEEngine's own); only postprocess_output is carried to them. Subclass "
+                            "IEEngine for these hooks, or move the work into the data loader or postprocess_output")
         self._ray = import_ray()
         super().__init__(config, data_loader, metric)
         self._pool: Optional[ActorPool] = None

@@ -2,11 +2,11 @@
 ``remove_node_by_name`` (POT's ``graph/editor.py`` names; POT edited Model Optimizer graphs)."""
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any
 
 import openvino as ov
 
-from pot_torch.graph.model_utils import get_node_by_name
+from pot_torch.graph.model_utils import as_members, get_node_by_name
 from pot_torch.utils.unsupported import unsupported_class
 
 #: POT's pattern-matching transformer of Model Optimizer graphs. pot_torch places FakeQuantize ops from its
@@ -46,8 +46,7 @@ def connect_nodes_by_name(model: Any, src_node_name: str, src_port: int, dst_nod
     :raises KeyError: no op has one of the names.
     """
     connect_nodes(_node(model, src_node_name), src_port, _node(model, dst_node_name), dst_port)
-    for ov_model in _owners(model, dst_node_name):
-        ov_model.validate_nodes_and_infer_types()
+    _owner(model, dst_node_name).validate_nodes_and_infer_types()
 
 
 def remove_node_by_name(model: Any, node_name: str) -> None:
@@ -63,17 +62,17 @@ def remove_node_by_name(model: Any, node_name: str) -> None:
     """
     node = _node(model, node_name)
     kind = node.get_type_name()
-    for ov_model in _owners(model, node_name):
-        if kind == "Result":
-            ov_model.remove_result(node)
-        elif kind == "Parameter":
-            if node.output(0).get_target_inputs():
-                raise ValueError(f"remove_node_by_name: input '{node_name}' still feeds "
-                                 f"{len(node.output(0).get_target_inputs())} op(s); connect them elsewhere first")
-            ov_model.remove_parameter(node)
-        else:
-            _bypass(node)
-        ov_model.validate_nodes_and_infer_types()
+    ov_model = _owner(model, node_name)
+    if kind == "Result":
+        ov_model.remove_result(node)
+    elif kind == "Parameter":
+        if node.output(0).get_target_inputs():
+            raise ValueError(f"remove_node_by_name: input '{node_name}' still feeds "
+                             f"{len(node.output(0).get_target_inputs())} op(s); connect them elsewhere first")
+        ov_model.remove_parameter(node)
+    else:
+        _bypass(node)
+    ov_model.validate_nodes_and_infer_types()
 
 
 def _bypass(node: ov.Node) -> None:
@@ -93,7 +92,15 @@ def _bypass(node: ov.Node) -> None:
         target.replace_source_output(source)
 
 
-def _owners(model: Any, node_name: str) -> List[ov.Model]:
-    """The ``openvino.Model`` objects of ``model`` (a ``CompressedModel`` or one model) with an op ``node_name``."""
-    members = model.models if hasattr(model, "models") else [{"model": model}]
-    return [m["model"] for m in members if any(op.get_friendly_name() == node_name for op in m["model"].get_ops())]
+def _owner(model: Any, node_name: str) -> ov.Model:
+    """The ``openvino.Model`` of ``model`` whose top level holds the op ``node_name`` (names are unique:
+    ``get_node_by_name`` refuses duplicates).
+
+    :raises ValueError: the op is inside a sub-graph body (If, Loop, TensorIterator), which these helpers do not
+        edit (they used to do nothing there without a word).
+    """
+    for member in as_members(model):
+        if any(op.get_friendly_name() == node_name for op in member["model"].get_ops()):
+            return member["model"]
+    raise ValueError(f"op '{node_name}' is inside the body of an If, Loop or TensorIterator; edit that body model "
+                     "(e.g. op.get_then_body()) with connect_nodes and its own methods instead")

@@ -41,7 +41,7 @@ def add_outputs(models: Union[AnyModel, Sequence[Dict[str, Any]]],
         without a tensor name gets ``<op name>/sink_port_<index>`` so it can be looked up in inference
         results by name; the new ``Result`` has that friendly name too.
     """
-    members = _as_members(models)
+    members = as_members(models)
     by_name = {}
     for member in members:
         by_name[member["model"].get_friendly_name()] = member["model"]
@@ -91,18 +91,22 @@ def get_all_operation_nodes(model: AnyModel, recursively: bool = True) -> List[o
         (each body's ops follow the op that owns it).
     """
     nodes: List[ov.Node] = []
-    for member in _as_members(model):
+    for member in as_members(model):
         _collect_ops(member["model"], recursively, nodes)
     return nodes
 
 
 def nx_type_infer(model: AnyModel) -> None:
     """Re-run shape and type inference on every model (after editing ops by hand)."""
-    for member in _as_members(model):
+    for member in as_members(model):
         member["model"].validate_nodes_and_infer_types()
 
 
-def _as_members(model: Any) -> List[Dict[str, Any]]:
+def as_members(model: Any) -> List[Dict[str, Any]]:
+    """The ``[{'name', 'model'}]`` members of a ``CompressedModel``, an ``openvino.Model`` or such a list.
+
+    :raises TypeError: for anything else.
+    """
     if isinstance(model, CompressedModel):
         return model.models
     if isinstance(model, ov.Model):

@@ -128,7 +128,9 @@ class AccuracyAwareQuantization(Algorithm):
         if self.config.report_path:
             from pot_torch.report import build_report, write_report
 
-            report = build_report(self._input_model, self.engine, self.config, self._calibration_engine)
+            # the report quantizes again: with the settings the returned model was made with (e.g. the mixed preset)
+            report = build_report(self._input_model, self.engine, {**self.config, **result.overrides},
+                                  self._calibration_engine)
             logger.info("Wrote the quantization report to %s", write_report(report, self.config.report_path)[0])
         return result.model
 
