@@ -37,13 +37,11 @@ _DEFAULT_LOG_LEVEL = "INFO"
 _AC_REFUSAL = ("Accuracy Checker (--ac-config, --engine accuracy_checker) is not part of pot-torch: for "
                "DefaultQuantization on a folder of images use --engine simplified --data-source DIR; to quantize "
                f"or evaluate with a metric, {PYTHON_API_HINT}")
-#: The destination of each option ``add_pot_arguments`` adds, with its default (the value when not given).
-_POT_DEFAULTS: Dict[str, Any] = {
-    "pot_quantize": None, "pot_preset": None, "pot_model": None, "pot_weights": None, "pot_name": None,
-    "pot_engine": None, "pot_ac_config": None, "pot_max_drop": None, "pot_evaluate": False,
-    "pot_output_dir": _DEFAULT_OUTPUT_DIR, "pot_direct_dump": False, "pot_log_level": _DEFAULT_LOG_LEVEL,
-    "pot_pbar": False, "pot_stream_output": False, "pot_data_source": None,
-}
+#: The destination of each option ``add_pot_arguments`` adds. Each one's parser default is ``None`` (``False`` for
+#: flags) so that an option given at its documented default value still counts as given.
+_POT_DESTINATIONS = ("pot_quantize", "pot_preset", "pot_model", "pot_weights", "pot_name", "pot_engine",
+                     "pot_ac_config", "pot_max_drop", "pot_evaluate", "pot_output_dir", "pot_direct_dump",
+                     "pot_log_level", "pot_pbar", "pot_stream_output", "pot_data_source")
 
 
 def add_pot_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,12 +63,12 @@ def add_pot_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with -q accuracy_aware: the maximal accuracy drop")
     parser.add_argument("-e", "--evaluate", dest="pot_evaluate", action="store_true",
                         help="refused, as POT refused it in simplified mode: evaluation needs a metric")
-    parser.add_argument("--output-dir", dest="pot_output_dir", metavar="DIR", default=_DEFAULT_OUTPUT_DIR,
+    parser.add_argument("--output-dir", dest="pot_output_dir", metavar="DIR",
                         help="POT's output layout: DIR/<model>_<algorithm>/<timestamp>/optimized/ (a new "
                         "timestamp folder each run; default: ./results)")
     parser.add_argument("-d", "--direct-dump", dest="pot_direct_dump", action="store_true",
                         help="write into DIR/optimized/ instead (an existing one only with --overwrite)")
-    parser.add_argument("--log-level", dest="pot_log_level", choices=_LOG_LEVELS, default=_DEFAULT_LOG_LEVEL,
+    parser.add_argument("--log-level", dest="pot_log_level", choices=_LOG_LEVELS,
                         help="level of pot_torch's log messages (default: INFO)")
     parser.add_argument("--progress-bar", dest="pot_pbar", action="store_true",
                         help="show progress bars during statistics collection")
@@ -82,7 +80,7 @@ def add_pot_arguments(parser: argparse.ArgumentParser) -> None:
 
 def pot_options_given(args: argparse.Namespace) -> bool:
     """Whether any of POT's options (other than ``-c``) is on the command line."""
-    return any(getattr(args, dest) != default for dest, default in _POT_DEFAULTS.items())
+    return any(getattr(args, dest) not in (None, False) for dest in _POT_DESTINATIONS)
 
 
 def check_dependencies(args: argparse.Namespace) -> None:
@@ -115,7 +113,7 @@ def _check_pot_torch_rules(args: argparse.Namespace) -> None:
     if args.pot_evaluate:
         raise ConfigError(f"Can not make evaluation in simplified mode: the simplified engine has no metric; "
                           f"to evaluate, {PYTHON_API_HINT}")
-    if args.config_output is not None and (args.pot_direct_dump or args.pot_output_dir != _DEFAULT_OUTPUT_DIR):
+    if args.config_output is not None and (args.pot_direct_dump or args.pot_output_dir is not None):
         raise ConfigError("-o OUT writes into OUT itself; --output-dir and -d/--direct-dump choose POT's layout "
                           "instead: give -o, or --output-dir (with or without -d), not both")
 
@@ -202,14 +200,14 @@ def run_pot_command(args: argparse.Namespace) -> List[Dict[str, str]]:
     for note in _notes(args):
         print(f"pot-torch: note: {note}", file=sys.stderr, flush=True)
     config = check_config(quantize_config(args) if args.pot_quantize else file_config(args))
+    output_dir = Path(args.pot_output_dir or _DEFAULT_OUTPUT_DIR).expanduser()
     if args.config_output is not None:
         output = Path(args.config_output)
     elif args.pot_direct_dump:
-        output = Path(args.pot_output_dir).expanduser() / "optimized"
+        output = output_dir / "optimized"
     else:
         model_name = TEMPLATE_MODEL_NAME if args.pot_quantize else config["model"]["model_name"]
         algorithms = config["compression"]["algorithms"]
-        run_folder = Path(args.pot_output_dir).expanduser() / log_algo_name(model_name, algorithms)
-        output = timestamp_folder(run_folder) / "optimized"
-    with _logging_at(args.pot_log_level):
+        output = timestamp_folder(output_dir / log_algo_name(model_name, algorithms)) / "optimized"
+    with _logging_at(args.pot_log_level or _DEFAULT_LOG_LEVEL):
         return run_config(config, output, args.config_overwrite, args.config_keep_weights, progress=args.pot_pbar)

@@ -145,13 +145,17 @@ def test_accuracy_aware_on_the_simplified_engine_is_refused_with_pots_message(pr
     assert "pot_torch.Metric" in line and not (tmp_path / "results").exists()
 
 
-def test_exact_output_and_pot_layout_are_exclusive(project, no_work, tmp_path, capsys):
-    assert main(POT_Q + ["-o", "out", "-d"]) == 1
+@pytest.mark.parametrize("layout", [["-d"], ["--output-dir", "./results"], ["--output-dir", "elsewhere"]])
+def test_exact_output_and_pot_layout_are_exclusive(layout, project, no_work, tmp_path, capsys):
+    assert main(POT_Q + ["-o", "out"] + layout) == 1
     assert "-o OUT writes into OUT itself" in _error_line(capsys)
 
 
-def test_pot_options_with_a_command_is_a_usage_error(project, capsys):
+@pytest.mark.parametrize("option", [["--log-level", "INFO"], ["--output-dir", "./results"]])
+def test_pot_options_with_a_command_is_a_usage_error(option, project, capsys):
     assert main(["-q", "default", "demo"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(option + ["demo"]) == 2  # an option given at its default value is still given
     assert "not both" in capsys.readouterr().err
 
 

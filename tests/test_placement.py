@@ -300,3 +300,11 @@ def test_branching_int8_convolution_output_is_quantized_only_under_dynamic_shape
     assert dynamic.keys() == {"input/fq_output_0", "conv/fq_output_0"}
     assert sorted(dynamic["conv/fq_output_0"]) == [("relu", 0), ("sigmoid", 0)]
 
+
+def test_branching_int8_output_workaround_is_cpu_only():
+    """The extra output FakeQuantize works around a CPU plugin bug: another device's placement (and a CPU
+    placement asked to skip the plugin's workarounds) stays POT's and NNCF's."""
+    for hw, cpu_plugin in ((GPU, None), (CPU, False)):
+        dynamic, _ = _sites(place_quantizers(_branching_conv_model([-1, 4, -1, -1]), hw, cpu_plugin=cpu_plugin))
+        assert dynamic == {"input/fq_output_0": [("conv", 0)]}, hw
+

@@ -15,8 +15,8 @@ Rules (a minimal quantizer propagation; the rule fields are :class:`~pot_torch.g
 - inputs that are already quantized (fed by a FakeQuantize) are left alone, and so are weights stored as integers
   (``Constant (i8/u8) -> Convert -> [Subtract] -> Multiply``, a saved INT8 IR): neither quantized again nor
   taken for activations; ``Placement.compressed_weights`` lists them;
-- with dynamic input shapes, an INT8 convolution or MatMul whose output several ops read, none quantized, gets
-  a FakeQuantize on that output too (a CPU plugin bug, ``quantize_branching_int8_outputs``);
+- for the CPU plugin, with dynamic input shapes, an INT8 convolution or MatMul whose output several ops read,
+  none quantized, gets a FakeQuantize on that output too (a plugin bug, ``quantize_branching_int8_outputs``);
 - for the CPU plugin, the sites it cannot compile or computes wrongly are dropped last
   (:mod:`~pot_torch.algorithms.quantization.cpu_workarounds`), so nothing inserted is removed afterwards.
 """
@@ -200,7 +200,7 @@ class _Planner:
                          for target in ordered_consumers(self.model, op.output(0))]
             if len(consumers) < 2:
                 continue
-            options = expand_options(self.hw.quantizer_options(self.hw.rule(op.get_type_name()).activations))
+            options = expand_options(self.hw.quantizer_options(self.hw.rule(classify_op(op)).activations))
             site = ActivationSite(name, 0, options=options, rank=op.get_output_partial_shape(0).rank.get_length())
             site.consumers = [consumer for consumer in consumers if consumer[0] not in self.ignored]
             self.float_readers.extend((site.name, consumer[0]) for consumer in consumers if consumer[0] in self.ignored)
@@ -288,7 +288,8 @@ def place_quantizers(model: ov.Model, hw: HardwareConfig, ignored: Optional[Mapp
     Sites are in topological order of their consumers; a unified group's members then get one shared
     per-tensor option set.
 
-    :param cpu_plugin: leave out the sites the OpenVINO CPU plugin cannot compile or computes wrongly
+    :param cpu_plugin: apply the OpenVINO CPU plugin's workarounds: quantize the branching INT8 outputs it
+        miscomputes under dynamic shapes, and leave out the sites it cannot compile or computes wrongly
         (:func:`~pot_torch.algorithms.quantization.cpu_workarounds.drop_cpu_plugin_failures`); default: when
         ``hw`` says so (``cpu_plugin_workarounds``).
     :param compile_check: with ``cpu_plugin``, compile a probe to keep the sites at risk that do compile.
@@ -302,7 +303,9 @@ def place_quantizers(model: ov.Model, hw: HardwareConfig, ignored: Optional[Mapp
                            op.get_type_name(), op.get_friendly_name())
         planner.visit(op)
     planner.share_with_all_consumers()
-    planner.quantize_branching_int8_outputs()
+    cpu_plugin = hw.cpu_plugin_workarounds if cpu_plugin is None else cpu_plugin
+    if cpu_plugin:
+        planner.quantize_branching_int8_outputs()
     planner.hoist_shared()
     unified = planner.unified_groups()
     by_name = {site.name: site for site in planner.sites.values()}
@@ -314,6 +317,6 @@ def place_quantizers(model: ov.Model, hw: HardwareConfig, ignored: Optional[Mapp
             by_name[name].options = [{**o, "granularity": "pertensor"} for o in shared]
     placement = Placement(tuple(planner.sites.values()), tuple(planner.weights), tuple(unified),
                           tuple(planner.compressed), tuple(planner.float_readers))
-    if hw.cpu_plugin_workarounds if cpu_plugin is None else cpu_plugin:
+    if cpu_plugin:
         placement = drop_cpu_plugin_failures(model, placement, compile_check)
     return placement
