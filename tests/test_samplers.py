@@ -54,3 +54,18 @@ def test_batch_sampler_needs_loader():
 def test_sampler_is_abstract():
     with pytest.raises(TypeError):
         Sampler()  # type: ignore[abstract]
+
+
+@pytest.mark.parametrize("indices, bad", [([0, -1], "-1"), ([3], "3"), ([0, 1.0], "1.0"), ([True], "True")])
+def test_batch_sampler_refuses_what_is_not_an_index_of_the_data_set(indices, bad):
+    """-1 would read the last item without a word (a list's negative index): refused like any index outside."""
+    with pytest.raises(ValueError) as raised:
+        BatchSampler(ListLoader(3), subset_indices=indices)
+    assert str(raised.value) == (f"BatchSampler subset_indices holds {bad}, which is not an index of the data set "
+                                 "(3 items: 0 to 2)")
+
+
+def test_batch_sampler_subset_indices_must_be_a_sequence():
+    with pytest.raises(ValueError, match=r"BatchSampler subset_indices must be a list of data set indices such as "
+                                         r"\[0, 5, 9\], got '012'"):
+        BatchSampler(ListLoader(3), subset_indices="012")

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, Iterable, List, Optional, Sequence
-
-import numpy as np
+from typing import Dict, List, Optional, Sequence
 
 from pot_torch.algorithms import Algorithm
 from pot_torch.api.engine import Engine
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.samplers.batch_sampler import BatchSampler
+from pot_torch.samplers.sampler import checked_indices
 from pot_torch.statistics.collector import collect_statistics
 from pot_torch.utils.logger import get_logger
 
@@ -80,18 +79,8 @@ class Pipeline:
         sampler = None
         if subset_indices is not None:
             sampler = BatchSampler(self._engine.data_loader,
-                                   subset_indices=_checked_indices(subset_indices, len(self._engine.data_loader)))
+                                   subset_indices=checked_indices(subset_indices, len(self._engine.data_loader),
+                                                                  "Pipeline.evaluate: subset_indices"))
         metrics, _ = self._engine.predict(sampler=sampler, print_progress=print_progress)
         return metrics
 
-
-def _checked_indices(indices: Any, size: int) -> List[int]:
-    where = "Pipeline.evaluate: subset_indices"
-    if isinstance(indices, (str, bytes)) or not isinstance(indices, Iterable):
-        raise ValueError(f"{where} must be a list of data set indices such as [0, 5, 9], got {indices!r}")
-    indices = list(indices)
-    for index in indices:
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < size:
-            raise ValueError(f"{where} holds {index!r}, which is not an index of the data set ({size} items: "
-                             f"0 to {size - 1})")
-    return [int(index) for index in indices]

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterable, Iterator, List, Optional, Sequence
+
+import numpy as np
 
 
 class Sampler(ABC):
@@ -17,6 +19,9 @@ class Sampler(ABC):
                  subset_indices: Optional[Sequence[int]] = None) -> None:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"Sampler batch_size must be a positive integer, got {batch_size!r}")
+        if subset_indices is not None and data_loader is not None:
+            subset_indices = checked_indices(subset_indices, len(data_loader),
+                                             f"{type(self).__name__} subset_indices")
         self._data_loader = data_loader
         self.batch_size = batch_size
         self._subset_indices = subset_indices
@@ -37,3 +42,20 @@ class Sampler(ABC):
     @abstractmethod
     def __iter__(self) -> Iterator[Any]:
         """Yield the sampler's batches or indices."""
+
+
+def checked_indices(indices: Any, size: int, where: str) -> List[int]:
+    """``indices`` as a list of ints, each an index of a data set of ``size`` items (``0`` to ``size - 1``).
+
+    :param where: what holds them, for the message (e.g. ``"Pipeline.evaluate: subset_indices"``).
+    :raises ValueError: not a sequence of indices, or one of them is not an index of the data set (a negative
+        one too: it would read an item from the end without a word).
+    """
+    if isinstance(indices, (str, bytes)) or not isinstance(indices, Iterable):
+        raise ValueError(f"{where} must be a list of data set indices such as [0, 5, 9], got {indices!r}")
+    indices = list(indices)
+    for index in indices:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < size:
+            raise ValueError(f"{where} holds {index!r}, which is not an index of the data set ({size} items: "
+                             f"0 to {size - 1})")
+    return [int(index) for index in indices]
