@@ -17,7 +17,7 @@ from pot_torch.api.data_loader import DataLoader
 from pot_torch.engines.ie_engine import IEEngine
 from pot_torch.graph.constants import constant_source
 from pot_torch.graph.editor import (fake_quantize_ops, insert_fake_quantize, ops_by_name, remove_fake_quantize,
-                                    weight_fq_name, weight_source_output)
+                                    replace_constant, weight_fq_name, weight_source_output)
 from pot_torch.graph.layer_patterns import find_bias_add
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.aggregators import aggregate
@@ -359,6 +359,26 @@ def test_fast_bias_correction_shift_is_the_weight_error_on_the_fp_mean_input(eng
     without_activation_fq = biases(FastBiasCorrection({}, engine).run(weights_only))
     for layer, value in without_activation_fq.items():
         np.testing.assert_allclose(corrected[layer], value, rtol=1e-6, atol=1e-7, err_msg=layer)
+
+
+def test_fast_bias_correction_reads_the_float_weights_of_a_saturation_fixed_layer(engine):
+    """POT's saturation fix stores half the weights behind a FakeQuantize that doubles its output range: the
+    floating-point layer FastBiasCorrection compares with computes with the FakeQuantize's map of them (the
+    weights), not with the halved constant (that shifted the bias by about half the layer's mean output: a
+    hypothesis example's all-zero ReLU output became positive)."""
+    fp, quantized = _setup(engine)
+    model = quantized.get_model()
+    fq = ops_by_name(model)[weight_fq_name("fc", 1)]
+    weights = constant_source(fq.input_value(0)).get_data().copy()
+    limit = np.abs(weights).max(axis=1, keepdims=True)
+    replace_constant(constant_source(fq.input_value(0)), weights / 2)
+    for port, value in ((3, -2 * limit), (4, 2 * limit)):
+        replace_constant(constant_source(fq.input_value(port)), value.astype(np.float32))
+    layout = {"flatten": {"mean": make_reducer("mean", True, -1, inplace=True)}}
+    mean_input = aggregate("mean", collect_statistics(engine, fp, [StatisticsRequest(layout)])[0]["flatten"]["mean"])
+    expected = output_means(engine, fp)["fc_bias"] - 2 * _fake_quantize(weights / 2, 16, -limit, limit) @ mean_input
+    corrected = biases(FastBiasCorrection({}, engine).run(quantized))
+    np.testing.assert_allclose(corrected["fc"], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_probing_in_pieces_gives_the_same_biases(engine, monkeypatch):

@@ -112,6 +112,18 @@ def set_fake_quantize_ranges(fq: ov.Node, ranges: Sequence[np.ndarray | float],
     return fq
 
 
+def fake_quantize_linear_map(fq: ov.Node) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """``(scale, shift)`` with which ``fq`` maps its input range onto its output range (``output = input * scale
+    + shift`` before rounding), or ``None`` when the ranges are equal (the map is the identity). POT's saturation
+    fix makes one: half the weights in, the output range doubled."""
+    in_low, in_high, out_low, out_high = fake_quantize_ranges(fq)
+    scale = (out_high - out_low) / np.where(in_high == in_low, 1.0, in_high - in_low)
+    shift = out_low - in_low * scale
+    if np.allclose(scale, 1.0) and np.allclose(shift, 0.0):
+        return None
+    return scale, shift
+
+
 def remove_fake_quantize(fq: ov.Node) -> None:
     """Remove ``fq``: its consumers read its data input directly again.
 
@@ -123,10 +135,9 @@ def remove_fake_quantize(fq: ov.Node) -> None:
         raise ValueError(f"'{fq.get_friendly_name()}' is a {fq.get_type_name()}, not a FakeQuantize")
     constant = constant_source(fq.input_value(0))
     if constant is not None:
-        in_low, in_high, out_low, out_high = fake_quantize_ranges(fq)
-        scale = (out_high - out_low) / np.where(in_high == in_low, 1.0, in_high - in_low)
-        shift = out_low - in_low * scale
-        if not (np.allclose(scale, 1.0) and np.allclose(shift, 0.0)):
+        linear_map = fake_quantize_linear_map(fq)
+        if linear_map is not None:
+            scale, shift = linear_map
             data = constant.get_data().astype(np.float32)
             if tuple(data.shape) != tuple(fq.get_input_shape(0)):
                 raise ValueError(f"cannot remove '{fq.get_friendly_name()}': it rescales its constant input, "

@@ -41,7 +41,7 @@ from pot_torch.algorithms.quantization.bias_correction_base import (SHAPE_STAT, 
                                                           mean_layout, mean_of, static_input_shape)
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.constants import constant_source
-from pot_torch.graph.editor import copy_node, ops_by_name
+from pot_torch.graph.editor import copy_node, fake_quantize_linear_map, ops_by_name
 from pot_torch.graph.layer_patterns import weight_port
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.collector import StatisticsRequest
@@ -175,9 +175,15 @@ def _measure(model: ov.Model, probes: List[_Probe]) -> List[np.ndarray]:
 
 def _float_twin(layer: ov.Node) -> ov.Node:
     """A copy of ``layer`` (whose weights go through a FakeQuantize right before it) reading the floating-point
-    weights instead."""
+    weights instead: the FakeQuantize's input, mapped as the FakeQuantize maps it without the rounding (the
+    saturation fix stores half the weights and doubles the FakeQuantize's output range)."""
     weights = weight_port(layer)
-    float_weight = layer.input_value(weights).get_node().input_value(0)
+    fq = layer.input_value(weights).get_node()
+    float_weight = fq.input_value(0)
+    linear_map = fake_quantize_linear_map(fq)
+    if linear_map is not None:
+        scale, shift = (ops.constant(value.astype(np.float32)) for value in linear_map)
+        float_weight = ops.add(ops.multiply(float_weight, scale), shift).output(0)
     return copy_node(layer, [float_weight if index == weights else layer.input_value(index)
                              for index in range(layer.get_input_size())])
 
