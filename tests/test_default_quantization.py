@@ -7,6 +7,7 @@ import openvino.opset13 as ops
 import pytest
 
 from pot_torch import CompressedModel, create_pipeline
+from pot_torch.algorithms.params import resolve_params, sub_params
 from pot_torch.algorithms.quantization.default import DefaultQuantization
 from pot_torch.engines import IEEngine
 from pot_torch.graph.editor import fake_quantize_ops, fake_quantize_ranges, find_op
@@ -80,16 +81,62 @@ def test_fast_bias_correction_changes_biases_and_brings_outputs_closer():
     assert errors[1] < errors[0]
 
 
-def test_channel_alignment_gets_its_own_pass_when_it_finds_a_pair():
-    data = [np.random.default_rng(i).standard_normal((1, 3, 8, 8)).astype(np.float32) for i in range(4)]
-    result, engine = _run({}, aligned_pair_model(), data)
-    assert engine.passes == 2
+def _constants_and_ranges(model: ov.Model) -> dict:
+    """Every Constant of ``model`` by the op reading it (FakeQuantize ranges and the aligned weights and biases)."""
+    return {(target.get_node().get_friendly_name(), target.get_index()): np.asarray(op.get_data())
+            for op in model.get_ordered_ops() if op.get_type_name() == "Constant"
+            for target in op.output(0).get_target_inputs()}
+
+
+def _two_pass(params, data) -> CompressedModel:
+    """ActivationChannelAlignment, then MinMax and the bias correction on statistics of the aligned model (the
+    parts DefaultQuantization runs, with the parameters it gives them)."""
+    engine = IEEngine({"device": "CPU"}, ArrayLoader(data))
+    config = resolve_params("DefaultQuantization", params)
+    correction = "FastBiasCorrection" if config.use_fast_bias else "BiasCorrection"
+    return create_pipeline([{"name": name, "params": dict(sub_params(config, name))}
+                            for name in ("ActivationChannelAlignment", "MinMaxQuantization", correction)],
+                           engine).run(CompressedModel(aligned_pair_model()))
+
+
+def _pair_data():
+    return [np.random.default_rng(i).standard_normal((1, 3, 8, 8)).astype(np.float32) for i in range(4)]
+
+
+@pytest.mark.parametrize("params", [{}, {"preset": "mixed"}, {"use_fast_bias": False},
+                                    {"activations": {"granularity": "perchannel"}}])
+def test_channel_alignment_shares_the_one_statistics_pass(params):
+    """Issue #13: the statistics of the aligned activation are derived from its per-channel min/max/mean
+    measured before alignment, so a CNN with a conv pair takes one pass (was two); the IR matches the two-pass
+    one (float32 rounding of the aligned convolution aside)."""
+    data = _pair_data()
+    result, engine = _run(params, aligned_pair_model(), data)
+    assert engine.passes == 1
     before = find_op(aligned_pair_model(), "conv_a_bias").input_value(1).get_node().get_data()
     after = find_op(result.get_model(), "conv_a_bias").input_value(1).get_node().get_data()
     assert not np.allclose(before, after)  # the alignment shifted the producer's bias
-    x = data[0]
-    got, expected = reference_infer(result.get_model(), [x])[0], reference_infer(aligned_pair_model(), [x])[0]
-    assert np.abs(got - expected).max() < 0.1 * np.abs(expected).max()
+    expected = _constants_and_ranges(_two_pass(params, data).get_model())
+    got = _constants_and_ranges(result.get_model())
+    assert sorted(got) == sorted(expected)
+    for name, want in expected.items():
+        assert got[name].shape == want.shape, name
+        np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_channel_alignment_with_quantile_ranges_measures_them_in_a_second_pass(caplog):
+    """Quantiles do not follow from per-channel min/max: the aligned activation's are measured again (DEBUG)."""
+    data = _pair_data()
+    params = {"range_estimator": {"preset": "quantile"}}
+    with caplog.at_level("DEBUG", logger="pot_torch"):
+        result, engine = _run(params, aligned_pair_model(), data)
+    assert engine.passes == 2
+    assert any("measured on the aligned model" in record.getMessage() and "conv_a_bias" in record.getMessage()
+               for record in caplog.records)
+    expected = _constants_and_ranges(_two_pass(params, data).get_model())
+    got = _constants_and_ranges(result.get_model())
+    assert sorted(got) == sorted(expected)
+    for name, want in expected.items():
+        np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_full_bias_correction_with_use_fast_bias_false():

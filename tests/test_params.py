@@ -40,7 +40,8 @@ def test_unknown_parameter_lists_valid_ones():
     ({"model_type": "cnn"}, "valid values: None, 'transformer'"),
     ({"use_layerwise_tuning": True}, "for 'use_layerwise_tuning'; valid values: False"),
     ({"smooth_quant_alpha": 1.5}, "invalid value 1.5 for 'smooth_quant_alpha': expected a number in [0, 1], "
-                                  "or None or a negative number to turn SmoothQuant off"),
+                                  "'auto' (chosen per smoothing group on calibration activations), or None or a "
+                                  "negative number to turn SmoothQuant off"),
     ({"smooth_quant_alpha": "0.5"}, "invalid value '0.5' for 'smooth_quant_alpha': expected a number in [0, 1]"),
 ])
 def test_invalid_values_name_the_parameter(params, message):
@@ -89,11 +90,11 @@ def test_calibration_indices_empty_loader():
         calibration_indices({}, 0)
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.5, 1, None, -1])
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1, None, -1, "auto"])
 def test_smooth_quant_alpha_accepts_numbers_up_to_one_and_off_values(alpha):
     for algorithm in ("SmoothQuant", "DefaultQuantization", "AccuracyAwareQuantization"):
         assert resolve_params(algorithm, {"smooth_quant_alpha": alpha}).smooth_quant_alpha == alpha
-    assert resolve_params("SmoothQuant", {}).smooth_quant_alpha == 0.95
+    assert resolve_params("SmoothQuant", {}).smooth_quant_alpha == "auto"
     assert "smooth_quant_alpha" not in ALGORITHM_PARAMS["MinMaxQuantization"]
 
 

@@ -50,8 +50,9 @@ def _calibration():
 def test_depthwise_conv_after_activation_matmul_compiles():
     """Found by the property test: a per-channel (axis 1) activation FakeQuantize on a depthwise conv's input,
     after a rank-4 activation MatMul, was fused by the CPU plugin into the MatMul (whose channel axis is the
-    last one) and compile_model failed ("Check 'any_of(scale.size(), OC, 1U)' failed"). Fixed by quantizing
-    depthwise inputs per tensor (cpu.json); the model must compile and stay close to FP32."""
+    last one) and compile_model failed ("Check 'any_of(scale.size(), OC, 1U)' failed"). Depthwise inputs are
+    per channel on CPU (cpu.json, findings 8.15), so a site on a MatMul's output is made per tensor
+    (placement.per_tensor_after_matmul); the model must compile and stay close to FP32."""
     model = _attention_scores_model(_depthwise)
     calibration = _calibration()
     quantized = quantize(model, calibration, "performance", "minmax_covering").get_model()

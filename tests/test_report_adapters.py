@@ -52,3 +52,15 @@ def test_report_needs_a_metric(tmp_path):
     with pytest.raises(ValueError, match="metric"):
         result.report(tmp_path / "report.html")
     assert not (tmp_path / "report.html").exists()
+
+
+def test_report_starts_from_the_model_quantize_made(tmp_path, monkeypatch):
+    from pot_torch.algorithms.quantization.default import DefaultQuantization
+
+    net, data = _outlier_mlp()
+    result = quantize(net, data, data, metric=accuracy)
+    runs = []
+    original = DefaultQuantization.run
+    monkeypatch.setattr(DefaultQuantization, "run", lambda self, *a, **k: runs.append(1) or original(self, *a, **k))
+    result.report(tmp_path / "report.html", maximal_drop=0.05)
+    assert not runs  # neither DefaultQuantization again nor its bias-free twin (bias correction recorded them)

@@ -11,7 +11,9 @@ import pytest
 
 from pot_torch import CompressedModel, create_pipeline, load_model, save_model
 from pot_torch.algorithms.params import resolve_params, sub_params
-from pot_torch.algorithms.quantization.smooth_quant import SmoothQuant, multiply_name, smoothing_scale
+from pot_torch.algorithms.quantization import smooth_alpha
+from pot_torch.algorithms.quantization.smooth_quant import (SmoothQuant, group_scale, multiply_name,
+                                                            smoothing_scale)
 from pot_torch.engines import IEEngine
 from pot_torch.graph.editor import find_op, ops_by_name
 from tests.model_builders import reference_infer
@@ -168,7 +170,8 @@ def test_disabled_smooth_quant_requests_nothing_and_changes_nothing():
 def test_accuracy_aware_passes_a_disabling_none_to_default_quantization():
     config = resolve_params("AccuracyAwareQuantization", {"smooth_quant_alpha": None})
     assert sub_params(config, "DefaultQuantization").smooth_quant_alpha is None
-    assert sub_params(resolve_params("AccuracyAwareQuantization", {}), "DefaultQuantization").smooth_quant_alpha == 0.95
+    default = sub_params(resolve_params("AccuracyAwareQuantization", {}), "DefaultQuantization")
+    assert default.smooth_quant_alpha == "auto"
 
 
 def test_shared_weights_and_mismatched_axes_are_skipped():
@@ -277,3 +280,82 @@ def test_transformers_take_one_statistics_pass_and_smoothed_ranges_are_exact(mon
     for name in smoothed:
         for want, have in zip(expected[name], got[name]):
             np.testing.assert_array_equal(have, want)
+
+
+def _outlier_matmul(channels: int = 16, tokens: int = 8) -> tuple:
+    """input [1, tokens, C] -> ln (Add) -> mm (x @ W^T) and 8 samples whose channel 0 is 100x the others: at
+    alpha 0.95 the smoothed weight's column 0 dwarfs the rest of each row, so weight rounding dominates."""
+    rng = np.random.default_rng(0)
+    gain = np.ones(channels, np.float32)
+    gain[0] = 100.0
+    data = [(rng.standard_normal((1, tokens, channels)) * gain).astype(np.float32) for _ in range(8)]
+    weight = rng.standard_normal((channels, channels)).astype(np.float32)
+    x = ops.parameter([1, tokens, channels], np.float32, name="input")
+    ln = ops.add(x, ops.constant(np.zeros((1, 1, channels), np.float32)))
+    ln.set_friendly_name("ln")
+    matmul = ops.matmul(ln, ops.constant(weight), False, True)
+    matmul.set_friendly_name("mm")
+    return ov.Model([ops.result(matmul)], [x], "outlier_matmul"), data
+
+
+def _relative_error(model: ov.Model, quantized: ov.Model, data: List[np.ndarray]) -> float:
+    pairs = [(reference_infer(quantized, [x])[0], reference_infer(model, [x])[0]) for x in data]
+    return float(sum(np.sum((q - r) ** 2) for q, r in pairs) / sum(np.sum(r ** 2) for _, r in pairs))
+
+
+def test_default_alpha_is_searched_and_beats_a_fixed_095_when_weight_rounding_dominates(caplog):
+    # issue #12: one alpha (0.95) does not suit every model; the default picks it per group on calibration rows
+    model, data = _outlier_matmul()
+    with caplog.at_level("INFO", logger="pot_torch.algorithms.quantization.smooth_quant"):
+        searched = _pipeline("DefaultQuantization", {"model_type": "transformer"}, model, data).get_model()
+    fixed = _pipeline("DefaultQuantization", {"model_type": "transformer", "smooth_quant_alpha": 0.95},
+                      model, data).get_model()
+    assert "SmoothQuant alpha 'auto' in 'outlier_matmul'" in caplog.text
+    assert _relative_error(model, searched, data) < 0.9 * _relative_error(model, fixed, data)
+
+
+def test_a_given_alpha_is_used_as_given_and_auto_asks_for_rows_of_a_few_samples():
+    model, data = _outlier_matmul()
+    engine = IEEngine({"device": "CPU"}, ArrayLoader(data))
+    given = SmoothQuant({"smooth_quant_alpha": 0.6}, engine)
+    assert len(given.statistics_requests(CompressedModel(model))) == 1
+    smoothed = _pipeline("SmoothQuant", {"smooth_quant_alpha": 0.6}, model, data).get_model()
+    act_abs_max = np.max([np.abs(x).max(axis=(0, 1)) for x in data], axis=0)
+    expected, _ = smoothing_scale(act_abs_max, np.abs(_weight(model, "mm")).max(axis=0), 0.6)
+    np.testing.assert_allclose(_smoothing_scales(smoothed)[multiply_name("ln", 0)], 1.0 / expected, rtol=1e-6)
+    scales, rows = SmoothQuant({}, engine).statistics_requests(CompressedModel(model))
+    assert scales.subset_indices == list(range(len(data)))
+    assert rows.subset_indices == list(range(len(data)))  # 8 samples: all of them
+    assert rows.batch_size == scales.batch_size
+
+
+def test_choose_alpha_takes_the_smallest_simulated_error_and_falls_back_without_rows():
+    model, data = _outlier_matmul()
+    samples = [x.reshape(-1, x.shape[-1]) for x in data]
+    weight = _weight(model, "mm")
+    act_abs_max = np.max([np.abs(x).max(axis=0) for x in samples], axis=0)
+
+    def scale_for(alpha: float) -> np.ndarray:
+        return group_scale(act_abs_max, [weight], alpha)
+
+    references = [np.concatenate(samples) @ weight.T]
+    errors = [smooth_alpha.quantized_output_error(samples, [weight], references, scale_for(a), False)
+              for a in smooth_alpha.ALPHA_GRID]
+    chosen = smooth_alpha.choose_alpha(samples, [weight], scale_for, symmetric=False)
+    assert chosen == smooth_alpha.ALPHA_GRID[int(np.argmin(errors))] < 0.95
+    assert errors[smooth_alpha.ALPHA_GRID.index(chosen)] < 0.9 * errors[-1]
+    assert smooth_alpha.choose_alpha([], [weight], scale_for, symmetric=False) == smooth_alpha.FALLBACK_ALPHA
+
+
+def test_activation_rows_keep_evenly_spaced_rows_of_the_channel_axis():
+    output = np.arange(2 * 3 * 5, dtype=np.float32).reshape(2, 3, 5)  # channels on axis 1
+    rows = smooth_alpha.ActivationRows(channel_axis=1, rows=4)(output)
+    flat = np.moveaxis(output, 1, -1).reshape(-1, 3)
+    np.testing.assert_array_equal(rows, flat[[0, 3, 6, 9]])
+    assert smooth_alpha.ActivationRows(channel_axis=-1, rows=32)(output).shape == (6, 5)
+
+
+def test_search_samples_are_spread_over_the_subset_so_they_get_their_own_short_pass():
+    # a request for the subset's first samples rides on the main pass and copies rows out of all 300 samples
+    assert smooth_alpha.search_indices(list(range(300))) == [0, 37, 74, 111, 148, 185, 222, 259]
+    assert smooth_alpha.search_indices([5, 9, 11]) == [5, 9, 11]

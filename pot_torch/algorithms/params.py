@@ -172,9 +172,10 @@ def _ignored_scope(value: Any) -> Optional[str]:
 
 
 def _smooth_quant_alpha(value: Any) -> Optional[str]:
-    if value is None or (not _number(value) and float(value) <= 1.0):
+    if value is None or value == "auto" or (not _number(value) and float(value) <= 1.0):
         return None
-    return "expected a number in [0, 1], or None or a negative number to turn SmoothQuant off"
+    return ("expected a number in [0, 1], 'auto' (chosen per smoothing group on calibration activations), or None "
+            "or a negative number to turn SmoothQuant off")
 
 
 def _metrics_list(value: Any) -> Optional[str]:
@@ -234,9 +235,10 @@ QUANTIZATION_PARAMS: Dict[str, Param] = {
     "activations": Param(None, schema=QUANTIZER_SCHEMA, check=_quantizer_levels),
     "saturation_fix": Param("first_layer", choices=("first_layer", "all", "no")),
 }
-#: SmoothQuant's migration strength (NNCF's MatMul default); only transformers get it in DefaultQuantization.
+#: SmoothQuant's migration strength: 'auto' chooses it per smoothing group on calibration activations, a number
+#: is used as given (NNCF's MatMul default is 0.95); only transformers get SmoothQuant in DefaultQuantization.
 SMOOTH_QUANT_PARAMS: Dict[str, Param] = {
-    "smooth_quant_alpha": Param(0.95, check=_smooth_quant_alpha),
+    "smooth_quant_alpha": Param("auto", check=_smooth_quant_alpha),
 }
 BIAS_CORRECTION_PARAMS: Dict[str, Param] = {
     "apply_for_all_nodes": Param(False, check=_boolean),
@@ -277,7 +279,7 @@ ALGORITHM_PARAMS: Dict[str, Dict[str, Param]] = {
     "BiasCorrection": {**COMMON_PARAMS, **BIAS_CORRECTION_PARAMS,
                        "threshold": Param(1000.0, check=_bias_threshold)},
     "ActivationChannelAlignment": dict(COMMON_PARAMS),
-    "SmoothQuant": {**COMMON_PARAMS, **SMOOTH_QUANT_PARAMS},
+    "SmoothQuant": {**COMMON_PARAMS, **SMOOTH_QUANT_PARAMS, "preset": QUANTIZATION_PARAMS["preset"]},
     "DefaultQuantization": _DEFAULT_QUANTIZATION,
     "AccuracyAwareQuantization": {**_DEFAULT_QUANTIZATION, **ACCURACY_AWARE_PARAMS},
 }

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import importlib
 from collections import Counter
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import networkx as nx
+import numpy as np
 import openvino as ov
 
 from pot_torch.graph.nx_view import build_graph
@@ -65,6 +66,9 @@ class CompressedModel:
             member["model"] = with_unique_friendly_names(member["model"])
         self._models = members
         self._name = model_name or members[0]["name"]
+        #: Set by bias correction when it starts: ``{(member name or None, layer): [C] bias}`` of every layer with
+        #: a bias as it was then (reverting a quantized layer to floating point puts it back); None before.
+        self.biases_before_correction: Optional[Dict[Tuple[Optional[str], str], np.ndarray]] = None
 
     @property
     def models(self) -> List[Dict[str, Any]]:
@@ -134,6 +138,8 @@ class CompressedModel:
         clone._models = [{"name": m["name"], "model": m["model"].clone()} for m in self._models]
         clone._is_cascade = self._is_cascade
         clone._name = self._name
+        clone.biases_before_correction = (None if self.biases_before_correction is None
+                                          else dict(self.biases_before_correction))
         memo[id(self)] = clone
         return clone
 

@@ -1,37 +1,38 @@
 """``build_report``: which quantizer group costs accuracy, and what it buys in speed, measured on real inference.
 
 The accuracy side is AccuracyAwareQuantization's machinery (``accuracy_aware``): the same DefaultQuantization,
-the same quantizer groups and revert (FakeQuantize ops removed, bias before correction put back), one evaluation
-per group on as many samples as AccuracyAwareQuantization ranks on (``impact.py``: half from the samples INT8
-gets most wrong, half from the others). The recommendation walks the groups in AccuracyAwareQuantization's order
-(gain on the samples INT8 gets wrong) as its first pass does (a revert that raises the drop is undone) until the
-drop is within ``maximal_drop``. Around it: SQNR of each group's output against FP and the activation range
-shape (statistics passes, no metric), per-group time from OpenVINO's performance counters, and the latency of
-each model on the walk.
+the same quantizer groups and revert (FakeQuantize ops removed, bias before correction put back), reused from the
+caller when it has them (``start``). Its cost is bounded by one AccuracyAwareQuantization ranking step: each group
+is evaluated once on a ranking sample of half as many items as AccuracyAwareQuantization ranks on (``impact.py``:
+paired, stratified estimates; the groups are ranked by how much closer to FP their revert brings the outputs),
+the recommendation walks on the same items (``walk.py``) and only its final set is evaluated on all items.
+Around it: SQNR of each group's output against FP and the activation range shape (statistics passes, no metric),
+per-group time from OpenVINO's performance counters, and the latency of each model on the walk.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import openvino as ov
-from tqdm import tqdm
 
 from pot_torch.algorithms.params import calibration_indices
-from pot_torch.algorithms.quantization.accuracy_aware import AccuracyAwareQuantization, Candidate
+from pot_torch.algorithms.quantization.accuracy_aware import AccuracyAwareQuantization, Candidate, StartingPoint
 from pot_torch.algorithms.quantization.accuracy_evaluation import (MetricSpec, check_annotations, choose_metric,
                                                                    evaluate)
-from pot_torch.algorithms.quantization.layer_revert import MemberGroup, reverted
+from pot_torch.algorithms.quantization.layer_revert import MemberGroup
 from pot_torch.algorithms.quantization.quantizer_groups import quantizer_groups
 from pot_torch.api.engine import Engine
 from pot_torch.graph.editor import ops_by_name
 from pot_torch.graph.hardware.config import load_hardware_config
 from pot_torch.graph.nx_model import CompressedModel
-from pot_torch.report.data import CurvePoint, GroupRow, Report
-from pot_torch.report.impact import GroupImpact, group_impacts, ranking_sample
+from pot_torch.report.data import GroupRow, Report
+from pot_torch.report.impact import GroupImpact, group_impacts, paired_outputs, ranking_sample
 from pot_torch.report.measure import range_shapes, sqnr_db
 from pot_torch.report.profile import group_times, node_times, owned_names
+from pot_torch.report.walk import walk
 from pot_torch.utils.latency import example_inputs, measure_latency, median_ms
-from pot_torch.utils.logger import get_logger, progress_bar_enabled
+from pot_torch.utils.logger import get_logger
 
 logger = get_logger(__name__)
 
@@ -41,7 +42,7 @@ STATISTICS_SAMPLES = 300
 
 def build_report(model: CompressedModel, engine: Engine, params: Optional[Mapping[str, Any]] = None,
                  calibration_engine: Optional[Engine] = None, *, latency_threads: Optional[int] = 1,
-                 latency_rounds: int = 5) -> Report:
+                 latency_rounds: int = 5, start: Optional[StartingPoint] = None) -> Report:
     """Quantize ``model`` with DefaultQuantization and report, per quantizer group, what it costs and buys.
 
     :param model: the floating-point model (left unchanged).
@@ -52,6 +53,9 @@ def build_report(model: CompressedModel, engine: Engine, params: Optional[Mappin
     :param latency_threads: inference threads when timing (``None``: all cores); timing uses the CPU's default
         precision (bf16 where the CPU has it) and the LATENCY hint.
     :param latency_rounds: interleaved rounds of :func:`pot_torch.utils.latency.measure_latency`.
+    :param start: what the caller already measured with the same ``params`` and data (its DefaultQuantization
+        model, biases before correction, FP and INT8 values on the evaluation indices): reused, not measured
+        again (AccuracyAwareQuantization's ``starting_point``; ``QuantizationResult.report`` passes its model).
     :raises ValueError: a cascade, an engine without metric or annotations, a model without quantizable layers.
     """
     if model.is_cascade:
@@ -62,30 +66,40 @@ def build_report(model: CompressedModel, engine: Engine, params: Optional[Mappin
     spec = choose_metric(engine, config.metrics)
     check_annotations(engine)
     indices = search.evaluation_indices(spec)
-    int8 = search.default_quantization(model, {})
-    biases = search.biases_before_correction(model, Candidate(int8, 0.0, 0.0))
+    start = start or StartingPoint(Candidate(search.default_quantization(model, {}), 0.0, 0.0))
+    int8 = start.int8.model
+    biases = start.biases if start.biases is not None else search.biases_before_correction(model, start.int8)
     groups = _groups(search, int8)
     if not groups:
         raise ValueError(f"DefaultQuantization put no FakeQuantize op in '{model.name}': nothing to report on "
                          "(check 'ignored' and the target_device's quantizable ops)")
     ranking_size = min(config.ranking_subset_size or min(len(indices), 300), len(indices))
-    logger.info("The report evaluates the metric on at most %d samples: FP and INT8 on %d each, %d quantizer "
-                "groups on at most %d ranking samples, at most %d revert steps on %d",
-                2 * len(indices) + len(groups) * ranking_size + len(groups) * len(indices), len(indices),
-                len(groups), ranking_size, len(groups), len(indices))
-    fp_value, fp_per_sample = evaluate(engine, model, spec, indices, per_sample=True)
+    measured = [what for what, known in (("FP", start.fp_values), ("INT8", start.int8_values)) if known is None]
+    half = max(1, ranking_size // 2)
+    logger.info("The report evaluates the metric on at most %d samples: %sFP and INT8 on at most %d ranking "
+                "samples, %d quantizer groups on them, at most %d revert steps on them, the recommendation on %d",
+                (len(measured) + 1) * len(indices) + (2 * len(groups) + 1) * half,
+                f"{' and '.join(measured)} on {len(indices)} each, " if measured else "", half, len(groups),
+                len(groups) - 1, len(indices))
+    fp_value, fp_values = _measured(engine, model, spec, indices, start.fp_value, start.fp_values)
+    int8_value, int8_values = _measured(engine, int8, spec, indices, start.int8.value, start.int8_values)
+    evaluations = {"fp": 0 if start.fp_values is not None else len(indices),
+                   "int8": 0 if start.int8_values is not None else len(indices)}
     reference = spec.baseline_value if spec.baseline_value is not None else fp_value
-    int8_value, int8_per_sample = evaluate(engine, int8, spec, indices, per_sample=True)
-    sample = ranking_sample(spec, fp_per_sample, int8_per_sample, indices, ranking_size, int(config.seed))
-    impacts = group_impacts(engine, int8, groups, biases, spec, sample, dict(zip(indices, int8_per_sample)))
+    sample = ranking_sample(spec, fp_values, int8_values, indices, ranking_size, int(config.seed))
+    fp_outputs, int8_outputs = paired_outputs(engine, model, int8, spec, sample)
+    impacts = group_impacts(engine, int8, groups, biases, spec, sample, fp_outputs, int8_outputs)
     allowed = config.maximal_drop * (abs(reference) if config.drop_type == "relative" else 1.0)
-    report = Report(model.name, spec.name, spec.higher_better, fp_value, int8_value, allowed, len(indices),
-                    len(sample.indices), 0, _precision())
-    report.evaluations = {"fp": len(indices), "int8": len(indices), "ranking": len(groups) * len(sample.indices)}
+    report = Report(model.name, spec.name, spec.higher_better, fp_value, int8_value, reference, allowed,
+                    len(indices), len(sample.indices), 0, _precision())
+    report.evaluations = {**evaluations, "outputs": 2 * len(sample.indices),
+                          "ranking": len(groups) * len(sample.indices)}
+    report.aaq_ranking_evaluations = len(groups) * sample.hard_total  # AAQ ranks on all the hardest items
     report.groups = _rows(int8.get_model(), groups, impacts)
     # AccuracyAwareQuantization's order: the gain on the items INT8 gets wrong finds the groups that matter together
-    order = sorted(range(len(groups)), key=lambda i: (-impacts[i].hard_gain, -impacts[i].estimate, i))
-    curve_models = _walk(report, engine, int8, order, groups, biases, spec, reference, indices)
+    order = sorted(range(len(groups)), key=lambda i: (-impacts[i].hard_gain, -impacts[i].closeness, i))
+    curve_models = walk(report, engine, int8, order, groups, biases, spec, sample, int8_outputs.values, impacts,
+                        indices)
     stat_indices = calibration_indices(config, len(search._calibration_engine.data_loader),
                                        min(config.stat_subset_size or STATISTICS_SAMPLES, STATISTICS_SAMPLES))
     report.statistics_samples = len(stat_indices)
@@ -104,6 +118,14 @@ def build_report(model: CompressedModel, engine: Engine, params: Optional[Mappin
     return report
 
 
+def _measured(engine: Engine, model: CompressedModel, spec: MetricSpec, indices: Sequence[int],
+              value: Optional[float], values: Optional[np.ndarray]) -> Tuple[float, np.ndarray]:
+    """``(value, per-sample values)`` of ``model`` on ``indices``: the known ones, else evaluated."""
+    if values is not None and value is not None:
+        return value, values
+    return evaluate(engine, model, spec, indices, per_sample=True)
+
+
 def _groups(search: AccuracyAwareQuantization, int8: CompressedModel) -> List[MemberGroup]:
     agnostic = load_hardware_config(search.config.target_device).quantize_agnostic
     return [(None, group) for group in quantizer_groups(int8.get_model(), agnostic)]
@@ -116,43 +138,9 @@ def _precision() -> str:
 def _rows(int8_model: Any, groups: Sequence[MemberGroup], impacts: Sequence[GroupImpact]) -> List[GroupRow]:
     ops = ops_by_name(int8_model)
     return [GroupRow(index, list(group.layers), [ops[name].get_type_name() for name in group.layers],
-                     list(group.fq_names), impact=impact.estimate, hard_gain=impact.hard_gain)
+                     list(group.fq_names), closeness=impact.closeness, impact=impact.estimate,
+                     hard_gain=impact.hard_gain)
             for index, ((_, group), impact) in enumerate(zip(groups, impacts))]
-
-
-def _walk(report: Report, engine: Engine, int8: CompressedModel, order: Sequence[int],
-          groups: Sequence[MemberGroup], biases: Any, spec: MetricSpec, reference: float,
-          indices: Sequence[int]) -> Dict[str, Any]:
-    """Revert groups in ``order`` (a step that raises the drop is undone) until the drop is within
-    ``report.maximal_drop``; fills ``report.curve``, ``recommended`` and ``recommended_metric``. Returns the
-    accepted models by label for timing."""
-    kept: List[int] = []
-    current_drop = spec.drop(reference, report.int8_metric)
-    report.recommended_metric = report.int8_metric
-    models: Dict[str, Any] = {}
-    steps = 0
-    show = progress_bar_enabled()
-    for index in tqdm(order, desc="Revert walk", disable=not show):
-        if current_drop <= report.maximal_drop:
-            break
-        candidate = reverted(int8, [groups[i] for i in kept + [index]], biases)
-        value, _ = evaluate(engine, candidate, spec, indices)
-        steps += 1
-        drop = spec.drop(reference, value)
-        accepted = drop <= current_drop
-        report.curve.append(CurvePoint(kept + [index], value, drop, accepted=accepted))
-        if accepted:
-            kept.append(index)
-            current_drop = drop
-            report.recommended_metric = value
-            models[f"step {len(report.curve)}"] = candidate.get_model()
-    report.recommended = kept
-    report.evaluations["steps"] = steps * len(indices)
-    if current_drop > report.maximal_drop:
-        report.notes.append(f"Reverting the groups one by one in ranking order did not bring the drop within "
-                            f"{report.maximal_drop:.6g} (best {current_drop:.6g}); AccuracyAwareQuantization's "
-                            "second pass (accepting every step) may.")
-    return models
 
 
 def _measure_noise_and_ranges(report: Report, engine: Engine, model: CompressedModel, int8: CompressedModel,

@@ -16,9 +16,12 @@ class GroupRow:
     :ivar fake_quantize: names of the group's FakeQuantize ops.
     :ivar sqnr_db: signal-to-quantization-noise ratio of the group's worst layer output in the INT8 model
         against the FP model, ``10 log10(mean y^2 / mean (y - q)^2)`` over the statistics samples, in dB.
+    :ivar closeness: the ranking statistic: how much closer (positive) the model's outputs get to the FP model's
+        when only this group is returned to floating point, against the INT8 model: the change in per-item cosine
+        similarity of the outputs, a stratified estimate for the whole validation set from the ranking samples
+        (``impact.py``).
     :ivar impact: metric gained (in the metric's own units, positive = better) over the whole validation set when
-        only this group is returned to floating point, against the INT8 model: a stratified estimate from the
-        ranking samples (``impact.py``).
+        only this group is returned to floating point, against the INT8 model: the same kind of estimate.
     :ivar hard_gain: the same gain on the sampled items the INT8 model gets most wrong (AccuracyAwareQuantization's
         ranking measure; the recommendation follows it).
     :ivar int8_us: time of the group's runtime nodes in the INT8 model (PERF_COUNT, median over runs, µs).
@@ -36,6 +39,7 @@ class GroupRow:
     types: List[str]
     fake_quantize: List[str]
     sqnr_db: Optional[float] = None
+    closeness: Optional[float] = None
     impact: Optional[float] = None
     hard_gain: Optional[float] = None
     int8_us: Optional[float] = None
@@ -53,6 +57,7 @@ class CurvePoint:
 
     :ivar accepted: whether the step was kept (a step that raised the drop is undone, as in
         AccuracyAwareQuantization).
+    :ivar samples: the items the metric was measured on (the ranking sample: ``metric`` is a whole-set estimate).
     """
 
     reverted: List[int]
@@ -60,6 +65,7 @@ class CurvePoint:
     drop: float
     latency_ms: Optional[float] = None
     accepted: bool = True
+    samples: int = 0
 
 
 @dataclass
@@ -72,6 +78,10 @@ class Report:
     higher_better: bool
     fp_metric: float
     int8_metric: float
+    #: the value every drop is measured from (the page's, the JSON's, the walk's and ``maximal_drop``'s):
+    #: the ``baseline_value`` of the ``metrics`` parameter when given (as AccuracyAwareQuantization), else
+    #: ``fp_metric``
+    baseline_metric: float
     maximal_drop: float
     samples: int
     ranking_samples: int
@@ -85,32 +95,49 @@ class Report:
     fp_latency_ms: Optional[float] = None
     int8_latency_ms: Optional[float] = None
     recommended_latency_ms: Optional[float] = None
-    #: samples that went through the metric, by what for (``fp``, ``int8``, ``ranking``, ``steps``)
+    #: samples that went through the metric, by what for: ``fp`` and ``int8`` on all items (0 when the caller had
+    #: them), ``outputs`` (FP and INT8 on the ranking sample), ``ranking`` (each group), ``steps`` (the walk),
+    #: ``check`` (the recommendation on all items)
     evaluations: Dict[str, int] = field(default_factory=dict)
+    #: what AccuracyAwareQuantization's ranking step puts through the metric with the same data (groups x its
+    #: ranking samples), the bound the report's own evaluations are compared with
+    aaq_ranking_evaluations: int = 0
     notes: List[str] = field(default_factory=list)
+
+    def drop(self, value: float) -> float:
+        """How much worse ``value`` is than ``baseline_metric`` (positive = worse)."""
+        return self.baseline_metric - value if self.higher_better else value - self.baseline_metric
 
     @property
     def int8_drop(self) -> float:
-        """How much worse the INT8 model is than the FP model (positive = worse)."""
-        return self.fp_metric - self.int8_metric if self.higher_better else self.int8_metric - self.fp_metric
+        """How much worse the INT8 model is than the baseline (positive = worse)."""
+        return self.drop(self.int8_metric)
 
     @property
     def recommended_drop(self) -> Optional[float]:
         """The drop of the recommended model (positive = worse)."""
-        if self.recommended_metric is None:
-            return None
-        value = self.recommended_metric
-        return self.fp_metric - value if self.higher_better else value - self.fp_metric
+        return None if self.recommended_metric is None else self.drop(self.recommended_metric)
+
+    @property
+    def allowed_metric(self) -> float:
+        """The worst metric within ``maximal_drop`` of the baseline."""
+        return self.baseline_metric + (-self.maximal_drop if self.higher_better else self.maximal_drop)
 
     @property
     def ignored(self) -> Dict[str, Any]:
         """The recommendation as POT's ``ignored`` parameter: ``{'scope': [layer names]}``."""
         return {"scope": [layer for index in self.recommended for layer in self.groups[index].layers]}
 
+    @property
+    def own_evaluations(self) -> int:
+        """Samples the report put through the metric besides the FP and INT8 evaluations on all items."""
+        return sum(count for what, count in self.evaluations.items() if what not in ("fp", "int8"))
+
     def to_dict(self) -> Dict[str, Any]:
         """Everything in the report as plain data (what ``to_json`` writes)."""
         data = dataclasses.asdict(self)
-        data.update(int8_drop=self.int8_drop, recommended_drop=self.recommended_drop, ignored=self.ignored)
+        data.update(int8_drop=self.int8_drop, recommended_drop=self.recommended_drop, ignored=self.ignored,
+                    own_evaluations=self.own_evaluations)
         return data
 
     def to_json(self) -> str:

@@ -27,6 +27,7 @@ def _summary(report: Report) -> str:
         ("model", escape(report.model_name)),
         (f"FP {report.metric_name}", _number(report.fp_metric)),
         (f"INT8 {report.metric_name} (DefaultQuantization)", _number(report.int8_metric)),
+        ("baseline (drops are measured from it)", _number(report.baseline_metric)),
         ("drop (positive = worse)", _number(report.int8_drop, "+.4g")),
         ("allowed drop (maximal_drop)", _number(report.maximal_drop)),
         ("FP / INT8 latency, ms", f"{_number(report.fp_latency_ms, '.3f')} / {_number(report.int8_latency_ms, '.3f')}"),
@@ -35,6 +36,8 @@ def _summary(report: Report) -> str:
          f"{report.samples} / {report.ranking_samples} / {report.statistics_samples}"),
         ("samples through the metric", escape(", ".join(f"{k} {v}" for k, v in report.evaluations.items())
                                               + f"; total {sum(report.evaluations.values())}")),
+        ("the report's own (besides FP and INT8 on all) / AccuracyAwareQuantization's ranking step",
+         f"{report.own_evaluations} / {report.aaq_ranking_evaluations}"),
     ]
     return "<table>" + "".join(f'<tr><th class="l">{k}</th><td class="l">{v}</td></tr>' for k, v in rows) + "</table>"
 
@@ -63,25 +66,27 @@ def _plots(report: Report) -> str:
     curve += [(p.latency_ms, p.metric, f"+#{p.reverted[-1]}") for p in report.curve if p.accepted]
     curve.append((report.fp_latency_ms, report.fp_metric, "FP"))
     accuracy = line(curve, "Accuracy / latency as groups are reverted", "latency, ms", report.metric_name,
-                    reference=(report.fp_metric - report.maximal_drop if report.higher_better
-                               else report.fp_metric + report.maximal_drop, "allowed drop"))
+                    reference=(report.allowed_metric, "allowed drop"))
     return f'<div class="plots">{impact}{depth}{accuracy}</div>'
 
 
 def _table(report: Report) -> str:
     head = ("<tr><th>rank</th><th>group</th><th class='l'>layers (types)</th><th>SQNR, dB</th>"
+            "<th>output closeness to FP gained reverted alone (est.)</th>"
             f"<th>{escape(report.metric_name)} gained reverted alone (whole set, est.)</th>"
             f"<th>gained on samples INT8 gets wrong</th><th>INT8 time, µs</th>"
             "<th>share of INT8 time</th><th>saved vs FP, µs</th><th>outlier ratio</th><th>channel spread</th>"
             "<th>outlier channel</th></tr>")
-    order = sorted(report.groups, key=lambda g: (-(g.impact if g.impact is not None else float("-inf")), g.index))
+    order = sorted(report.groups, key=lambda g: (-(g.closeness if g.closeness is not None else float("-inf")),
+                                                 g.index))
     body = []
     for rank, g in enumerate(order, start=1):
         layers = "<br>".join(f"{escape(n)} ({escape(t)})" for n, t in zip(g.layers, g.types))
         share = "" if g.latency_share is None else f"{100 * g.latency_share:.1f}%"
         css = ' class="rec"' if g.index in report.recommended else ""
         body.append(f"<tr{css}><td>{rank}</td><td>#{g.index}</td><td class='l'>{layers}</td>"
-                    f"<td>{_number(g.sqnr_db, '.1f')}</td><td>{_number(g.impact, '+.4g')}</td>"
+                    f"<td>{_number(g.sqnr_db, '.1f')}</td><td>{_number(g.closeness, '+.3g')}</td>"
+                    f"<td>{_number(g.impact, '+.4g')}</td>"
                     f"<td>{_number(g.hard_gain, '+.4g')}</td>"
                     f"<td>{_number(g.int8_us, '.1f')}</td><td>{share}</td><td>{_number(g.saved_us, '+.1f')}</td>"
                     f"<td>{_number(g.outlier_ratio, '.3g')}</td><td>{_number(g.channel_spread, '.3g')}</td>"
@@ -100,10 +105,13 @@ def render_html(report: Report) -> str:
 <h2>Recommendation</h2>{_recommendation(report)}{notes}
 <h2>Charts</h2>{_plots(report)}
 <h2>Quantizer groups, most harmful first</h2>
-<p>A group is the FakeQuantize ops that are reverted together and the layers they feed. "Gained reverted alone":
-the metric with only this group in floating point minus the INT8 model's, estimated for the whole validation set
-from {report.ranking_samples} samples (half from those the INT8 model gets most wrong, half from the others), and
-on the first half alone (the recommendation follows that order, as AccuracyAwareQuantization). SQNR: the group's
+<p>A group is the FakeQuantize ops that are reverted together and the layers they feed. Ranked by "output
+closeness to FP gained": with only this group in floating point, the change against the INT8 model of the
+per-sample cosine similarity of the outputs to the FP model's outputs, estimated for the whole validation set from
+{report.ranking_samples} samples (half from those the INT8 model gets most wrong, half from the others, each
+stratum weighted by its size). "{escape(report.metric_name)} gained": the same estimate for the metric, and on the
+first half alone (the recommendation follows that order, as AccuracyAwareQuantization; its steps are measured on
+the same samples, only the final set on all {report.samples}). SQNR: the group's
 output against FP over {report.statistics_samples} samples (f32). Times: OpenVINO performance counters at
 {escape(report.precision)}, median of runs. Outlier ratio: largest per-channel |max| of the quantized activation
 over the median one. Red rows: the recommendation. docs/report.md explains each column.</p>

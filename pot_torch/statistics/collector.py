@@ -103,6 +103,18 @@ def _starts_with(key: SamplingKey, subset: Optional[Tuple[int, ...]], batch_size
             and len(subset) % batch_size == 0 and other[:len(subset)] == subset)
 
 
+def leading_batches(host: StatisticsRequest, request: StatisticsRequest) -> Optional[int]:
+    """How many of the first batches of ``host``'s pass hold exactly the samples of ``request`` (all of them when
+    both read the same samples in the same batches); ``None`` when they do not, or when either has no subset
+    (the whole data set, whose length is not known here)."""
+    subset, batch_size = request.sampling_key()
+    if subset is None or host.subset_indices is None:
+        return None
+    if host.sampling_key() == (subset, batch_size):
+        return -(-len(subset) // batch_size)
+    return len(subset) // batch_size if _starts_with(host.sampling_key(), subset, batch_size) else None
+
+
 def _check_cascade_keys(model: Any, node_keys: Sequence[Hashable]) -> None:
     """Refuse statistics on an op name that several cascade members have."""
     if not getattr(model, "is_cascade", False):

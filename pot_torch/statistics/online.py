@@ -17,11 +17,12 @@ from __future__ import annotations
 import copy
 import functools
 import types
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import numpy as np
 
-__all__ = ["ONLINE_AGGREGATORS", "OnlineAccumulator", "stream_into", "online_aggregator_of", "kept_per_batch"]
+__all__ = ["ONLINE_AGGREGATORS", "OnlineAccumulator", "stream_into", "online_aggregator_of", "kept_per_batch",
+           "engine_values"]
 
 #: Aggregators with an exact online form.
 ONLINE_AGGREGATORS = ("min", "max", "mean")
@@ -56,6 +57,19 @@ def online_aggregator_of(fn: Any) -> Optional[str]:
     """The aggregator ``fn`` was marked with by :func:`stream_into`, or ``None``."""
     name = getattr(fn, ONLINE_ATTRIBUTE, None)
     return name if name in ONLINE_AGGREGATORS else None
+
+
+def engine_values(fn: Any, batches: List[Any]) -> List[Any]:
+    """What ``IEEngine`` returns for statistic ``fn`` whose per-batch values are ``batches``: the list itself, or
+    for a function marked by :func:`stream_into` the one-row list ``[accumulator.result()]`` (used where values
+    are computed rather than measured, e.g. derived from statistics taken before a model change)."""
+    aggregator = online_aggregator_of(fn)
+    if aggregator is None:
+        return list(batches)
+    accumulator = OnlineAccumulator(aggregator)
+    for batch in batches:
+        accumulator.add(batch)
+    return [accumulator.result()]
 
 
 class OnlineAccumulator:

@@ -16,7 +16,7 @@ from pot_torch.algorithms.quantization.accuracy_evaluation import (MetricSpec, c
                                                                     evaluate, evaluate_each, hardest_samples)
 from pot_torch.algorithms.quantization.default import DefaultQuantization
 from pot_torch.algorithms.quantization.layer_revert import (LayerKey, MemberGroup, biases_before_correction,
-                                                            reverted)
+                                                            recorded_biases, reverted)
 from pot_torch.algorithms.quantization.quantizer_groups import quantizer_groups
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.hardware.config import load_hardware_config
@@ -45,6 +45,24 @@ class Candidate:
     reverted: List[MemberGroup] = field(default_factory=list)
     #: the DefaultQuantization parameters the model was quantized with, beyond the algorithm's own
     overrides: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StartingPoint:
+    """What a quantization run measured before reverting anything, for the report to reuse
+    (``pot_torch.report.build_report``'s ``start``) instead of measuring it again.
+
+    :ivar int8: the DefaultQuantization model (with ``int8.overrides``), its ``value`` on the evaluation indices.
+    :ivar biases: its layers' biases before bias correction (``None``: not known yet).
+    :ivar fp_value: the FP model's metric on the evaluation indices (``None``: not measured).
+    :ivar fp_values: per-sample values of the FP model and ``int8_values`` of ``int8.model`` on them.
+    """
+
+    int8: Candidate
+    biases: Optional[Dict[LayerKey, np.ndarray]] = None
+    fp_value: Optional[float] = None
+    fp_values: Optional[np.ndarray] = None
+    int8_values: Optional[np.ndarray] = None
 
 
 @COMPRESSION_ALGORITHMS.register("AccuracyAwareQuantization")
@@ -76,6 +94,8 @@ class AccuracyAwareQuantization(Algorithm):
         self.final_metric: Optional[float] = None
         #: Name of the metric optimised in the last ``run``.
         self.metric_name: Optional[str] = None
+        #: What the last ``run`` measured before reverting (its report reuses it).
+        self.starting_point: Optional[StartingPoint] = None
         self._input_model: Optional[CompressedModel] = None
 
     def run(self, model: CompressedModel, statistics: Optional[List[Statistics]] = None) -> CompressedModel:
@@ -104,9 +124,11 @@ class AccuracyAwareQuantization(Algorithm):
             logger.info("%s: %s = %.6g, drop %.6g", label, spec.name, candidate.value, candidate.drop)
             if candidate.drop < best.drop:
                 best, per_sample = candidate, candidate_per_sample
+        self.starting_point = StartingPoint(best, None, fp_value, fp_per_sample, per_sample)
         if best.drop <= allowed:
             return self._finish(best)
         biases = self.biases_before_correction(model, best)
+        self.starting_point.biases = biases
         ranking = self._rank_groups(best.model, biases, spec, hardest_samples(
             spec, fp_per_sample, per_sample, indices, config.ranking_subset_size or min(len(indices), 300)))
         result = self._revert_until_met(best, ranking, biases, spec, reference, indices, allowed)
@@ -128,9 +150,9 @@ class AccuracyAwareQuantization(Algorithm):
         if self.config.report_path:
             from pot_torch.report import build_report, write_report
 
-            # the report quantizes again: with the settings the returned model was made with (e.g. the mixed preset)
+            # with the settings the returned model was made with (e.g. the mixed preset), from what this run measured
             report = build_report(self._input_model, self.engine, {**self.config, **result.overrides},
-                                  self._calibration_engine)
+                                  self._calibration_engine, start=self.starting_point)
             logger.info("Wrote the quantization report to %s", write_report(report, self.config.report_path)[0])
         return result.model
 
@@ -178,10 +200,12 @@ class AccuracyAwareQuantization(Algorithm):
         return Candidate(quantized, spec.drop(reference, value), value, overrides=overrides), per_sample
 
     def biases_before_correction(self, model: CompressedModel, start: Candidate) -> Dict[LayerKey, np.ndarray]:
-        """The biases of ``start``'s layers before bias correction (reverting a layer puts its bias back), from
-        the same quantization of ``model`` run again without bias correction."""
-        uncorrected = self.default_quantization(model, {**start.overrides, "threshold": NO_BIAS_CORRECTION})
-        biases = biases_before_correction(start.model, uncorrected)
+        """The biases of ``start``'s layers before bias correction (reverting a layer puts its bias back): as bias
+        correction recorded them, else from the same quantization of ``model`` run again without it."""
+        biases = recorded_biases(start.model)
+        if biases is None:
+            uncorrected = self.default_quantization(model, {**start.overrides, "threshold": NO_BIAS_CORRECTION})
+            biases = biases_before_correction(start.model, uncorrected)
         logger.info("%d layer(s) have a corrected bias, put back if the layer is reverted", len(biases))
         return biases
 
@@ -241,4 +265,3 @@ class AccuracyAwareQuantization(Algorithm):
                     return current
             pending = kept
         return best
-

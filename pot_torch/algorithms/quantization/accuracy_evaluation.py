@@ -79,14 +79,22 @@ def evaluate(engine: Engine, model: Any, spec: MetricSpec, indices: Sequence[int
     if not per_sample:
         return _pick(metrics, spec.name, len(indices), source), None
     records, overall = metrics
+    return _pick(overall, spec.name, len(indices), source), values_by_sample(records, spec, len(indices))
+
+
+def values_by_sample(records: Sequence[Mapping[str, Any]], spec: MetricSpec, count: int) -> np.ndarray:
+    """The values of metric ``spec.name`` per sample, in sample order, from ``engine.predict``'s per-sample
+    ``records`` (``metric_per_sample=True``) of ``count`` samples.
+
+    :raises ValueError: not one value per sample.
+    """
     values = [r["result"] for r in sorted(records, key=lambda r: r["sample_id"]) if r["metric_name"] == spec.name]
-    if len(values) != len(indices):
-        raise ValueError(f"metric '{spec.name}' gave {len(values)} per-sample values for {len(indices)} samples: "
+    if len(values) != count:
+        raise ValueError(f"metric '{spec.name}' gave {len(values)} per-sample values for {count} samples: "
                          "its 'value' property must return one value per sample of the last update")
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN sample stays NaN and ranks last
-        per_sample_values = np.asarray([np.nanmean(v) for v in values], dtype=np.float64)
-    return _pick(overall, spec.name, len(indices), source), per_sample_values
+        return np.asarray([np.nanmean(v) for v in values], dtype=np.float64)
 
 
 def evaluate_each(engine: Engine, models: Iterable[Any], spec: MetricSpec, indices: Sequence[int]) -> Iterator[float]:

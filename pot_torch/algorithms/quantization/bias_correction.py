@@ -18,7 +18,10 @@ without the activation FakeQuantize ops (weights stay quantized) and compares wi
    large relative to it (:func:`~pot_torch.algorithms.quantization.bias_correction_base.shift_magnitude` not below
    ``threshold``, default 1000; a bias with a zero value is never changed).
 
-So the whole model is run about once over the subset, one compilation per level, instead of once per layer.
+So the whole model is run about once over the subset, one compilation per level, instead of once per layer. A
+segment is compiled for throughput (several CPU streams, one where the plugin's stream race could hit it) and its
+samples run on that many asynchronous requests at once: on all-MiniLM-L6-v2 (24 levels, 60 samples) that took
+the levels' CPU time from ~6.2 s to ~4.7 s, with a byte-identical IR.
 """
 from __future__ import annotations
 
@@ -30,8 +33,9 @@ import openvino.opset13 as ops
 
 from pot_torch.algorithms.params import calibration_indices
 from pot_torch.algorithms.quantization.bias_correction_base import (BiasedLayer, BiasShiftAlgorithm, apply_bias_shift,
-                                                          compile_f32, find_biased_layers, mean_layout, mean_of)
+                                                                    find_biased_layers, mean_layout, mean_of)
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
+from pot_torch.engines.compile_race import compile_avoiding_stream_race
 from pot_torch.graph.constants import constant_ops, constant_source
 from pot_torch.graph.editor import fake_quantize_ops, ops_by_name, remove_fake_quantize
 from pot_torch.graph.layer_patterns import find_bias_add
@@ -46,6 +50,8 @@ logger = get_logger(__name__)
 
 #: Name of the statistic holding a model input as fed, per batch.
 RAW_STAT = "raw"
+#: How the segments are compiled: f32 as the statistics, several streams for their asynchronous requests.
+THROUGHPUT_F32 = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "THROUGHPUT"}
 #: Share of the calibration subset BiasCorrection runs over (POT's).
 SUBSET_SHARE = 0.2
 #: Most samples BiasCorrection runs over (NNCF's default count: 20% of its 300). Between levels it keeps every
@@ -169,6 +175,7 @@ class SegmentRunner:
         self._needed = self._ancestors(layer_names, set())
         self._computed: Set[str] = {p.get_friendly_name() for p in model.get_parameters()}
         self._cache = inputs
+        self._core = ov.Core()
 
     def _ancestors(self, names: List[str], stop: Set[str]) -> Set[str]:
         """``names`` and the non-constant ops they depend on, stopping at ``stop``."""
@@ -205,20 +212,31 @@ class SegmentRunner:
         frontier = [output_key(output) for output in self._frontier(computed)]
         fresh = [key for key in frontier if key not in self._cache]
         model, feeds = self._segment_model(segment, layers, fresh)
-        compiled = compile_f32(model)
-        request = compiled.create_infer_request()
         batches = len(next(iter(self._cache.values())))
-        values: List[List[np.ndarray]] = [[] for _ in compiled.outputs]
-        for batch in range(batches):
-            request.infer({index: self._cache[key][batch] for index, key in enumerate(feeds)})
-            for index, output in enumerate(compiled.outputs):
-                values[index].append(request.get_tensor(output).data.copy())
+        values = self._infer(model, [{index: np.ascontiguousarray(self._cache[key][batch])
+                                      for index, key in enumerate(feeds)} for batch in range(batches)])
         new_cache = {key: self._cache[key] for key in frontier if key in self._cache}
         new_cache.update({key: values[len(layers) + index] for index, key in enumerate(fresh)})
         self._cache = new_cache
         self._computed = computed
         return {layer.name: np.asarray(aggregate("mean", values[index]), dtype=np.float32)
                 for index, layer in enumerate(layers)}
+
+    def _infer(self, model: ov.Model, feeds: List[Dict[int, np.ndarray]]) -> List[List[np.ndarray]]:
+        """Per output of ``model``, its value for each feed, in feed order: compiled at f32 for throughput (one
+        stream where the CPU plugin's stream race could hit it) and run on asynchronous requests."""
+        compiled, _ = compile_avoiding_stream_race(self._core, model, "CPU", THROUGHPUT_F32)
+        requests = [compiled.create_infer_request()
+                    for _ in range(max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))))]
+        per_feed: List[List[np.ndarray]] = []
+        for start in range(0, len(feeds), len(requests)):
+            running = list(zip(requests, feeds[start:start + len(requests)]))
+            for request, feed in running:
+                request.start_async(feed)
+            for request, _ in running:
+                request.wait()
+                per_feed.append([request.get_tensor(output).data.copy() for output in compiled.outputs])
+        return [[values[output] for values in per_feed] for output in range(len(compiled.outputs))]
 
     def _segment_model(self, segment: Set[str], layers: List[BiasedLayer], fresh: List[Hashable]):
         """The segment as a model: Parameters for the cached tensors it reads; results: the layers' channel

@@ -21,6 +21,7 @@ import openvino as ov
 
 from pot_torch.algorithms.algorithm import Algorithm
 from pot_torch.algorithms.params import resolve_params
+from pot_torch.algorithms.quantization.layer_revert import layer_biases
 from pot_torch.graph.editor import fake_quantize_ops, ops_by_name, remove_fake_quantize
 from pot_torch.graph.layer_patterns import (LAYERS_WITH_BIAS, activation_port, activation_source, constant_add_after,
                                             find_bias_add, has_quantized_weights, input_channel_axis, output_channel_axis)
@@ -193,7 +194,6 @@ def fp_reference(model: CompressedModel) -> CompressedModel:
     return reference
 
 
-
 class BiasShiftAlgorithm(Algorithm):
     """Base of the bias corrections: parameters resolved by the registered name, and the common ``run``.
 
@@ -213,6 +213,8 @@ class BiasShiftAlgorithm(Algorithm):
             reference = fp_reference(model)
             statistics = collect_statistics(self.engine, reference, self.statistics_requests(reference))
         stats = statistics[0] if statistics else {}
+        if model.biases_before_correction is None:  # what reverting a layer puts back (layer_revert)
+            model.biases_before_correction = layer_biases(model)
         for member in model.models:
             self._correct(member["model"], stats)
         return model

@@ -12,10 +12,13 @@ is unchanged while each channel's range moves to a common scale around zero:
   clipped to ``[1e-2, 1e2]``; the producer's output channels (weights and bias) are divided by ``s`` and the
   consumer's input channels (weights) multiplied by it.
 
-A per-tensor quantizer on that activation then loses less resolution to channels with small ranges.
+A per-tensor quantizer on that activation then loses less resolution to channels with small ranges. The
+activation becomes ``(x - mean) / s`` per channel (:class:`Alignment`), so ``DefaultQuantization`` derives its
+later statistics from per-channel ones measured before alignment (:mod:`pot_torch.statistics.channel_affine`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Dict, Hashable, List, Optional
 
 import numpy as np
@@ -26,6 +29,7 @@ from pot_torch.algorithms.params import calibration_indices, resolve_params
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.editor import ops_by_name, replace_constant
 from pot_torch.graph.layer_patterns import ConvPair, conv_weight_constant, find_bias_add, find_conv_pairs
+from pot_torch.graph.node_key import output_key
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.aggregators import aggregate
 from pot_torch.statistics.collector import Statistics, StatisticsRequest
@@ -70,23 +74,47 @@ class ActivationChannelAlignment(Algorithm):
 
     def run(self, model: CompressedModel, statistics: Optional[List[Statistics]] = None) -> CompressedModel:
         """Align the pairs of ``model`` in place and return it."""
+        self.align(model, statistics)
+        return model
+
+    def align(self, model: CompressedModel, statistics: Optional[List[Statistics]] = None) -> List[Alignment]:
+        """Align the pairs of ``model`` in place; returns what was applied to each aligned activation (its values
+        become ``(x - shift) / scale`` per channel)."""
         if statistics is None:
             statistics = self.collect_own_statistics(model)
         stats = statistics[0] if statistics else {}
+        applied = []
         for member in model.models:
             for pair in find_conv_pairs(member["model"]):
                 ranges = stats.get(pair.activation_key, {})
                 if ranges.get(RANGE_MIN) and ranges.get(RANGE_MAX):
-                    align_pair(member["model"], pair, aggregate("median", ranges[RANGE_MIN]),
-                               aggregate("median", ranges[RANGE_MAX]))
-        return model
+                    alignment = alignment_of(member["model"], pair, aggregate("median", ranges[RANGE_MIN]),
+                                             aggregate("median", ranges[RANGE_MAX]))
+                    if alignment is not None:
+                        apply_alignment(member["model"], alignment)
+                        applied.append(alignment)
+        return applied
 
 
-def align_pair(model: ov.Model, pair: ConvPair, low: np.ndarray, high: np.ndarray) -> bool:
-    """Shift and rescale the activation channels of ``pair`` in ``model`` given their ranges ``[low, high]``.
+@dataclass(frozen=True)
+class Alignment:
+    """The change of one pair: its activation becomes ``(x - shift) / scale`` per channel (``scale > 0``).
 
-    :returns: False (nothing changed) when the ranges do not match the pair's channel count.
+    :param producer_key: statistics key of the producer's own output (the activation when it has no bias Add;
+        else it becomes ``x / scale``).
+    :param rank: rank of the activation (its channel axis is 1).
     """
+
+    pair: ConvPair
+    producer_key: Hashable
+    rank: int
+    shift: np.ndarray  # [C] float64, zeros unless both convolutions have a bias
+    scale: np.ndarray  # [C] float64
+
+
+def alignment_of(model: ov.Model, pair: ConvPair, low: np.ndarray, high: np.ndarray) -> Optional[Alignment]:
+    """The alignment of ``pair`` in ``model`` given its channel ranges ``[low, high]``, or ``None`` (logged)
+    when the ranges do not match the pair's channel count."""
     by_name = ops_by_name(model)
     producer, consumer = by_name[pair.producer], by_name[pair.consumer]
     low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
@@ -94,11 +122,22 @@ def align_pair(model: ov.Model, pair: ConvPair, low: np.ndarray, high: np.ndarra
     if low.shape != (channels,) or high.shape != (channels,) or _weights(consumer).shape[1] != channels:
         logger.debug("%s -> %s not aligned: ranges of shape %s for %d channels", pair.producer, pair.consumer,
                      low.shape, channels)
-        return False
-    _align_means(producer, consumer, (low + high) * 0.5)
-    _align_scales(producer, consumer, high - low)
-    logger.debug("aligned %s -> %s", pair.producer, pair.consumer)
-    return True
+        return None
+    both_biased = find_bias_add(producer) is not None and find_bias_add(consumer) is not None
+    shift = (low + high) * 0.5 if both_biased else np.zeros(channels)
+    rank = producer.get_output_partial_shape(0).rank.get_length()
+    return Alignment(pair, output_key(producer.output(0)), rank, shift, _scales(high - low))
+
+
+def apply_alignment(model: ov.Model, alignment: Alignment) -> None:
+    """Rewrite the pair's convolutions and biases so the activation becomes its aligned image (FP unchanged)."""
+    by_name = ops_by_name(model)
+    producer, consumer = by_name[alignment.pair.producer], by_name[alignment.pair.consumer]
+    if np.any(alignment.shift != 0):
+        _align_means(producer, consumer, alignment.shift)
+    if np.any(alignment.scale != 1):
+        _align_scales(producer, consumer, alignment.scale)
+    logger.debug("aligned %s -> %s", alignment.pair.producer, alignment.pair.consumer)
 
 
 def _weights(conv: ov.Node) -> np.ndarray:
@@ -111,21 +150,24 @@ def _set_weights(conv: ov.Node, value: np.ndarray) -> None:
 
 def _align_means(producer: ov.Node, consumer: ov.Node, mean: np.ndarray) -> None:
     bias_in, bias_out = find_bias_add(producer), find_bias_add(consumer)
-    if bias_in is None or bias_out is None:
-        return
     bias_in.set_value(bias_in.per_channel() - mean)
     weights_out = _weights(consumer)
     summed = weights_out.sum(axis=tuple(range(2, weights_out.ndim)))  # [C_out, C_in]
     bias_out.set_value(bias_out.per_channel() + summed @ mean)
 
 
-def _align_scales(producer: ov.Node, consumer: ov.Node, spread: np.ndarray) -> None:
+def _scales(spread: np.ndarray) -> np.ndarray:
+    """Per channel ``spread / median(spread of channels with a range)`` clipped to :data:`SCALE_LIMITS` (1 for
+    channels without a range; all 1 when none has one)."""
     has_range = spread > 0
     if not np.any(has_range):
-        return
+        return np.ones_like(spread)
     scale = spread / np.median(spread[has_range])
     scale[~has_range] = 1.0
-    scale = np.clip(scale, *SCALE_LIMITS)
+    return np.clip(scale, *SCALE_LIMITS)
+
+
+def _align_scales(producer: ov.Node, consumer: ov.Node, scale: np.ndarray) -> None:
     weights_in = _weights(producer)
     _set_weights(producer, weights_in / scale.reshape([-1] + [1] * (weights_in.ndim - 1)))
     bias_in = find_bias_add(producer)
@@ -133,4 +175,3 @@ def _align_scales(producer: ov.Node, consumer: ov.Node, spread: np.ndarray) -> N
         bias_in.set_value(bias_in.per_channel() / scale)
     weights_out = _weights(consumer)
     _set_weights(consumer, weights_out * scale.reshape([1, -1] + [1] * (weights_out.ndim - 2)))
-

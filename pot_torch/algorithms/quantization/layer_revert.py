@@ -26,7 +26,7 @@ MemberGroup = Tuple[Optional[str], QuantizerGroup]
 LayerKey = Tuple[Optional[str], str]
 
 
-def _biases(model: CompressedModel) -> Dict[LayerKey, np.ndarray]:
+def layer_biases(model: CompressedModel) -> Dict[LayerKey, np.ndarray]:
     """``{(member, layer): [C] bias}`` of every layer of ``model`` with a bias ``Add``."""
     biases = {}
     for member in model.models:
@@ -53,8 +53,20 @@ def biases_before_correction(corrected: CompressedModel, uncorrected: Compressed
     if _fake_quantize_names(corrected) != _fake_quantize_names(uncorrected):
         raise ValueError("the model quantized without bias correction has other FakeQuantize ops than the "
                          "quantized model; both must come from the same parameters, data and seed")
-    before = _biases(uncorrected)
-    return {key: before[key] for key, bias in _biases(corrected).items()
+    return _changed(layer_biases(uncorrected), corrected)
+
+
+def recorded_biases(corrected: CompressedModel) -> Optional[Dict[LayerKey, np.ndarray]]:
+    """The biases bias correction changed, as it recorded them when it started
+    (``CompressedModel.biases_before_correction``); None when no bias correction recorded any."""
+    if corrected.biases_before_correction is None:
+        return None
+    return _changed(corrected.biases_before_correction, corrected)
+
+
+def _changed(before: Mapping[LayerKey, np.ndarray], corrected: CompressedModel) -> Dict[LayerKey, np.ndarray]:
+    """The entries of ``before`` whose layer has another bias in ``corrected``."""
+    return {key: before[key] for key, bias in layer_biases(corrected).items()
             if key in before and not np.array_equal(before[key], bias)}
 
 

@@ -13,9 +13,12 @@ while the activation's per-channel ranges become flatter and its per-tensor quan
 
 MatMuls reading the same producer output share one Multiply: they form a group when they all reduce over
 the same activation axis (otherwise that output is left alone), and the group uses the scale of its member
-with the flattest scale (largest ``min(s) / max(s)``). Weights shared by several ops and weights reached
-through anything but a ``Convert`` are skipped; the activation's batch and sequence axes may be dynamic, but a
-MatMul whose activation rank or channel axis is dynamic is skipped with a warning naming it.
+with the flattest scale (largest ``min(s) / max(s)``). ``smooth_quant_alpha: 'auto'`` (the default) picks
+alpha per group by the quantized output error on a few calibration samples' activations
+(:mod:`~pot_torch.algorithms.quantization.smooth_alpha`); a number is used for every group as given.
+Weights shared by several ops and weights reached through anything but a ``Convert`` are skipped; the
+activation's batch and sequence axes may be dynamic, but a MatMul whose activation rank or channel axis is
+dynamic is skipped with a warning naming it.
 
 The inserted Multiply on output ``port`` of op ``producer`` is named ``f"{producer}/smooth_quant_multiply_{port}"``
 and its constant ``.../scale``.
@@ -23,7 +26,7 @@ and its constant ``.../scale``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Hashable, List, Optional, Tuple
+from typing import Any, Dict, Hashable, List, Optional, Tuple, Union
 
 import numpy as np
 import openvino as ov
@@ -31,6 +34,7 @@ import openvino.opset13 as ops
 
 from pot_torch.algorithms.algorithm import Algorithm
 from pot_torch.algorithms.params import calibration_indices, ignored_for_member, resolve_params
+from pot_torch.algorithms.quantization import smooth_alpha
 from pot_torch.algorithms.quantization.placement import place_quantizers
 from pot_torch.algorithms.quantization.plan import PlanCache
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
@@ -47,7 +51,7 @@ from pot_torch.utils.logger import get_logger
 
 logger = get_logger(__name__)
 
-ABS_MAX = "smooth_quant_abs_max"
+ABS_MAX, ROWS = "smooth_quant_abs_max", "smooth_quant_rows"
 #: Floor of the activation and weight statistics, and top of the scales.
 STATISTIC_FLOOR, SCALE_MAX = 1e-5, 1e2
 #: The scales are raised to at least this quantile of themselves.
@@ -59,9 +63,9 @@ def multiply_name(producer: str, port: int) -> str:
     return f"{producer}/smooth_quant_multiply_{port}"
 
 
-def smooth_quant_enabled(alpha: Optional[float]) -> bool:
+def smooth_quant_enabled(alpha: Union[None, float, str]) -> bool:
     """Whether ``smooth_quant_alpha`` turns the algorithm on (``None`` or a negative value turns it off)."""
-    return alpha is not None and float(alpha) >= 0.0
+    return alpha == smooth_alpha.AUTO or (alpha is not None and float(alpha) >= 0.0)
 
 
 @dataclass
@@ -164,26 +168,37 @@ def find_smooth_groups(model: ov.Model, weight_sites: List[Tuple[str, int]]) -> 
     return [group for key, group in groups.items() if key not in rejected]
 
 
-def _weight_abs_max(weight: np.ndarray, axis: int) -> np.ndarray:
-    axes = tuple(i for i in range(weight.ndim) if i != axis % weight.ndim)
-    return np.max(np.abs(weight), axis=axes)
+def group_weights(model: ov.Model, group: SmoothGroup) -> Dict[str, np.ndarray]:
+    """``{MatMul name: its weight as [output channels, input channels]}`` for the members of ``group``."""
+    by_name = ops_by_name(model)
+    weights = {}
+    for matmul in group.matmuls:
+        weight = np.asarray(_weight_constant(by_name[matmul.name], matmul.weight_port).get_data(), np.float32)
+        channels = weight.shape[matmul.weight_axis]
+        weights[matmul.name] = np.moveaxis(weight, matmul.weight_axis, -1).reshape(-1, channels)
+    return weights
+
+
+def group_scale(act_abs_max: np.ndarray, weights: List[np.ndarray], alpha: float) -> Optional[np.ndarray]:
+    """The scale of the member with the flattest :func:`smoothing_scale` (weights as ``[O, C]``); ``None`` if
+    no member's scale is usable."""
+    act_abs_max = np.asarray(act_abs_max, dtype=np.float32).reshape(-1)
+    best, best_ratio = None, 0.0
+    for weight in weights:
+        scale, ratio = smoothing_scale(act_abs_max, np.max(np.abs(weight), axis=0), alpha)
+        if ratio > best_ratio:
+            best, best_ratio = scale, ratio
+    return best
 
 
 def smooth_group(model: ov.Model, group: SmoothGroup, act_abs_max: np.ndarray, alpha: float) -> bool:
     """Rescale the weights of ``group`` and insert its activation Multiply; False if nothing changed."""
     by_name = ops_by_name(model)
-    weights = {m.name: np.asarray(_weight_constant(by_name[m.name], m.weight_port).get_data(), dtype=np.float32)
-               for m in group.matmuls}
-    act_abs_max = np.asarray(act_abs_max, dtype=np.float32).reshape(-1)
-    best, best_ratio = None, 0.0
-    for matmul in group.matmuls:
-        scale, ratio = smoothing_scale(act_abs_max, _weight_abs_max(weights[matmul.name], matmul.weight_axis), alpha)
-        if ratio > best_ratio:
-            best, best_ratio = scale, ratio
+    best = group_scale(act_abs_max, list(group_weights(model, group).values()), alpha)
     if best is None:
         return False
     for matmul in group.matmuls:
-        weight = weights[matmul.name]
+        weight = np.asarray(_weight_constant(by_name[matmul.name], matmul.weight_port).get_data(), np.float32)
         shape = [1] * weight.ndim
         shape[matmul.weight_axis] = best.size
         replace_constant(_weight_constant(by_name[matmul.name], matmul.weight_port), weight * best.reshape(shape))
@@ -207,8 +222,10 @@ def smooth_group(model: ov.Model, group: SmoothGroup, act_abs_max: np.ndarray, a
 class SmoothQuant(Algorithm):
     """Scale the activations of weighted MatMuls down and their weights up per channel (FP unchanged).
 
-    Parameters: ``smooth_quant_alpha`` (default 0.95; ``None`` or negative: do nothing) and the common ones
-    (``stat_subset_size``, ``inplace_statistics``, ``target_device``, ``model_type``, ``ignored``...).
+    Parameters: ``smooth_quant_alpha`` (default ``'auto'``: chosen per group, see
+    :mod:`~pot_torch.algorithms.quantization.smooth_alpha`; a number in [0, 1]: used for every group; ``None`` or
+    negative: do nothing), ``preset`` (the activation quantizer the ``'auto'`` search simulates) and the common
+    ones (``stat_subset_size``, ``inplace_statistics``, ``target_device``, ``model_type``, ``ignored``...).
     ``DefaultQuantization`` runs it first for ``model_type: 'transformer'`` only.
     ``change_original_model`` is True: statistics for later algorithms are collected on the smoothed model.
     """
@@ -239,31 +256,60 @@ class SmoothQuant(Algorithm):
         return found
 
     def statistics_requests(self, model: CompressedModel) -> List[StatisticsRequest]:
-        """Per-channel ``max |x|`` of every smoothed activation; ``[]`` when there is none (or it is off)."""
+        """Per-channel ``max |x|`` of every smoothed activation and, with ``'auto'`` alpha, a second request for
+        some rows of each on a few samples (:func:`smooth_alpha.search_indices`); ``[]`` when there is none (or it
+        is off)."""
         layout: Dict[Hashable, Dict[str, Any]] = {}
+        rows: Dict[Hashable, Dict[str, Any]] = {}
         for _, groups in self.groups(model):
             for group in groups:
                 layout[group.stat_key] = {ABS_MAX: stream_into(make_reducer(
                     "abs_max", per_channel=True, channel_axis=group.channel_axis,
                     inplace=bool(self.config.inplace_statistics)), "max")}
+                rows[group.stat_key] = {ROWS: smooth_alpha.ActivationRows(group.channel_axis)}
         if not layout:
             return []
-        indices = calibration_indices(self.config, len(self.engine.data_loader))
-        return [StatisticsRequest(layout, list(indices), int(self.config.stat_batch_size), tag=self.name)]
+        indices = list(calibration_indices(self.config, len(self.engine.data_loader)))
+        batch = int(self.config.stat_batch_size)
+        requests = [StatisticsRequest(layout, indices, batch, tag=self.name)]
+        if self.config.smooth_quant_alpha == smooth_alpha.AUTO:
+            requests.append(StatisticsRequest(rows, smooth_alpha.search_indices(indices), batch,
+                                              tag=f"{self.name} alpha search"))
+        return requests
+
+    def _alpha(self, model: ov.Model, group: SmoothGroup, act_abs_max: np.ndarray,
+               rows: Optional[Statistics]) -> float:
+        """The group's alpha: the configured number, or the ``'auto'`` search's choice."""
+        if rows is None:
+            return float(self.config.smooth_quant_alpha)
+        weights = list(group_weights(model, group).values())
+        return smooth_alpha.choose_alpha(list(rows.get(group.stat_key, {}).get(ROWS) or []), weights,
+                                         lambda alpha: group_scale(act_abs_max, weights, alpha),
+                                         symmetric=self.config.preset == "performance")
 
     def run(self, model: CompressedModel, statistics: Optional[List[Statistics]] = None) -> CompressedModel:
         """Smooth ``model`` in place and return it."""
         if statistics is None:
             statistics = self.collect_own_statistics(model)
         stats = statistics[0] if statistics else {}
+        rows = (statistics[1] if len(statistics) > 1 else {}) \
+            if self.config.smooth_quant_alpha == smooth_alpha.AUTO else None
         for ov_model, groups in self.groups(model):
-            alpha, smoothed = float(self.config.smooth_quant_alpha), 0
+            chosen: Dict[float, int] = {}
             for group in groups:
                 values = stats.get(group.stat_key, {}).get(ABS_MAX)
-                if values and smooth_group(ov_model, group, aggregate("max", values), alpha):
-                    smoothed += 1
-            if smoothed:
+                if not values:
+                    continue
+                act_abs_max = aggregate("max", values)
+                alpha = self._alpha(ov_model, group, act_abs_max, rows)
+                if smooth_group(ov_model, group, act_abs_max, alpha):
+                    chosen[alpha] = chosen.get(alpha, 0) + 1
+            if chosen:
                 ov_model.validate_nodes_and_infer_types()
-            logger.debug("SmoothQuant: %d producer outputs smoothed in '%s'", smoothed,
+            logger.debug("SmoothQuant: %d producer outputs smoothed in '%s'", sum(chosen.values()),
                          ov_model.get_friendly_name())
+            if rows is not None and chosen:
+                logger.info("SmoothQuant alpha 'auto' in '%s' (by quantized output error on %d calibration "
+                            "samples): %s", ov_model.get_friendly_name(), smooth_alpha.SEARCH_SAMPLES,
+                            ", ".join(f"{alpha} for {count} group(s)" for alpha, count in sorted(chosen.items())))
         return model
