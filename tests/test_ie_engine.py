@@ -472,6 +472,25 @@ def test_consecutive_evaluations_of_a_compressed_weight_model_are_identical():
     assert pipeline.engine._compiled[(None, None, True)][0].get_property("NUM_STREAMS") > 1  # f32: untouched
 
 
+def test_a_model_found_to_need_one_stream_compiles_every_statistics_layout_with_one_stream():
+    """The constant layers that make the stream race possible belong to the model, not to the statistics outputs
+    added to it: once one compilation found them, later statistics passes with other layouts (SmoothQuant's
+    search rows after the main pass) compile with one stream at once instead of twice."""
+    from tests.test_regressions import weight_compressed_pointwise_cnn
+
+    data = np.random.default_rng(1).standard_normal((4, 256, 4, 4)).astype(np.float32)
+    engine = IEEngine({"device": "CPU"}, ListLoader([(x, 0) for x in data]))
+    model = CompressedModel(weight_compressed_pointwise_cnn())
+    names = [op.get_friendly_name() for op in model.get_model().get_ordered_ops() if op.get_type_name() == "Relu"]
+    compiles = []
+    original = engine._ie.compile_model
+    engine._ie.compile_model = lambda *a, **k: compiles.append(a[2].get("NUM_STREAMS")) or original(*a, **k)
+    engine.set_model(model)
+    for stat in ("max", "min"):
+        engine.predict(stats_layout={names[0]: {stat: make_reducer(stat, False, inplace=True)}})
+    assert compiles == [None, 1, 1]
+
+
 def test_compile_avoiding_stream_race_uses_one_stream_only_where_the_race_can_hit():
     """Benchmarks and the engine share it: several streams stay for models without constant layers."""
     from pot_torch.engines.ie_engine import compile_avoiding_stream_race

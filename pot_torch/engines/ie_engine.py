@@ -236,12 +236,14 @@ class IEEngine(Engine):
         Multiply`` weight decompression of ``compress_model_weights`` before a pointwise convolution with float
         inputs) once per stream, in parallel, and some compilations with two or more streams come out with
         wrong weights; every inference of such a compiled model is then wrong (docs/cpu-plugin-bugs.md). A
-        model found to have such layers is compiled again with one stream; the engine remembers its structure,
-        so that evaluating it again (``pipeline.evaluate`` calls ``set_model`` each time) compiles only once.
+        model found to have such layers is compiled again with one stream; the engine remembers the structure
+        of the model it was given (``set_model``; those layers are its own, not the statistics outputs'), so
+        that evaluating it again (``pipeline.evaluate`` calls ``set_model`` each time) or collecting other
+        statistics on it compiles only once.
         """
         if self._device != "CPU":  # the race is the CPU plugin's
             return self._ie.compile_model(model, self._device, properties)
-        structure = hash((graph_structure(model), tuple(sorted(properties.items()))))
+        structure = hash((graph_structure(self._model), tuple(sorted(properties.items()))))
         if structure in self._one_stream:
             return self._ie.compile_model(model, self._device, {**properties, "NUM_STREAMS": 1})
         compiled, forced_one_stream = compile_avoiding_stream_race(self._ie, model, self._device, properties)
