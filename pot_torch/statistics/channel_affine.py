@@ -77,8 +77,12 @@ def _reduced(kind: str, per_channel: bool, affine: ChannelAffine, low: Any, high
     if kind == "mean":
         values = affine.image(mean)
         return np.asarray(values if per_channel else values.mean(axis=1), np.float32)
-    low, high = affine.image(low), affine.image(high)  # scale > 0: the channel extremes' images
+    # scale > 0: the channel extremes' images
+    return np.asarray(from_channel_extremes(kind, per_channel, affine.image(low), affine.image(high)), np.float32)
+
+
+def from_channel_extremes(kind: str, per_channel: bool, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """The ``[B]`` or ``[B, C]`` value of a ``min``, ``max`` or ``abs_max`` reducer (per tensor, or per channel)
+    from each sample's per-channel minima ``low`` and maxima ``high`` (``[B, C]``)."""
     values = {"min": low, "max": high, "abs_max": np.maximum(np.abs(low), np.abs(high))}[kind]
-    if not per_channel:
-        values = (np.min if kind == "min" else np.max)(values, axis=1)
-    return np.asarray(values, np.float32)
+    return values if per_channel else (np.min if kind == "min" else np.max)(values, axis=1)

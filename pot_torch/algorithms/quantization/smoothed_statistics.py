@@ -19,7 +19,8 @@ import openvino as ov
 from pot_torch.algorithms.quantization.smooth_quant import SmoothGroup, multiply_name
 from pot_torch.graph.editor import ops_by_name
 from pot_torch.statistics.collector import Statistics, StatsLayout
-from pot_torch.statistics.online import OnlineAccumulator, online_aggregator_of
+from pot_torch.statistics.channel_affine import from_channel_extremes
+from pot_torch.statistics.online import engine_values
 from pot_torch.statistics.reducers import make_reducer
 
 #: Names of the per-sample, per-channel statistics of the activation before smoothing.
@@ -58,15 +59,6 @@ def smoothed_activations(model: ov.Model, groups: Sequence[SmoothGroup]) -> Dict
     return found
 
 
-def _per_sample(kind: str, per_channel: bool, low: np.ndarray, high: np.ndarray, factor: np.ndarray) -> np.ndarray:
-    """One batch's ``[B]`` or ``[B, C]`` values of reducer ``kind`` on the smoothed activation."""
-    low, high = low * factor, high * factor  # factor > 0: exact images of the smoothed channel extremes
-    values = {"min": low, "max": high, "abs_max": np.maximum(np.abs(low), np.abs(high))}[kind]
-    if per_channel:
-        return values
-    return (np.min if kind == "min" else np.max)(values, axis=1)
-
-
 def derive(layout: Mapping[Hashable, Mapping[str, Any]], smoothed: Mapping[Hashable, SmoothedActivation],
            channel_stats: Statistics) -> Statistics:
     """The statistics of ``layout`` (MinMax's, on the smoothed model) that follow from ``channel_stats``.
@@ -98,15 +90,10 @@ def _derived_values(fn: Any, source: SmoothedActivation, lows: List[np.ndarray],
         return None
     if fn.per_channel and fn.channel_axis % source.rank != source.channel_axis % source.rank:
         return None
-    batches = [_per_sample(kind, fn.per_channel, np.asarray(low), np.asarray(high), source.factor)
-               for low, high in zip(lows, highs)]
-    aggregator = online_aggregator_of(fn)
-    if aggregator is None:
-        return batches
-    accumulator = OnlineAccumulator(aggregator)
-    for batch in batches:
-        accumulator.add(batch)
-    return [accumulator.result()]
+    # factor > 0: exact images of the smoothed channel extremes
+    return engine_values(fn, [from_channel_extremes(kind, fn.per_channel, np.asarray(low) * source.factor,
+                                                    np.asarray(high) * source.factor)
+                              for low, high in zip(lows, highs)])
 
 
 def missing_layout(layout: Mapping[Hashable, Mapping[str, Any]], *have: Statistics) -> StatsLayout:
