@@ -33,9 +33,9 @@ import openvino.opset13 as ops
 
 from pot_torch.algorithms.params import calibration_indices
 from pot_torch.algorithms.quantization.bias_correction_base import (BiasedLayer, BiasShiftAlgorithm, apply_bias_shift,
-                                                                    find_biased_layers, mean_layout, mean_of)
+                                                                    compile_f32_for_throughput, find_biased_layers,
+                                                                    mean_layout, mean_of)
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
-from pot_torch.engines.compile_race import compile_avoiding_stream_race
 from pot_torch.graph.constants import constant_ops, constant_source
 from pot_torch.graph.editor import fake_quantize_ops, ops_by_name, remove_fake_quantize
 from pot_torch.graph.layer_patterns import find_bias_add
@@ -50,8 +50,6 @@ logger = get_logger(__name__)
 
 #: Name of the statistic holding a model input as fed, per batch.
 RAW_STAT = "raw"
-#: How the segments are compiled: f32 as the statistics, several streams for their asynchronous requests.
-THROUGHPUT_F32 = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "THROUGHPUT"}
 #: Share of the calibration subset BiasCorrection runs over (POT's).
 SUBSET_SHARE = 0.2
 #: Most samples BiasCorrection runs over (NNCF's default count: 20% of its 300). Between levels it keeps every
@@ -175,7 +173,6 @@ class SegmentRunner:
         self._needed = self._ancestors(layer_names, set())
         self._computed: Set[str] = {p.get_friendly_name() for p in model.get_parameters()}
         self._cache = inputs
-        self._core = ov.Core()
 
     def _ancestors(self, names: List[str], stop: Set[str]) -> Set[str]:
         """``names`` and the non-constant ops they depend on, stopping at ``stop``."""
@@ -225,7 +222,7 @@ class SegmentRunner:
     def _infer(self, model: ov.Model, feeds: List[Dict[int, np.ndarray]]) -> List[List[np.ndarray]]:
         """Per output of ``model``, its value for each feed, in feed order: compiled at f32 for throughput (one
         stream where the CPU plugin's stream race could hit it) and run on asynchronous requests."""
-        compiled, _ = compile_avoiding_stream_race(self._core, model, "CPU", THROUGHPUT_F32)
+        compiled = compile_f32_for_throughput(model)
         requests = [compiled.create_infer_request()
                     for _ in range(max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))))]
         per_feed: List[List[np.ndarray]] = []

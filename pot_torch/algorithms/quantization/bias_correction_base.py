@@ -22,6 +22,7 @@ import openvino as ov
 from pot_torch.algorithms.algorithm import Algorithm
 from pot_torch.algorithms.params import resolve_params
 from pot_torch.algorithms.quantization.layer_revert import layer_biases
+from pot_torch.engines.compile_race import compile_avoiding_stream_race
 from pot_torch.graph.editor import fake_quantize_ops, ops_by_name, remove_fake_quantize
 from pot_torch.graph.layer_patterns import (LAYERS_WITH_BIAS, activation_port, activation_source, constant_add_after,
                                             find_bias_add, has_quantized_weights, input_channel_axis, output_channel_axis)
@@ -183,6 +184,13 @@ def _core() -> ov.Core:
 def compile_f32(model: ov.Model) -> ov.CompiledModel:
     """Compile ``model`` for the CPU at f32 inference precision (the precision statistics use)."""
     return _core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+
+def compile_f32_for_throughput(model: ov.Model) -> ov.CompiledModel:
+    """:func:`compile_f32` for several asynchronous requests: several CPU streams, one where the CPU plugin's
+    stream race could hit the model (:func:`~pot_torch.engines.compile_race.compile_avoiding_stream_race`)."""
+    properties = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "THROUGHPUT"}
+    return compile_avoiding_stream_race(_core(), model, "CPU", properties)[0]
 
 
 def fp_reference(model: CompressedModel) -> CompressedModel:
