@@ -191,10 +191,10 @@ def group_scale(act_abs_max: np.ndarray, weights: List[np.ndarray], alpha: float
     return best
 
 
-def smooth_group(model: ov.Model, group: SmoothGroup, act_abs_max: np.ndarray, alpha: float) -> bool:
-    """Rescale the weights of ``group`` and insert its activation Multiply; False if nothing changed."""
+def smooth_group(model: ov.Model, group: SmoothGroup, best: Optional[np.ndarray]) -> bool:
+    """Rescale the weights of ``group`` by ``best`` (:func:`group_scale`) and insert its activation Multiply;
+    False if nothing changed (``best`` is ``None``)."""
     by_name = ops_by_name(model)
-    best = group_scale(act_abs_max, list(group_weights(model, group).values()), alpha)
     if best is None:
         return False
     for matmul in group.matmuls:
@@ -277,12 +277,12 @@ class SmoothQuant(Algorithm):
                                               tag=f"{self.name} alpha search"))
         return requests
 
-    def _alpha(self, model: ov.Model, group: SmoothGroup, act_abs_max: np.ndarray,
+    def _alpha(self, group: SmoothGroup, act_abs_max: np.ndarray, weights: List[np.ndarray],
                rows: Optional[Statistics]) -> float:
-        """The group's alpha: the configured number, or the ``'auto'`` search's choice."""
+        """The group's alpha: the configured number, or the ``'auto'`` search's choice (``weights``:
+        :func:`group_weights`)."""
         if rows is None:
             return float(self.config.smooth_quant_alpha)
-        weights = list(group_weights(model, group).values())
         return smooth_alpha.choose_alpha(list(rows.get(group.stat_key, {}).get(ROWS) or []), weights,
                                          lambda alpha: group_scale(act_abs_max, weights, alpha),
                                          symmetric=self.config.preset == "performance")
@@ -301,8 +301,9 @@ class SmoothQuant(Algorithm):
                 if not values:
                     continue
                 act_abs_max = aggregate("max", values)
-                alpha = self._alpha(ov_model, group, act_abs_max, rows)
-                if smooth_group(ov_model, group, act_abs_max, alpha):
+                weights = list(group_weights(ov_model, group).values())
+                alpha = self._alpha(group, act_abs_max, weights, rows)
+                if smooth_group(ov_model, group, group_scale(act_abs_max, weights, alpha)):
                     chosen[alpha] = chosen.get(alpha, 0) + 1
             if chosen:
                 ov_model.validate_nodes_and_infer_types()
