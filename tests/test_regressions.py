@@ -52,7 +52,7 @@ def test_depthwise_conv_after_activation_matmul_compiles():
     after a rank-4 activation MatMul, was fused by the CPU plugin into the MatMul (whose channel axis is the
     last one) and compile_model failed ("Check 'any_of(scale.size(), OC, 1U)' failed"). Depthwise inputs are
     per channel on CPU (cpu.json, findings 8.15), so a site on a MatMul's output is made per tensor
-    (placement.per_tensor_after_matmul); the model must compile and stay close to FP32."""
+    (cpu_workarounds.per_tensor_after_matmul); the model must compile and stay close to FP32."""
     model = _attention_scores_model(_depthwise)
     calibration = _calibration()
     quantized = quantize(model, calibration, "performance", "minmax_covering").get_model()

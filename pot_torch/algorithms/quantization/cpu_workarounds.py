@@ -17,17 +17,19 @@ activations (attention scores) whose inputs are FakeQuantized, followed by a sca
    (a graph walk; the MatMul then runs in floating point). The pattern is rare: attention scores are scaled by a
    scalar.
 
-:func:`drop_cpu_plugin_failures` removes both from a placement (before anything is inserted), with a warning
+The same fusion makes a per-channel FakeQuantize directly on such a MatMul's output (a depthwise convolution
+reading the scores, per-channel input on the CPU) fail to compile: :func:`per_tensor_after_matmul` makes those
+sites per tensor. :func:`drop_cpu_plugin_failures` removes both bugs' sites from a placement (before anything is inserted), with a warning
 naming them. The walks see the graph as it will be once the placement is inserted: an input a planned
 FakeQuantize feeds is not read directly.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Set, Tuple
+from typing import Iterable, List, Optional, Set, Tuple
 
 import openvino as ov
 
-from pot_torch.algorithms.quantization.sites import Placement
+from pot_torch.algorithms.quantization.sites import ActivationSite, Placement
 from pot_torch.graph.constants import constant_ops, constant_source
 from pot_torch.graph.editor import insert_fake_quantize, ops_by_name
 from pot_torch.utils.logger import get_logger
@@ -158,3 +160,24 @@ def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_chec
                        "scaled per channel (batch norm); left in floating point: %s", ", ".join(at_risk))
         placement = placement.without_activations(set(at_risk))
     return placement
+
+
+def per_tensor_after_matmul(model: ov.Model, sites: Iterable[ActivationSite]) -> List[str]:
+    """Make the per-channel activation ``sites`` on a MatMul's output per tensor, with a warning naming them;
+    returns their names.
+
+    The OpenVINO CPU plugin fuses such a FakeQuantize into the MatMul, whose output channels are its last axis,
+    and ``compile_model`` fails on a scale per axis-1 channel (``Check 'any_of(scale.size(), OC, 1U)'``); seen
+    with a depthwise convolution (per-channel input, cpu.json) reading rank-4 attention scores.
+    """
+    by_name = ops_by_name(model)
+    changed = []
+    for site in sites:
+        if (by_name[site.producer].get_type_name() == "MatMul"
+                and any(o["granularity"] == "perchannel" for o in site.options)):
+            site.options = [{**o, "granularity": "pertensor"} for o in site.options]
+            changed.append(site.name)
+    if changed:
+        logger.warning("The OpenVINO CPU plugin cannot compile a per-channel FakeQuantize on a MatMul's output; "
+                       "quantized per tensor instead: %s", ", ".join(changed))
+    return changed

@@ -19,18 +19,18 @@ Rules (a minimal quantizer propagation; the rule fields are :class:`~pot_torch.g
   none quantized, gets a FakeQuantize on that output too (a plugin bug, ``quantize_branching_int8_outputs``);
 - for the CPU plugin, a per-channel activation site on a MatMul's output (a depthwise convolution reading
   attention scores) becomes per tensor: the plugin fuses the FakeQuantize into the MatMul, whose channels are
-  its last axis, and cannot compile a scale per axis-1 channel (``per_tensor_after_matmul``);
+  its last axis, and cannot compile a scale per axis-1 channel (``cpu_workarounds.per_tensor_after_matmul``);
 - for the CPU plugin, the sites it cannot compile or computes wrongly are dropped last
   (:mod:`~pot_torch.algorithms.quantization.cpu_workarounds`), so nothing inserted is removed afterwards.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 import numpy as np
 import openvino as ov
 
-from pot_torch.algorithms.quantization.cpu_workarounds import drop_cpu_plugin_failures
+from pot_torch.algorithms.quantization.cpu_workarounds import drop_cpu_plugin_failures, per_tensor_after_matmul
 from pot_torch.algorithms.quantization.ignored import ignored_op_names
 from pot_torch.algorithms.quantization.sites import (ActivationSite, Options, Placement, WeightSite, expand_options,
                                                      intersect_options)
@@ -281,27 +281,6 @@ INT8_LAYERS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "Gr
                "MatMul")
 #: Ops whose bodies are separate graphs; pot_torch quantizes around them, not inside.
 SUBGRAPH_OPS = ("If", "Loop", "TensorIterator")
-
-
-def per_tensor_after_matmul(model: ov.Model, sites: Iterable[ActivationSite]) -> List[str]:
-    """Make the per-channel activation ``sites`` on a MatMul's output per tensor, with a warning naming them;
-    returns their names.
-
-    The OpenVINO CPU plugin fuses such a FakeQuantize into the MatMul, whose output channels are its last axis,
-    and ``compile_model`` fails on a scale per axis-1 channel (``Check 'any_of(scale.size(), OC, 1U)'``); seen
-    with a depthwise convolution (per-channel input, cpu.json) reading rank-4 attention scores.
-    """
-    by_name = ops_by_name(model)
-    changed = []
-    for site in sites:
-        if (by_name[site.producer].get_type_name() == "MatMul"
-                and any(o["granularity"] == "perchannel" for o in site.options)):
-            site.options = [{**o, "granularity": "pertensor"} for o in site.options]
-            changed.append(site.name)
-    if changed:
-        logger.warning("The OpenVINO CPU plugin cannot compile a per-channel FakeQuantize on a MatMul's output; "
-                       "quantized per tensor instead: %s", ", ".join(changed))
-    return changed
 
 
 def place_quantizers(model: ov.Model, hw: HardwareConfig, ignored: Optional[Mapping[str, Any]] = None,
