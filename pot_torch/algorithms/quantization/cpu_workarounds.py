@@ -19,9 +19,9 @@ activations (attention scores) whose inputs are FakeQuantized, followed by a sca
 
 The same fusion makes a per-channel FakeQuantize directly on such a MatMul's output (a depthwise convolution
 reading the scores, per-channel input on the CPU) fail to compile: :func:`per_tensor_after_matmul` makes those
-sites per tensor. :func:`drop_cpu_plugin_failures` removes both bugs' sites from a placement (before anything is inserted), with a warning
-naming them. The walks see the graph as it will be once the placement is inserted: an input a planned
-FakeQuantize feeds is not read directly.
+sites per tensor. :func:`drop_cpu_plugin_failures` removes both bugs' sites from a placement (before anything
+is inserted), with a warning naming them. The walks see the graph as it will be once the placement is
+inserted: an input a planned FakeQuantize feeds is not read directly.
 """
 from __future__ import annotations
 
