@@ -8,7 +8,8 @@ with a drawn recipe (``RECIPES``) and preset, saved with ``save_model``, reloade
 at f32 inference precision next to the FP32 model on the calibration data.
 
 The property: every generated model quantizes, and each output of the INT8 model has an SQNR of at least
-``SQNR_BOUNDS_DB[recipe]`` against the FP32 model, or the pipeline raises one of the errors documented in
+``SQNR_BOUNDS_DB[recipe]`` against the FP32 model (less ``cancellation_db`` where an activation x activation
+MatMul nearly cancels), or the pipeline raises one of the errors documented in
 ``docs/bad-input.md`` (``DOCUMENTED_ERRORS``). The models are built so that OpenVINO can run them; a failure
 of any other kind is a bug.
 
@@ -313,7 +314,6 @@ class Builder:
         return choices + heavy  # quantizable layers twice as likely
 
 
-
 @st.composite
 def opset_models(draw: Callable, dynamic: bool = False) -> GeneratedModel:
     """A random model of 1-8 layers on an image, sequence or token-id input; sometimes a second output.
@@ -471,14 +471,48 @@ def check_round_trip(model: ov.Model, inputs: List[dict], preset: str, folder,
     assert len(got) == len(expected)
     floor = SIGNAL_FLOOR * float(np.mean([np.mean(np.square(value, dtype=np.float64))
                                           for item in inputs for value in item.values()]))
+    bound = SQNR_BOUNDS_DB[recipe]
+    if np.isfinite(bound):
+        bound -= cancellation_db(model, inputs)
     ratios = []
     for index, (reference, actual) in enumerate(zip(expected, got)):
         assert actual.shape == reference.shape
         assert np.all(np.isfinite(actual)), f"output {index} has non-finite values"
         ratios.append(sqnr_db(reference, actual, floor))
-        bound = SQNR_BOUNDS_DB[recipe]
-        assert ratios[-1] >= bound, f"output {index}: SQNR {ratios[-1]:.1f} dB < {bound} dB ({recipe})"
+        assert ratios[-1] >= bound, f"output {index}: SQNR {ratios[-1]:.1f} dB < {bound:.1f} dB ({recipe})"
     return ratios
+
+
+def _matmul(op: ov.Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = np.swapaxes(a, -1, -2) if op.get_transpose_a() else a
+    return np.matmul(a, np.swapaxes(b, -1, -2) if op.get_transpose_b() else b, dtype=np.float64)
+
+
+def cancellation_db(model: ov.Model, inputs: List[dict]) -> float:
+    """How much more the activation x activation MatMuls of ``model`` amplify relative input error than a sum of
+    random-sign products does (dB, the largest over those MatMuls; 0 without one or when none cancels more).
+
+    The relative error of ``a @ b`` is the inputs' relative error times ``|a| @ |b|`` over ``|a @ b|``; for ``n``
+    products of random sign that ratio is about ``sqrt(n)``, which the recipes' bounds were measured with. The
+    nightly run drew a MatMul whose dot products nearly cancel (inputs +-3.4 and +-1.8, outputs -0.14..0.17: 23 dB
+    beyond ``sqrt(n)``), whose output the quantizers before it leave at 9.3 dB: an ill-conditioned model, not a
+    quantizer bug. The model's outputs are held to the recipe's bound less this excess.
+    """
+    clone = model.clone()
+    products = [op for op in clone.get_ordered_ops() if op.get_type_name() == "MatMul"
+                and not any(_computed_from_constants(value) for value in op.input_values())]
+    if not products:
+        return 0.0
+    clone.add_outputs([value for op in products for value in op.input_values()])
+    operands = infer_all(clone, inputs)[len(model.outputs):]
+    excess = [0.0]
+    for op, a, b in zip(products, operands[0::2], operands[1::2]):
+        terms = a.shape[-2] if op.get_transpose_a() else a.shape[-1]
+        magnitude = np.mean(np.square(_matmul(op, np.abs(a), np.abs(b))))
+        signal = np.mean(np.square(_matmul(op, a, b)))
+        if signal > 0.0:
+            excess.append(10.0 * np.log10(magnitude / signal / terms))
+    return max(excess)
 
 
 class _WarningText(logging.Handler):
@@ -557,3 +591,21 @@ def test_dynamic_shape_models_compute_like_their_static_reshape(generated, prese
 @given(generated=opset_models(dynamic=True), preset=st.sampled_from(PRESETS), recipe=st.sampled_from(RECIPES))
 def test_dynamic_shape_models_compute_like_their_static_reshape_slow(generated, preset, recipe):
     check_dynamic_matches_static(generated.model, generated.inputs, preset, recipe)
+
+
+def _product_model() -> ov.Model:
+    """``a @ b^T`` of two activations (the nightly run's last MatMul, reduced)."""
+    a, b = (ops.parameter([1, 2, 8], np.float32, name=name) for name in ("a", "b"))
+    return ov.Model([ops.result(ops.matmul(a, b, False, True))], [a, b], "product")
+
+
+def test_cancellation_db_finds_a_nearly_cancelling_activation_product_only():
+    rng = np.random.default_rng(0)
+    random_rows = [{name: rng.standard_normal((1, 2, 8)).astype(np.float32) for name in ("a", "b")}
+                   for _ in range(CALIBRATION_SAMPLES)]
+    assert cancellation_db(_product_model(), random_rows) < 6.0
+    # every row of a against every row of b: +-3 terms that cancel in pairs, a small remainder
+    a = np.array([[3, -3, 3, -3, 1, 1, -1, -1], [1, 1, -1, -1, 3, -3, 3, -3]], np.float32)
+    b = np.array([[1, 1, 1, 1, 1, 1, 1, 1.1], [1, 1, 1, 1, -1, -1, -1, -1.1]], np.float32)
+    cancelling = [{"a": a[None], "b": b[None]} for _ in range(CALIBRATION_SAMPLES)]
+    assert cancellation_db(_product_model(), cancelling) > 15.0

@@ -10,14 +10,12 @@ import contextlib
 import io
 import logging
 import sys
-import threading
 from typing import Any, Callable, Iterator, Optional, TextIO, TypeVar, Union
 
 from tqdm import tqdm
 
 _ROOT = "pot_torch"
 _progress_bar_enabled = False
-_class_lock = threading.Lock()
 _T = TypeVar("_T")
 
 #: POT's name of the DEBUG level.
@@ -90,7 +88,9 @@ def get_logger(name: str) -> logging.Logger:
     """
     if not name.startswith(_ROOT):
         name = f"{_ROOT}.{name}"
-    with _class_lock:
+    # Manager.getLogger creates loggers under logging's module lock (a private name, present since Python 3.2):
+    # holding it while the class is swapped keeps other threads from creating a logger of the swapped class.
+    with logging._lock:  # type: ignore[attr-defined]
         previous = manager.loggerClass
         manager.loggerClass = RegularLogger
         try:
