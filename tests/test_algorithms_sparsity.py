@@ -8,11 +8,10 @@ import pytest
 
 from tests.model_builders import conv_model, reference_infer
 from pot_torch import CompressedModel, IEEngine, create_pipeline
+from pot_torch.algorithms.quantization.bias_correction_base import compile_f32
 from pot_torch.algorithms.sparsity.magnitude_sparsity import sparsify_channels
 from pot_torch.graph.editor import constant_value, find_op
 from tests.test_minmax import ArrayLoader
-
-
 
 
 def _two_dense(big: float, small: float) -> ov.Model:
@@ -100,6 +99,24 @@ def test_bias_correction_restores_the_output_mean(name):
     # linear layers: the correction against the dense model's means makes the output mean exact again
     np.testing.assert_allclose(output_mean(corrected_model), fp, rtol=1e-4, atol=1e-4)
     assert np.count_nonzero(_weights(corrected_model, "a")) == 8
+
+
+def test_bias_shift_probes_in_pieces_of_bounded_weight_bytes(monkeypatch):
+    """The removed weights are probed in pieces of at most PROBE_WEIGHT_BYTES (one model of every layer held a
+    copy of all of them), with the same biases."""
+    import pot_torch.algorithms.sparsity.bias_shift as bias_shift
+
+    rng = np.random.default_rng(0)
+    items = (rng.standard_normal((16, 1, 4)) + 2.0).astype(np.float32)
+    whole = _sparsify(_two_dense(0.1, 0.1), {"sparsity_level": 0.5}, name="WeightSparsity", items=items)
+    compiled = []
+    monkeypatch.setattr(bias_shift, "PROBE_WEIGHT_BYTES", 1)  # every layer on its own
+    monkeypatch.setattr(bias_shift, "compile_f32", lambda model: compiled.append(model) or compile_f32(model))
+    pieces = _sparsify(_two_dense(0.1, 0.1), {"sparsity_level": 0.5}, name="WeightSparsity", items=items)
+    assert len(compiled) == 2
+    for bias in ("a_bias", "b_bias"):
+        np.testing.assert_array_equal(constant_value(find_op(pieces.get_model(), bias).input_value(1)),
+                                      constant_value(find_op(whole.get_model(), bias).input_value(1)))
 
 
 def test_refusals_name_the_parameter():

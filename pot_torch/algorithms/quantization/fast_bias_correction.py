@@ -29,7 +29,7 @@ at f32, so the algorithm costs one compilation and one inference; a model with m
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Hashable, List, Mapping, Optional
+from typing import Any, Dict, Hashable, List, Mapping, Optional, Sequence, TypeVar
 
 import numpy as np
 import openvino as ov
@@ -53,6 +53,7 @@ logger = get_logger(__name__)
 #: Most weight bytes compiled into one probe model. The compiled model holds its own copy of the quantized
 #: weights, so probing a large model in one piece would add about its size to the peak memory.
 PROBE_WEIGHT_BYTES = 64 * 2**20
+_Item = TypeVar("_Item")
 
 
 @COMPRESSION_ALGORITHMS.register("FastBiasCorrection")
@@ -90,7 +91,8 @@ class FastBiasCorrection(BiasShiftAlgorithm):
             blob = probe_input(by_name[layer.name], layer, stats)
             if blob is not None:
                 probes.append(_Probe(layer, blob))
-        chunks = _chunks_by_weight_size(probes, by_name)
+        chunks = runs_within_bytes(probes, [_weight_bytes(by_name[probe.layer.name]) for probe in probes],
+                                   PROBE_WEIGHT_BYTES)
         shifts = [shift for chunk in chunks for shift in _measure(model, chunk)]
         for probe, shift in zip(probes, shifts):
             apply_bias_shift(by_name[probe.layer.name], shift.astype(np.float32), float(self.config.threshold))
@@ -150,19 +152,18 @@ def _weight_bytes(layer_op: ov.Node) -> int:
     return 0 if constant is None else int(constant.get_byte_size())
 
 
-def _chunks_by_weight_size(probes: List[_Probe], by_name: Mapping[str, ov.Node]) -> List[List[_Probe]]:
-    """``probes`` in order, cut into runs whose layers hold at most :data:`PROBE_WEIGHT_BYTES` of weights
-    (a layer larger than that gets a run of its own)."""
-    chunks: List[List[_Probe]] = []
-    size = 0
-    for probe in probes:
-        weight = _weight_bytes(by_name[probe.layer.name])
-        if not chunks or size + weight > PROBE_WEIGHT_BYTES:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(probe)
-        size += weight
-    return chunks
+def runs_within_bytes(items: Sequence[_Item], sizes: Sequence[int], limit: int) -> List[List[_Item]]:
+    """``items`` in order, cut into runs whose ``sizes`` (bytes) add up to at most ``limit`` (an item larger than
+    that gets a run of its own): the pieces a probe model is compiled in."""
+    runs: List[List[_Item]] = []
+    total = 0
+    for item, size in zip(items, sizes):
+        if not runs or total + size > limit:
+            runs.append([])
+            total = 0
+        runs[-1].append(item)
+        total += size
+    return runs
 
 
 def _measure(model: ov.Model, probes: List[_Probe]) -> List[np.ndarray]:
@@ -209,4 +210,3 @@ def _build_probe_model(model: ov.Model, probes: List[_Probe]) -> ov.Model:
         results.append(ops.result(reducer.graph_reduce(difference, name=f"{probe.layer.name}/fbc_mean")))
         parameters.append(parameter)
     return ov.Model(results, parameters, "fast_bias_correction_probes")
-
