@@ -5,10 +5,11 @@ some compilations with two or more streams come out with wrong weights (docs/cpu
 """
 from __future__ import annotations
 
-from typing import Any, List, Mapping, Set, Tuple
+from typing import Any, List, Mapping, Tuple
 
 import openvino as ov
 
+from pot_torch.graph.constants import constant_ops
 from pot_torch.utils.logger import get_logger
 
 logger = get_logger(__name__)
@@ -49,14 +50,12 @@ def constant_compute_layers(compiled: ov.CompiledModel) -> List[Tuple[str, str]]
     (docs/cpu-plugin-bugs.md). Layers that only relay constants (``Reshape``, ``Reorder``, ``Transpose``) are
     not listed.
     """
-    constant: Set[str] = set()
-    found = []
-    for op in compiled.get_runtime_model().get_ordered_ops():
-        kind = op.get_rt_info()["layerType"].astype(str)
-        inputs = [op.input_value(i).get_node().get_friendly_name() for i in range(op.get_input_size())]
-        if kind != "Const" and not (inputs and constant.issuperset(inputs)):
-            continue
-        constant.add(op.get_friendly_name())
-        if kind not in _CONSTANT_RELAYS:
-            found.append((op.get_friendly_name(), kind))
-    return found
+    ordered = compiled.get_runtime_model().get_ordered_ops()
+    constant = constant_ops(ordered, _layer_type, "Const")
+    return [(op.get_friendly_name(), _layer_type(op)) for op in ordered
+            if op.get_friendly_name() in constant and _layer_type(op) not in _CONSTANT_RELAYS]
+
+
+def _layer_type(op: ov.Node) -> str:
+    """The CPU runtime graph's type of ``op`` (``Const``, ``Convolution``, ``Reorder`` ...)."""
+    return op.get_rt_info()["layerType"].astype(str)

@@ -8,12 +8,16 @@ The one place that answers "is this a constant (sub)graph" for every algorithm:
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence, Set
+from typing import Callable, Iterable, Optional, Sequence, Set
 
 import openvino as ov
 
 #: Ops that pass a weight through unchanged in meaning (decompression, layout); the default of ``constant_source``.
 WEIGHT_PASS_THROUGH = ("Convert", "Reshape", "Unsqueeze", "Squeeze", "Transpose", "FakeQuantize")
+
+
+def _op_type(op: ov.Node) -> str:
+    return op.get_type_name()
 
 
 def _single_use(node: ov.Node) -> bool:
@@ -38,16 +42,19 @@ def constant_source(output: ov.Output, through: Sequence[str] = WEIGHT_PASS_THRO
     return node
 
 
-def constant_ops(ordered: Iterable[ov.Node]) -> Set[str]:
+def constant_ops(ordered: Iterable[ov.Node], kind_of: Callable[[ov.Node], str] = _op_type,
+                 constant_kind: str = "Constant") -> Set[str]:
     """Friendly names of the ops computed from Constants only (weights and their FakeQuantize, shape arithmetic...).
 
     :param ordered: the ops of a model in topological order (``model.get_ordered_ops()``). Parameters and
         ReadValue (state) are not constants, nor is any op that reads one.
+    :param kind_of: an op's type (default ``get_type_name``; a CPU runtime graph names its types in rt_info).
+    :param constant_kind: the type of a constant under ``kind_of``.
     """
     constant: Set[str] = set()
     for op in ordered:
-        kind = op.get_type_name()
-        if kind == "Constant" or (kind not in ("Parameter", "ReadValue") and op.get_input_size() > 0 and all(
+        kind = kind_of(op)
+        if kind == constant_kind or (kind not in ("Parameter", "ReadValue") and op.get_input_size() > 0 and all(
                 value.get_node().get_friendly_name() in constant for value in op.input_values())):
             constant.add(op.get_friendly_name())
     return constant
