@@ -1,7 +1,9 @@
-"""Compiling around the CPU plugin's stream race: find runtime layers that compute constants, use one stream.
+"""Compiling around the CPU plugin's multi-stream bugs: find the runtime layers they hit, use one stream.
 
-The CPU plugin computes the constant subgraphs it keeps in its runtime graph once per stream, in parallel, and
-some compilations with two or more streams come out with wrong weights (docs/cpu-plugin-bugs.md).
+Two kinds of runtime layers are computed wrongly by some compilations with two or more streams
+(docs/cpu-plugin-bugs.md): the constant subgraphs the plugin keeps in its runtime graph (computed once per stream,
+in parallel), and snippets ``Subgraph`` layers that fuse MatMuls (a dense chain with FakeQuantize ops, computed
+wrongly even by one synchronous inference).
 """
 from __future__ import annotations
 
@@ -32,14 +34,21 @@ def compile_avoiding_stream_race(core: ov.Core, model: ov.Model, device: str,
     compiled = core.compile_model(model, device, dict(properties))
     if device != "CPU" or compiled.get_property("NUM_STREAMS") < 2:
         return compiled, False
-    layers = constant_compute_layers(compiled)
+    layers = race_prone_layers(compiled, model)
     if not layers:
         return compiled, False
-    logger.info("compiling '%s' with one CPU stream instead of %d: its runtime graph computes %d constant "
-                "layers (e.g. %s '%s') when each stream starts, which the CPU plugin does wrongly at random "
-                "with several streams (docs/cpu-plugin-bugs.md)", model.get_friendly_name(),
-                compiled.get_property("NUM_STREAMS"), len(layers), layers[0][1], layers[0][0])
+    logger.info("compiling '%s' with one CPU stream instead of %d: its runtime graph has %d layers (e.g. %s '%s') "
+                "that the CPU plugin computes wrongly in some compilations with several streams "
+                "(docs/cpu-plugin-bugs.md)", model.get_friendly_name(), compiled.get_property("NUM_STREAMS"),
+                len(layers), layers[0][1], layers[0][0])
     return core.compile_model(model, device, {**properties, "NUM_STREAMS": 1}), True
+
+
+def race_prone_layers(compiled: ov.CompiledModel, model: ov.Model) -> List[Tuple[str, str]]:
+    """``(name, layer type)`` of the runtime layers of ``compiled`` (a CPU compilation of ``model``) that some
+    compilations with several streams compute wrongly: :func:`constant_compute_layers` and
+    :func:`fused_matmul_subgraphs`."""
+    return constant_compute_layers(compiled) + fused_matmul_subgraphs(compiled, model)
 
 
 def constant_compute_layers(compiled: ov.CompiledModel) -> List[Tuple[str, str]]:
@@ -54,6 +63,23 @@ def constant_compute_layers(compiled: ov.CompiledModel) -> List[Tuple[str, str]]
     constant = constant_ops(ordered, _layer_type, "Const")
     return [(op.get_friendly_name(), _layer_type(op)) for op in ordered
             if op.get_friendly_name() in constant and _layer_type(op) not in _CONSTANT_RELAYS]
+
+
+def fused_matmul_subgraphs(compiled: ov.CompiledModel, model: ov.Model) -> List[Tuple[str, str]]:
+    """``(name, "Subgraph")`` of the snippets ``Subgraph`` layers of a CPU compiled model that fuse a MatMul of
+    ``model`` (the plugin's dense-chain tokenization; its runtime info names the original layers it holds).
+
+    Compiled with two streams, an INT8 dense chain with float layers in the middle fused this way computes
+    wrongly, in every inference (docs/cpu-plugin-bugs.md).
+    """
+    matmuls = {op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"}
+    found = []
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if _layer_type(op) == "Subgraph" and "originalLayersNames" in info and \
+                matmuls.intersection(info["originalLayersNames"].astype(str).split(",")):
+            found.append((op.get_friendly_name(), "Subgraph"))
+    return found
 
 
 def _layer_type(op: ov.Node) -> str:
