@@ -9,23 +9,27 @@ import subprocess
 
 import numpy as np
 import openvino as ov
+import openvino.opset13 as ops
 import pytest
 from PIL import Image
 
 from classification_metrics import Accuracy
-from model_builders import conv_model, outlier_classifier, se_residual_model
+from model_builders import _dense, conv_model, outlier_classifier, se_residual_model
 from pot_torch import CompressedModel, DataLoader, IEEngine, create_pipeline
 from pot_torch.algorithms.quantization.accuracy_evaluation import choose_metric, evaluate, hardest_samples
 from pot_torch.cli import main
 from pot_torch.report import build_report, render_html, write_report
 from pot_torch.algorithms.quantization.accuracy_aware import AccuracyAwareQuantization, Candidate
 from pot_torch.algorithms.quantization.layer_revert import reverted
+from pot_torch.report.budget import Budget
 from pot_torch.report.build import _groups
 from pot_torch.report.impact import cosine, ranking_sample
 from pot_torch.report.profile import owner
 from pot_torch.report.svg import scatter
 
-PARAMS = {"target_device": "CPU", "maximal_drop": 0.05}  # fc1 alone: 0.0167 at bf16 (the walk estimates it on 75 items)
+# fc1 alone: drop 0.0167 at bf16; no check on all items fits the budget here, so the walk stops on its estimate from
+# 60 items (about +-0.02) within the allowed drop by one standard error
+PARAMS = {"target_device": "CPU", "maximal_drop": 0.1}
 
 
 class Items(DataLoader):
@@ -54,14 +58,130 @@ class Top1(Accuracy):
         self.samples += len(self.last)
 
 
+class CountingEngine(IEEngine):
+    """Real IEEngine inference, counting the samples each prediction puts through the metric."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.evaluated = 0
+
+    def predict(self, stats_layout=None, sampler=None, *args, **kwargs):
+        self.evaluated += len(sampler) if sampler is not None else len(self.data_loader)
+        return super().predict(stats_layout, sampler, *args, **kwargs)
+
+
+class SteepTop1(Top1):
+    """Top-1 whose overall value is the 16th power of the mean of its per-sample hits (a metric whose value is
+    not the mean of its per-sample values, as mAP): the report's sample estimates are then too optimistic."""
+
+    @property
+    def avg_value(self):
+        return {"accuracy": super().avg_value["accuracy"] ** 16}
+
+
+def _chain(weights, centre: np.ndarray) -> ov.Model:
+    """Dense layers ``weights`` with ReLU between; the last one's bias is ``-centre``."""
+    x = ops.parameter([1, weights[0].shape[0]], np.float32, name="input")
+    node = x
+    for k, w in enumerate(weights):
+        node = _dense(node, w, f"fc{k + 1}")
+        node = ops.relu(node) if k < len(weights) - 1 else ops.subtract(node, ops.constant(centre))
+    return ov.Model([ops.result(node)], [x], "outlier_chain")
+
+
+def outlier_chain(width: int = 16, depth: int = 4, classes: int = 4, items: int = 240, scale: float = 30.0,
+                  feature: float = 100.0):
+    """``(model, inputs, labels)``: ``depth`` dense layers (ReLU between) each of whose inputs has one channel
+    far larger than the others (an irrelevant input feature x``feature``; hidden channel 0 x``scale`` by an exact
+    rescaling), logits centred on the data, labels the FP model's predictions: 8-bit per-tensor quantization of
+    every layer costs accuracy."""
+    rng = np.random.default_rng(1)
+    weights = [rng.standard_normal((width, width if k < depth - 1 else classes)).astype(np.float32) * 0.5
+               for k in range(depth)]
+    weights[0][-1, :] = 1e-5
+    for k in range(depth - 1):  # channel 0 of layer k's output x scale, the next layer's row 0 / scale
+        weights[k][:, 0] *= scale
+        weights[k + 1][0, :] /= scale
+    inputs = rng.standard_normal((items, 1, width)).astype(np.float32)
+    inputs[:, :, -1] *= feature
+    core = ov.Core()
+    uncentred = core.compile_model(_chain(weights, np.zeros((1, classes), np.float32)), "CPU",
+                                   {"INFERENCE_PRECISION_HINT": "f32"})
+    logits = np.stack([uncentred([item])[0][0] for item in inputs])
+    model = _chain(weights, logits.mean(axis=0, keepdims=True).astype(np.float32))
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    labels = np.array([int(np.argmax(compiled([item])[0])) for item in inputs])
+    return model, inputs, labels
+
+
 @pytest.fixture(scope="module")
 def outlier_report():
     model, inputs, labels = outlier_classifier()
     metric = Top1()
-    engine = IEEngine({"device": "CPU"}, Items(inputs, labels), metric)
+    engine = CountingEngine({"device": "CPU"}, Items(inputs, labels), metric)
     calibration = IEEngine({"device": "CPU"}, Items(inputs, labels))  # no metric: counts evaluations only
     report = build_report(CompressedModel(model), engine, PARAMS, calibration, latency_rounds=2)
-    return report, model, inputs, labels, metric.samples
+    return report, model, inputs, labels, engine.evaluated
+
+
+def _within_budget(report, evaluated: int, fp_int8: int) -> None:
+    """What went through the metric is what the report states, and its own part is within its budget."""
+    assert evaluated == sum(report.evaluations.values())
+    assert evaluated - fp_int8 == report.own_evaluations <= report.aaq_ranking_evaluations
+    assert report.evaluations["fp"] + report.evaluations["int8"] == fp_int8
+
+
+def test_evaluations_stay_within_one_accuracy_aware_ranking_step(outlier_report):
+    # the budget is one AccuracyAwareQuantization ranking step (groups x the samples it ranks on); a full-set check
+    # of the recommendation would take more than half of it here, so the recommendation's figure is an estimate
+    report, _, inputs, _, evaluated = outlier_report
+    _within_budget(report, evaluated, 2 * len(inputs))
+    assert report.evaluations["check"] == 0 and report.recommended_basis == "estimate"
+    assert report.recommended_error is not None and report.recommended_error >= 0
+    n = report.ranking_samples
+    assert n == report.aaq_ranking_evaluations // (2 * len(report.groups) + 1)  # the plan: worst-case walk fits
+    page = render_html(report)
+    assert "estimate" in page and f"{report.own_evaluations} / {report.aaq_ranking_evaluations}" in page
+
+
+def test_precision_shown_is_the_one_the_metric_ran_at():
+    # an engine told to evaluate at f32: the page said the CPU default (bf16 here) for the metric
+    model, inputs, labels = outlier_classifier()
+    engine = IEEngine({"device": "CPU", "inference_precision": "f32"}, Items(inputs, labels), Top1())
+    report = build_report(CompressedModel(model), engine, PARAMS, IEEngine({"device": "CPU"}, Items(inputs, labels)),
+                          latency_rounds=1)
+    default = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+    assert report.precision == ("f32" if default == "f32" else f"metric f32, latency {default}")
+
+
+def test_budget_plan():
+    # 7 groups x 300 ranked samples, 1000 items: a check fits in half of it, the sample takes the rest with a walk
+    # through every group; 140 ranked samples: no check, and a larger sample
+    plan = Budget.plan(7, 300, 1000)
+    assert (plan.limit, plan.check_planned, plan.sample_size) == (2100, True, 73) and plan.worst_case <= 2100
+    plan = Budget.plan(7, 140, 1000)
+    assert (plan.limit, plan.check_planned, plan.sample_size) == (980, False, 65) and not plan.over_budget
+    assert Budget.plan(3, 1, 10).over_budget  # one sample wrong: ranking 3 groups on one sample costs 5 > 3
+
+
+def test_evaluations_stay_within_the_budget_when_the_check_misses():
+    # four groups: a full-set check fits in the budget; the metric's overall value is not the mean of its
+    # per-sample values, so the sample estimates are optimistic and the check misses: the walk must go on
+    # within what is left, and say the final figure is an estimate, not check again over budget
+    model, inputs, labels = outlier_chain(feature=1000.0)  # INT8 worse on enough items for the check to fit
+    engine = CountingEngine({"device": "CPU"}, Items(inputs, labels), SteepTop1())
+    calibration = IEEngine({"device": "CPU"}, Items(inputs, labels))
+    params = {"target_device": "CPU", "maximal_drop": 0.3}
+    report = build_report(CompressedModel(model), engine, params, calibration, latency_rounds=1)
+    _within_budget(report, engine.evaluated, 2 * len(inputs))
+    assert len(report.groups) == 4 and report.check_planned
+    assert report.evaluations["check"] == len(inputs)  # one check, and it missed
+    assert report.curve[0].samples == report.ranking_samples
+    checked = [p for p in report.curve if p.samples == len(inputs)]
+    assert len(checked) == 1 and checked[0].drop > 0.3
+    if report.recommended_basis == "estimate":  # the walk went on after the miss
+        assert report.recommended_error is not None and report.curve[-1].samples == report.ranking_samples
+        assert any("estimate" in note for note in report.notes)
 
 
 def test_groups_carry_every_measurement(outlier_report):
@@ -94,15 +214,15 @@ def test_impact_is_the_stratified_paired_effect_of_reverting_the_group_alone(out
     int8_value, int8_values = evaluate(engine, int8, spec, indices, per_sample=True)
     assert report.fp_metric == pytest.approx(fp_value) and report.int8_metric == pytest.approx(int8_value)
     hardest = hardest_samples(spec, fp_values, int8_values, indices, 240)
-    sample = ranking_sample(spec, fp_values, int8_values, indices, 240, seed=0)
+    sample = ranking_sample(hardest, indices, report.ranking_samples, seed=0)
     # half as many items as AccuracyAwareQuantization ranks on: half of them from its hardest ones
-    assert len(sample.indices) == report.ranking_samples == len(hardest) // 2
+    assert len(sample.indices) == report.ranking_samples == 2 * len(hardest) // 5  # budget: 2 groups x |hardest|
     assert set(sample.hard) <= set(hardest) and not set(sample.rest) & set(hardest)
     assert len(sample.hard) - len(sample.rest) in (0, 1)
     assert report.aaq_ranking_evaluations == 2 * len(hardest)
 
     def outputs(m):
-        compiled = ov.Core().compile_model(m.get_model(), "CPU")
+        compiled = ov.Core().compile_model(m.get_model(), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})  # as the report
         return np.stack([compiled([inputs[i]])[0].reshape(-1) for i in sample.indices]).astype(np.float64)
 
     def stratified(per_item):  # by hand: each stratum's sampled mean, weighted by the stratum's size
@@ -129,12 +249,12 @@ def test_recommendation_meets_the_drop_and_the_cost_is_counted(outlier_report):
     report, _, inputs, _, samples = outlier_report
     assert report.int8_drop > 0.5
     assert report.recommended == [0] and report.ignored == {"scope": ["fc1"]}
-    assert report.recommended_drop <= 0.05 and report.curve[-1].accepted
+    assert report.recommended_drop <= PARAMS["maximal_drop"] and report.curve[-1].accepted
     assert report.curve[-1].latency_ms is not None and report.recommended_latency_ms == report.curve[-1].latency_ms
     n, m = len(inputs), report.ranking_samples
-    # the walk's first step reuses the group's ranking evaluation; only the final set is measured on all items
+    # the walk's first step reuses the group's ranking evaluation; no check on all items fits the budget here
     assert report.evaluations == {"fp": n, "int8": n, "outputs": 2 * m, "ranking": 2 * m,
-                                  "steps": m * (len(report.curve) - 1), "check": n}
+                                  "steps": m * (len(report.curve) - 1), "check": 0}
     assert samples == sum(report.evaluations.values())  # what went through the metric, nothing more
     assert report.own_evaluations == sum(report.evaluations.values()) - 2 * n
 
@@ -244,7 +364,7 @@ def test_command_writes_the_report_and_refuses_to_replace_other_files(tmp_path, 
     assert main(["report", "-m", str(xml), "--data", str(images), "-o", "out"]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.html", "report.json"]
     err = capsys.readouterr().err
-    assert "out/report.html" in err and "The report evaluates the metric on at most" in err  # its cost, up front
+    assert "out/report.html" in err and "Evaluation budget" in err  # its cost, up front
     data = json.loads((tmp_path / "out" / "report.json").read_text())
     assert data["metric_name"] == "agreement" and data["fp_metric"] == 1.0 and data["samples"] == 8
     assert main(["report", "-m", str(xml), "--data", str(images), "-o", "out"]) == 1
@@ -339,6 +459,11 @@ def test_report_of_an_accuracy_aware_run_reuses_what_the_run_measured(tmp_path, 
     data = json.loads((tmp_path / "r.json").read_text())
     assert len(runs) == 1  # the run's DefaultQuantization; biases before correction recorded, no twin run
     assert data["evaluations"]["fp"] == 0 and data["evaluations"]["int8"] == 0
+    # the recommendation is the set the run measured on all items: its figure is the run's, not measured again
+    assert data["ignored"] == {"scope": search.reverted_layers}
+    assert data["evaluations"]["check"] == 0 and data["recommended_basis"] == "AccuracyAwareQuantization"
+    assert data["recommended_metric"] == search.final_metric and data["recommended_error"] is None
+    assert data["own_evaluations"] <= data["aaq_ranking_evaluations"]
     assert data["fp_metric"] == search.fp_metric and data["int8_metric"] == search.starting_point.int8.value
     n = len(inputs)
     aaq = 2 * n + data["aaq_ranking_evaluations"] + n * len(search.reverted_layers)

@@ -2,10 +2,11 @@
 
 The accuracy side is AccuracyAwareQuantization's machinery (``accuracy_aware``): the same DefaultQuantization,
 the same quantizer groups and revert (FakeQuantize ops removed, bias before correction put back), reused from the
-caller when it has them (``start``). Its cost is bounded by one AccuracyAwareQuantization ranking step: each group
-is evaluated once on a ranking sample of half as many items as AccuracyAwareQuantization ranks on (``impact.py``:
-paired, stratified estimates; the groups are ranked by how much closer to FP their revert brings the outputs),
-the recommendation walks on the same items (``walk.py``) and only its final set is evaluated on all items.
+caller when it has them (``start``). Its cost is bounded by one AccuracyAwareQuantization ranking step, planned up
+front (``budget.py``): each group is evaluated once on a ranking sample (``impact.py``: paired, stratified
+estimates; the groups are ranked by how much closer to FP their revert brings the outputs), the recommendation
+walks on the same items (``walk.py``) and its set is checked on all items when the budget has room for it (or
+the caller measured that set).
 Around it: SQNR of each group's output against FP and the activation range shape (statistics passes, no metric),
 per-group time from OpenVINO's performance counters, and the latency of each model on the walk.
 """
@@ -19,18 +20,19 @@ import openvino as ov
 from pot_torch.algorithms.params import calibration_indices
 from pot_torch.algorithms.quantization.accuracy_aware import AccuracyAwareQuantization, Candidate, StartingPoint
 from pot_torch.algorithms.quantization.accuracy_evaluation import (MetricSpec, check_annotations, choose_metric,
-                                                                   evaluate)
+                                                                   evaluate, hardest_samples)
 from pot_torch.algorithms.quantization.layer_revert import MemberGroup
 from pot_torch.algorithms.quantization.quantizer_groups import quantizer_groups
 from pot_torch.api.engine import Engine
 from pot_torch.graph.editor import ops_by_name
 from pot_torch.graph.hardware.config import load_hardware_config
 from pot_torch.graph.nx_model import CompressedModel
+from pot_torch.report.budget import Budget
 from pot_torch.report.data import GroupRow, Report
 from pot_torch.report.impact import GroupImpact, group_impacts, paired_outputs, ranking_sample
 from pot_torch.report.measure import range_shapes, sqnr_db
 from pot_torch.report.profile import group_times, node_times, owned_names
-from pot_torch.report.walk import walk
+from pot_torch.report.walk import Anchor, WalkInputs, walk
 from pot_torch.utils.latency import example_inputs, measure_latency, median_ms
 from pot_torch.utils.logger import get_logger
 
@@ -75,31 +77,37 @@ def build_report(model: CompressedModel, engine: Engine, params: Optional[Mappin
                          "(check 'ignored' and the target_device's quantizable ops)")
     ranking_size = min(config.ranking_subset_size or min(len(indices), 300), len(indices))
     measured = [what for what, known in (("FP", start.fp_values), ("INT8", start.int8_values)) if known is None]
-    half = max(1, ranking_size // 2)
-    logger.info("The report evaluates the metric on at most %d samples: %sFP and INT8 on at most %d ranking "
-                "samples, %d quantizer groups on them, at most %d revert steps on them, the recommendation on %d",
-                (len(measured) + 1) * len(indices) + (2 * len(groups) + 1) * half,
-                f"{' and '.join(measured)} on {len(indices)} each, " if measured else "", half, len(groups),
-                len(groups) - 1, len(indices))
+    logger.info("The report's evaluation budget is one AccuracyAwareQuantization ranking step: %d quantizer groups x "
+                "the samples INT8 gets wrong (at most %d), so at most %d samples through the metric%s",
+                len(groups), ranking_size, len(groups) * ranking_size,
+                f"; besides, {' and '.join(measured)} on all {len(indices)} samples" if measured else "")
     fp_value, fp_values = _measured(engine, model, spec, indices, start.fp_value, start.fp_values)
     int8_value, int8_values = _measured(engine, int8, spec, indices, start.int8.value, start.int8_values)
-    evaluations = {"fp": 0 if start.fp_values is not None else len(indices),
-                   "int8": 0 if start.int8_values is not None else len(indices)}
     reference = spec.baseline_value if spec.baseline_value is not None else fp_value
-    sample = ranking_sample(spec, fp_values, int8_values, indices, ranking_size, int(config.seed))
+    hardest = hardest_samples(spec, fp_values, int8_values, indices, ranking_size)
+    budget = Budget.plan(len(groups), len(hardest), len(indices))
+    over_budget = _announce(budget)
+    sample = ranking_sample(hardest, indices, budget.sample_size, int(config.seed))
     fp_outputs, int8_outputs = paired_outputs(engine, model, int8, spec, sample)
+    budget.spend("outputs", 2 * len(sample.indices))
     impacts = group_impacts(engine, int8, groups, biases, spec, sample, fp_outputs, int8_outputs)
+    budget.spend("ranking", len(groups) * len(sample.indices))
     allowed = config.maximal_drop * (abs(reference) if config.drop_type == "relative" else 1.0)
     report = Report(model.name, spec.name, spec.higher_better, fp_value, int8_value, reference, allowed,
-                    len(indices), len(sample.indices), 0, _precision())
-    report.evaluations = {**evaluations, "outputs": 2 * len(sample.indices),
-                          "ranking": len(groups) * len(sample.indices)}
-    report.aaq_ranking_evaluations = len(groups) * sample.hard_total  # AAQ ranks on all the hardest items
+                    len(indices), len(sample.indices), 0, _precision(engine))
+    report.aaq_ranking_evaluations, report.check_planned = budget.limit, budget.check_planned
+    report.notes.extend([over_budget] if over_budget else [])
     report.groups = _rows(int8.get_model(), groups, impacts)
     # AccuracyAwareQuantization's order: the gain on the items INT8 gets wrong finds the groups that matter together
     order = sorted(range(len(groups)), key=lambda i: (-impacts[i].hard_gain, -impacts[i].closeness, i))
-    curve_models = walk(report, engine, int8, order, groups, biases, spec, sample, int8_outputs.values, impacts,
-                        indices)
+    inputs = WalkInputs(engine, int8, groups, biases, spec, sample, indices,
+                        [Anchor(int8_value, int8_outputs.values), Anchor(fp_value, fp_outputs.values)],
+                        [impact.values for impact in impacts], start.measured)
+    curve_models = walk(report, inputs, order, budget)
+    report.evaluations = {"fp": 0 if start.fp_values is not None else len(indices),
+                          "int8": 0 if start.int8_values is not None else len(indices), **budget.spent}
+    logger.info("The report put %d samples through the metric of its budget of %d (%s)", budget.total, budget.limit,
+                ", ".join(f"{what} {count}" for what, count in budget.spent.items()))
     stat_indices = calibration_indices(config, len(search._calibration_engine.data_loader),
                                        min(config.stat_subset_size or STATISTICS_SAMPLES, STATISTICS_SAMPLES))
     report.statistics_samples = len(stat_indices)
@@ -118,6 +126,25 @@ def build_report(model: CompressedModel, engine: Engine, params: Optional[Mappin
     return report
 
 
+def _announce(budget: Budget) -> Optional[str]:
+    """State the budget's plan before spending it; the warning when not even its smallest sample fits."""
+    n, groups = budget.sample_size, budget.groups
+    check = (f"and one check of the recommendation on all {budget.items} samples" if budget.check_planned else
+             f"and no check on all {budget.items} samples (it would take more than half of the budget): the "
+             "recommendation's figure will be an estimate unless it is a set the caller measured")
+    logger.info("Evaluation budget %d = %d groups x %d samples (one AccuracyAwareQuantization ranking step): FP and "
+                "INT8 outputs on %d ranking samples (%d), the %d groups on them (%d), at most %d revert steps on them "
+                "(%d), %s", budget.limit, groups, budget.limit // groups, n, 2 * n, groups, groups * n, groups - 1,
+                (groups - 1) * n, check)
+    if not budget.over_budget:
+        return None
+    message = (f"The evaluation budget {budget.limit} is smaller than ranking {groups} groups on one sample needs "
+               f"({(groups + 2) * n}: INT8 gets almost no sample wrong): the report ranks on one sample and exceeds "
+               "its budget")
+    logger.warning(message)
+    return message
+
+
 def _measured(engine: Engine, model: CompressedModel, spec: MetricSpec, indices: Sequence[int],
               value: Optional[float], values: Optional[np.ndarray]) -> Tuple[float, np.ndarray]:
     """``(value, per-sample values)`` of ``model`` on ``indices``: the known ones, else evaluated."""
@@ -131,8 +158,12 @@ def _groups(search: AccuracyAwareQuantization, int8: CompressedModel) -> List[Me
     return [(None, group) for group in quantizer_groups(int8.get_model(), agnostic)]
 
 
-def _precision() -> str:
-    return ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+def _precision(engine: Engine) -> str:
+    """The precision of the metric (the engine's ``inference_precision``, else the CPU default) and of the latency
+    (the CPU default), named once when they are the same."""
+    default = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+    chosen = engine.config.get("inference_precision") if isinstance(getattr(engine, "config", None), Mapping) else None
+    return default if not chosen or chosen == default else f"metric {chosen}, latency {default}"
 
 
 def _rows(int8_model: Any, groups: Sequence[MemberGroup], impacts: Sequence[GroupImpact]) -> List[GroupRow]:

@@ -57,7 +57,8 @@ class CurvePoint:
 
     :ivar accepted: whether the step was kept (a step that raised the drop is undone, as in
         AccuracyAwareQuantization).
-    :ivar samples: the items the metric was measured on (the ranking sample: ``metric`` is a whole-set estimate).
+    :ivar samples: the items the metric was measured on: all validation items, or the ranking sample (``metric``
+        is then a whole-set estimate with standard error ``error``).
     """
 
     reverted: List[int]
@@ -66,6 +67,7 @@ class CurvePoint:
     latency_ms: Optional[float] = None
     accepted: bool = True
     samples: int = 0
+    error: Optional[float] = None
 
 
 @dataclass
@@ -92,6 +94,12 @@ class Report:
     #: group indices of the recommendation (left in FP), in revert order
     recommended: List[int] = field(default_factory=list)
     recommended_metric: Optional[float] = None
+    #: where ``recommended_metric`` comes from: ``"measured"`` (on all validation items),
+    #: ``"AccuracyAwareQuantization"`` (the run that handed over its start measured that set on all items) or
+    #: ``"estimate"`` (from the ranking sample, standard error ``recommended_error``: no check on all items fitted
+    #: in the budget)
+    recommended_basis: str = "measured"
+    recommended_error: Optional[float] = None
     fp_latency_ms: Optional[float] = None
     int8_latency_ms: Optional[float] = None
     recommended_latency_ms: Optional[float] = None
@@ -99,9 +107,11 @@ class Report:
     #: them), ``outputs`` (FP and INT8 on the ranking sample), ``ranking`` (each group), ``steps`` (the walk),
     #: ``check`` (the recommendation on all items)
     evaluations: Dict[str, int] = field(default_factory=dict)
-    #: what AccuracyAwareQuantization's ranking step puts through the metric with the same data (groups x its
-    #: ranking samples), the bound the report's own evaluations are compared with
+    #: the report's budget: what AccuracyAwareQuantization's ranking step puts through the metric with the same data
+    #: (groups x its ranking samples); the report's own evaluations never exceed it (``budget.py``)
     aaq_ranking_evaluations: int = 0
+    #: whether the budget plan reserved one check of the recommendation on all items
+    check_planned: bool = False
     notes: List[str] = field(default_factory=list)
 
     def drop(self, value: float) -> float:

@@ -1,8 +1,8 @@
 """What returning one quantizer group to floating point does, from one evaluation per group on a few samples.
 
-Each group is evaluated, reverted alone, on the ranking sample: half of AccuracyAwareQuantization's ranking
-count, a quarter drawn from the items INT8 gets most wrong (AccuracyAwareQuantization's ``hardest_samples``), a
-quarter from the others. Every measure is a paired difference against the INT8 model on the same items (what
+Each group is evaluated, reverted alone, on the ranking sample (its size is the report's budget plan, ``budget.py``):
+half drawn from the items INT8 gets most wrong (AccuracyAwareQuantization's ``hardest_samples``), half from the
+others. Every measure is a paired difference against the INT8 model on the same items (what
 reverting the group changes, not what the items are like), and an estimate for the whole validation set weights
 each stratum's mean by the size of the set it was drawn from:
 
@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Hashable, List, Mapping, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from pot_torch.algorithms.quantization.accuracy_evaluation import MetricSpec, hardest_samples, values_by_sample
+from pot_torch.algorithms.quantization.accuracy_evaluation import MetricSpec, values_by_sample
 from pot_torch.algorithms.quantization.layer_revert import MemberGroup, reverted
 from pot_torch.api.engine import Engine
 from pot_torch.graph.node_key import output_key
@@ -95,19 +95,18 @@ class GroupImpact:
     values: np.ndarray
 
 
-def ranking_sample(spec: MetricSpec, reference: np.ndarray, quantized: np.ndarray, indices: Sequence[int],
-                   count: int, seed: int) -> RankingSample:
-    """Draw the :class:`RankingSample` (``seed``): half as many items as ``hardest_samples(..., count)`` gives,
-    half of them from those, half from the other ``indices``."""
-    hardest = hardest_samples(spec, reference, quantized, indices, count)
-    chosen = set(hardest)
+def ranking_sample(hardest: Sequence[int], indices: Sequence[int], size: int, seed: int) -> RankingSample:
+    """Draw the :class:`RankingSample` (``seed``) of ``size`` items: half from ``hardest`` (the items
+    AccuracyAwareQuantization ranks on, ``hardest_samples``), half from the other ``indices`` (all from one
+    stratum when the other is too small)."""
+    chosen = set(int(i) for i in hardest)
     others = [int(i) for i in indices if int(i) not in chosen]
-    size = max(1, len(hardest) // 2)
+    size = min(size, len(chosen) + len(others))
+    hard_count = min(len(chosen), size - min(size // 2, len(others)))
     rng = np.random.default_rng(seed)
-    hard_count = size - min(size // 2, len(others))
-    hard = sorted(int(i) for i in rng.choice(hardest, size=hard_count, replace=False))
+    hard = sorted(int(i) for i in rng.choice(sorted(chosen), size=hard_count, replace=False)) if hard_count else []
     rest = sorted(int(i) for i in rng.choice(others, size=size - hard_count, replace=False)) if others else []
-    return RankingSample(hard, rest, len(hardest), len(others))
+    return RankingSample(hard, rest, len(chosen), len(others))
 
 
 def _flat_output(batch: np.ndarray) -> np.ndarray:

@@ -36,8 +36,10 @@ def _summary(report: Report) -> str:
          f"{report.samples} / {report.ranking_samples} / {report.statistics_samples}"),
         ("samples through the metric", escape(", ".join(f"{k} {v}" for k, v in report.evaluations.items())
                                               + f"; total {sum(report.evaluations.values())}")),
-        ("the report's own (besides FP and INT8 on all) / AccuracyAwareQuantization's ranking step",
-         f"{report.own_evaluations} / {report.aaq_ranking_evaluations}"),
+        ("the report's own (besides FP and INT8 on all) / its budget: one AccuracyAwareQuantization ranking step "
+         "(groups x the samples it ranks on)", f"{report.own_evaluations} / {report.aaq_ranking_evaluations}"),
+        ("check of the recommendation on all samples", "planned in the budget" if report.check_planned else
+         "not planned: it would take more than half of the budget"),
     ]
     return "<table>" + "".join(f'<tr><th class="l">{k}</th><td class="l">{v}</td></tr>' for k, v in rows) + "</table>"
 
@@ -49,8 +51,13 @@ def _recommendation(report: Report) -> str:
     names = ", ".join(f"#{i}" for i in report.recommended)
     snippet = json.dumps({"ignored": report.ignored}, indent=2)
     drop = report.recommended_drop
+    basis = {"measured": f"measured on all {report.samples} samples",
+             "AccuracyAwareQuantization": f"measured on all {report.samples} samples by AccuracyAwareQuantization"}
+    source = basis.get(report.recommended_basis, f"an estimate from the {report.ranking_samples} ranking samples, "
+                                                 f"standard error {_number(report.recommended_error, '.2g')}: not "
+                                                 "measured on all samples")
     return (f"<p>Leave {len(report.recommended)} group(s) in floating point ({names}): {escape(report.metric_name)} "
-            f"{_number(report.recommended_metric)} (drop {_number(drop, '+.4g')}), "
+            f"{_number(report.recommended_metric)} (drop {_number(drop, '+.4g')}; {escape(source)}), "
             f"latency {_number(report.recommended_latency_ms, '.3f')} ms. Paste into DefaultQuantization's params:</p>"
             f"<pre>{escape(snippet)}</pre>")
 
@@ -110,8 +117,8 @@ closeness to FP gained": with only this group in floating point, the change agai
 per-sample cosine similarity of the outputs to the FP model's outputs, estimated for the whole validation set from
 {report.ranking_samples} samples (half from those the INT8 model gets most wrong, half from the others, each
 stratum weighted by its size). "{escape(report.metric_name)} gained": the same estimate for the metric, and on the
-first half alone (the recommendation follows that order, as AccuracyAwareQuantization; its steps are measured on
-the same samples, only the final set on all {report.samples}). SQNR: the group's
+first half alone (the recommendation follows that order, as AccuracyAwareQuantization; its steps are estimated on
+the same samples, and its set is checked on all {report.samples} when the evaluation budget allows). SQNR: the group's
 output against FP over {report.statistics_samples} samples (f32). Times: OpenVINO performance counters at
 {escape(report.precision)}, median of runs. Outlier ratio: largest per-channel |max| of the quantized activation
 over the median one. Red rows: the recommendation. docs/report.md explains each column.</p>

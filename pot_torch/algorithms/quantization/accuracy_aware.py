@@ -5,7 +5,7 @@ import copy
 import sys
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -56,6 +56,7 @@ class StartingPoint:
     :ivar biases: its layers' biases before bias correction (``None``: not known yet).
     :ivar fp_value: the FP model's metric on the evaluation indices (``None``: not measured).
     :ivar fp_values: per-sample values of the FP model and ``int8_values`` of ``int8.model`` on them.
+    :ivar measured: the metric on the evaluation indices of each set of groups the run reverted from ``int8``.
     """
 
     int8: Candidate
@@ -63,6 +64,7 @@ class StartingPoint:
     fp_value: Optional[float] = None
     fp_values: Optional[np.ndarray] = None
     int8_values: Optional[np.ndarray] = None
+    measured: Dict[FrozenSet[MemberGroup], float] = field(default_factory=dict)
 
 
 @COMPRESSION_ALGORITHMS.register("AccuracyAwareQuantization")
@@ -250,6 +252,7 @@ class AccuracyAwareQuantization(Algorithm):
                 value, _ = evaluate(self.engine, model, spec, indices)
                 candidate = Candidate(model, spec.drop(reference, value), value,
                                        current.reverted + [member_group], current.overrides)
+                self.starting_point.measured[frozenset(candidate.reverted)] = value  # the report reuses it
                 layers = ", ".join(member_group[1].layers)
                 if not second_pass and candidate.drop > current.drop and self.config.use_prev_if_drop_increase:
                     logger.info("%s: reverting [%s] raised the drop to %.6g; kept quantized for now", label,
