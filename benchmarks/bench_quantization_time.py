@@ -9,16 +9,18 @@ N such pairs per model and reports the median ratio and the range (the table hea
 With ``--nncf`` the table also gives ``nncf.quantize``'s time on the same inputs (TRANSFORMER model type for the
 transformers); with ``--two-pass`` the former schedule of the CNN recipe, ActivationChannelAlignment on its own
 pass and then MinMax + FastBiasCorrection on another (the parts DefaultQuantization runs, as separate pipeline
-steps), timed in the same pair.
+steps), timed in the same pair. ``--profile DIR`` runs pot_torch's quantization of each model once more under
+cProfile after its pairs (not timed) and writes ``DIR/<model>.prof`` (read it with ``python -m pstats``).
 
 Bars (issue #13): quantization <= 1.5x the floor on every model at 300 samples; all-MiniLM-L6-v2 <= 0.5x NNCF.
 
 Usage: python benchmarks/bench_quantization_time.py [--models resnet18 minilm_static ...] [--samples 300]
-[--repeat 3] [--nncf] [--two-pass]
+[--repeat 3] [--nncf] [--two-pass] [--profile DIR]
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
 import logging
 import os
 import statistics
@@ -120,8 +122,10 @@ def _median_and_range(values: List[float]) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
-def measure(name: str, samples: int, repeat: int, nncf: bool, two_pass: bool) -> Dict:
-    """``repeat`` pairs (floor, then each quantization) of model ``name``; per pair the seconds of each."""
+def measure(name: str, samples: int, repeat: int, nncf: bool, two_pass: bool, profile: Optional[Path] = None
+            ) -> Dict:
+    """``repeat`` pairs (floor, then each quantization) of model ``name``; per pair the seconds of each. With
+    ``profile``, one more pot_torch quantization under cProfile, written to ``profile/<name>.prof``."""
     items, model = calibration_data(name, samples), fp_model(name)
     row: Dict = {"model": name, "floor": [], "pot_torch": [], "nncf": [], "two_pass": []}
     for _ in range(repeat):
@@ -131,6 +135,11 @@ def measure(name: str, samples: int, repeat: int, nncf: bool, two_pass: bool) ->
             row["two_pass"].append(two_pass_seconds(name, model.clone(), items))
         if nncf:
             row["nncf"].append(nncf_seconds(name, model.clone(), items))
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+        profiler = cProfile.Profile()
+        profiler.runcall(pot_torch_seconds, name, model.clone(), items)
+        profiler.dump_stats(str(profile / f"{name}.prof"))
     return row
 
 
@@ -151,12 +160,14 @@ def main() -> None:
     parser.add_argument("--nncf", action="store_true", help="also time nncf.quantize")
     parser.add_argument("--two-pass", action="store_true",
                         help="also time the former two-pass schedule of the CNN recipe (CNNs only)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="also profile one pot_torch quantization per model into DIR/<model>.prof (not timed)")
     args = parser.parse_args()
     logging.getLogger("pot_torch").setLevel(logging.ERROR)
     load_before = os.getloadavg()
     rows: List[Dict] = []
     for name in args.models:
-        rows.append(measure(name, args.samples, args.repeat, args.nncf, args.two_pass))
+        rows.append(measure(name, args.samples, args.repeat, args.nncf, args.two_pass, args.profile))
         print(rows[-1], file=sys.stderr, flush=True)
     load_after = os.getloadavg()
     print(f"\nQuantization time vs one f32 inference pass ({args.samples} samples, {args.repeat} pair(s) per model: "

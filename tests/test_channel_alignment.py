@@ -138,6 +138,27 @@ def test_requests_use_pot_quantiles_and_subset(engine):
     assert stats["channel_range_min"].per_channel and stats["channel_range_min"].channel_axis == 1
 
 
+@pytest.mark.parametrize("inplace_statistics, spatial, in_graph", [
+    (True, 10, True), (False, 10, False), (True, -1, False)])
+def test_quantiles_are_taken_in_graph_where_the_shape_allows(engine, inplace_statistics, spatial, in_graph):
+    """In-graph (the engine reads them with the other in-graph statistics, not the whole activation) unless
+    inplace_statistics is False or the spatial sizes are dynamic; the same numbers as numpy's. Failed before with
+    the quantiles always in numpy (inplace False)."""
+    model = pair_model()
+    model.reshape([1, 3, spatial, spatial])
+    algorithm = ActivationChannelAlignment({"stat_subset_size": 4, "inplace_statistics": inplace_statistics}, engine)
+    (request,) = algorithm.statistics_requests(CompressedModel(model))
+    reducers = request.layout["conv1_bias"]
+    assert [reducer.inplace for reducer in reducers.values()] == [in_graph, in_graph]
+    numpy_side = {name: make_reducer("quantile", True, quantile=reducer.q) for name, reducer in reducers.items()}
+    measured, reference = collect_statistics(engine, CompressedModel(pair_model()), [
+        StatisticsRequest(request.layout, request.subset_indices),
+        StatisticsRequest({"conv1_bias": numpy_side}, request.subset_indices)])
+    for name in reducers:
+        np.testing.assert_array_equal(np.concatenate(measured["conv1_bias"][name]),
+                                      np.concatenate(reference["conv1_bias"][name]))
+
+
 def test_runs_through_the_pipeline_and_keeps_the_callers_model(engine):
     model = CompressedModel(pair_model())
     original: Optional[np.ndarray] = _outputs(model, engine.data_loader)

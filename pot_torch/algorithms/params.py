@@ -235,10 +235,14 @@ QUANTIZATION_PARAMS: Dict[str, Param] = {
     "activations": Param(None, schema=QUANTIZER_SCHEMA, check=_quantizer_levels),
     "saturation_fix": Param("first_layer", choices=("first_layer", "all", "no")),
 }
+#: Statistics of activations [batch, seq, ...] over the real tokens only (where the model's attention_mask input
+#: is non-zero; pot_torch.statistics.padding); the transformer model type's default.
+PADDING_PARAMS: Dict[str, Param] = {"padding_aware_statistics": Param(False, check=_boolean)}
 #: SmoothQuant's migration strength: 'auto' chooses it per smoothing group on calibration activations, a number
 #: is used as given (NNCF's MatMul default is 0.95); only transformers get SmoothQuant in DefaultQuantization.
 SMOOTH_QUANT_PARAMS: Dict[str, Param] = {
     "smooth_quant_alpha": Param("auto", check=_smooth_quant_alpha),
+    **PADDING_PARAMS,
 }
 BIAS_CORRECTION_PARAMS: Dict[str, Param] = {
     "apply_for_all_nodes": Param(False, check=_boolean),
@@ -269,14 +273,15 @@ _DEFAULT_QUANTIZATION = {
 #: Defaults that change with ``model_type`` (besides the hardware description's ``default_preset``). A
 #: transformer gets the full BiasCorrection: on the benchmarks' BERT-style encoder it halves the output error
 #: of FastBiasCorrection on every weight seed tried, for under a second more (docs/quantization.md).
-MODEL_TYPE_DEFAULTS: Dict[str, Dict[str, Any]] = {"transformer": {"use_fast_bias": False}}
+MODEL_TYPE_DEFAULTS: Dict[str, Dict[str, Any]] = {
+    "transformer": {"use_fast_bias": False, "padding_aware_statistics": True}}
 
 #: Parameters of each algorithm by its registered name.
 ALGORITHM_PARAMS: Dict[str, Dict[str, Param]] = {
-    "MinMaxQuantization": {**COMMON_PARAMS, **QUANTIZATION_PARAMS},
+    "MinMaxQuantization": {**COMMON_PARAMS, **QUANTIZATION_PARAMS, **PADDING_PARAMS},
     "FastBiasCorrection": {**COMMON_PARAMS, **BIAS_CORRECTION_PARAMS,
                            "threshold": Param(2.0, check=_bias_threshold)},
-    "BiasCorrection": {**COMMON_PARAMS, **BIAS_CORRECTION_PARAMS,
+    "BiasCorrection": {**COMMON_PARAMS, **BIAS_CORRECTION_PARAMS, **PADDING_PARAMS,
                        "threshold": Param(1000.0, check=_bias_threshold)},
     "ActivationChannelAlignment": dict(COMMON_PARAMS),
     "SmoothQuant": {**COMMON_PARAMS, **SMOOTH_QUANT_PARAMS, "preset": QUANTIZATION_PARAMS["preset"]},

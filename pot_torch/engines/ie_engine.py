@@ -20,7 +20,7 @@ from pot_torch.engines.data_items import (Annotations, DataItemError, annotation
                                           indexed_batches, parse_batch, sorted_records)
 from pot_torch.engines.compile_race import compile_avoiding_stream_race, constant_compute_layers
 from pot_torch.engines.input_feeding import fill_inputs
-from pot_torch.engines.stats_run import Run, StatSource
+from pot_torch.engines.stats_run import BatchStats, Run, StatSource
 from pot_torch.engines.utils import append_stats, output_names, process_accumulated_stats
 from pot_torch.engines.utils import (add_tensor_names, align_stat_names_with_results,  # noqa: F401  (POT's
                                      cast_friendly_names, collect_model_outputs, convert_output_key,  # names
@@ -142,6 +142,7 @@ class IEEngine(Engine):
             self._process_dataset(run, sampler, progress)
         else:
             self._process_dataset_async(run, sampler, progress, requests)
+        run.finish()
         return run
 
     def _results(self, run: Run, stats_layout: Optional[Mapping], metric_per_sample: bool
@@ -191,10 +192,11 @@ class IEEngine(Engine):
         sources = []
         for node_key, stat_name, fn, kind in slots:
             self._accumulated_layer_stats.setdefault(node_key, {})[stat_name] = []
-            sources.append(StatSource(node_key, stat_name, plan.source(node_key, kind),  # type: ignore[union-attr]
-                                       kind is not None, fn))
+            output, piece = plan.source(node_key, kind), plan.piece(node_key, kind)  # type: ignore[union-attr]
+            sources.append(StatSource(node_key, stat_name, output, kind is not None, fn, piece))
         need_outputs = self._metric is not None or type(self).postprocess_output is not IEEngine.postprocess_output
-        return Run(compiled, sources, len(self._model.outputs), need_outputs, per_sample)  # type: ignore[union-attr]
+        return Run(compiled, sources, len(self._model.outputs), need_outputs, per_sample,  # type: ignore[union-attr]
+                   plan.stack if plan is not None else None)
 
     def _compile(self, stats_layout: Optional[Mapping], slots: Sequence[Tuple[Hashable, str, Any, Hashable]],
                  asynchronous: bool) -> Tuple[ov.CompiledModel, Optional[StatsOutputs]]:
@@ -212,7 +214,7 @@ class IEEngine(Engine):
         if key in self._compiled:
             self._compiled.move_to_end(key)
             return self._compiled[key]
-        plan = add_stats_outputs(self._model, stats_layout) if stats_layout else None  # type: ignore[arg-type]
+        plan = add_stats_outputs(self._model, stats_layout, stack=True) if stats_layout else None  # type: ignore
         properties: Dict[str, Any] = {}
         if asynchronous:
             properties["PERFORMANCE_HINT"] = "THROUGHPUT"
@@ -235,7 +237,8 @@ class IEEngine(Engine):
         The CPU plugin computes the constant subgraphs it keeps in its runtime graph (such as the ``Convert ->
         Multiply`` weight decompression of ``compress_model_weights`` before a pointwise convolution with float
         inputs) once per stream, in parallel, and some compilations with two or more streams come out with
-        wrong weights; every inference of such a compiled model is then wrong (docs/cpu-plugin-bugs.md). A
+        wrong weights; it also computes some dense chains it fuses into one snippets ``Subgraph`` wrongly with
+        two streams. Every inference of such a compiled model is then wrong (docs/cpu-plugin-bugs.md). A
         model found to have such layers is compiled again with one stream; the engine remembers the structure
         of the model it was given (``set_model``; those layers are its own, not the statistics outputs'), so
         that evaluating it again (``pipeline.evaluate`` calls ``set_model`` each time) or collecting other
@@ -302,7 +305,7 @@ class IEEngine(Engine):
 
     # ------------------------------------------------------------------------------------------ inference
     def _read_request(self, run: Run, request: ov.InferRequest,
-                      samples: int) -> Tuple[Optional[List[np.ndarray]], list]:
+                      samples: int) -> Tuple[Optional[List[np.ndarray]], BatchStats]:
         """Copy what ``run`` needs from a finished request of ``samples`` samples: model outputs and statistic
         values (a reducer takes an output whose axis 0 is not the batch as one value, ``per_batch_value``)."""
         outputs = None
@@ -311,7 +314,7 @@ class IEEngine(Engine):
         return outputs, run.read_stats(request, samples)
 
     def _consume(self, run: Run, context: Tuple[List[int], Annotations, List[Any]],
-                 record: Tuple[Optional[List[np.ndarray]], list]) -> None:
+                 record: Tuple[Optional[List[np.ndarray]], BatchStats]) -> None:
         """Record a batch's statistics and update the metric, in sample order."""
         indices, annotations, metadata = context
         outputs, values = record

@@ -8,6 +8,7 @@ from pot_torch.api.engine import Engine
 from pot_torch.graph.node_key import split_node_key
 from pot_torch.samplers.batch_sampler import BatchSampler
 from pot_torch.statistics.online import kept_per_batch
+from pot_torch.statistics.padding import find_mask_input, real_tokens, report_mask_input
 
 #: A statistics layout as POT's ``Engine.predict`` takes it: ``{node_key: {stat_name: fn}}``. ``node_key`` is
 #: an op's friendly name (its output 0) or ``(friendly_name, output_index)``; ``fn`` maps the batch output
@@ -24,12 +25,15 @@ class StatisticsRequest:
     :param layout: the statistics layout.
     :param subset_indices: data set indices to run over (``None``: the whole data set).
     :param batch_size: items per inference batch.
+    :param real_tokens: measure activations ``[batch, seq, ...]`` on the positions where the model's mask input
+        is non-zero only (``padding_aware_statistics``, see :mod:`pot_torch.statistics.padding`).
     """
 
     layout: StatsLayout
     subset_indices: Optional[Sequence[int]] = None
     batch_size: int = 1
     tag: str = field(default="", compare=False)
+    real_tokens: bool = False
 
     def sampling_key(self) -> Tuple[Optional[Tuple[int, ...]], int]:
         """Requests with equal keys are served by one pass over the data."""
@@ -55,11 +59,14 @@ def collect_statistics(engine: Engine, model: Any, requests: Sequence[Statistics
         return results
     _check_cascade_keys(model, [key for request in requests for key in request.layout])
     engine.set_model(model)
+    mask_input = _mask_input(model) if any(request.real_tokens for request in requests) else None
     for (subset, batch_size), members in passes.items():
         merged: StatsLayout = {}
         for index, batches in members.items():
             for node_key, stats in requests[index].layout.items():
                 for stat_name, fn in stats.items():
+                    if requests[index].real_tokens and mask_input is not None:
+                        fn = real_tokens(fn, mask_input)
                     merged.setdefault(node_key, {})[f"{index}/{stat_name}"] = \
                         fn if batches is None else kept_per_batch(fn)
         sampler = BatchSampler(engine.data_loader, batch_size=batch_size,
@@ -78,6 +85,15 @@ def collect_statistics(engine: Engine, model: Any, requests: Sequence[Statistics
 
 
 SamplingKey = Tuple[Optional[Tuple[int, ...]], int]
+
+
+def _mask_input(model: Any) -> Optional[str]:
+    """The friendly name of the mask input of ``model``'s members (the first found), reported once per model."""
+    members = [entry["model"] for entry in getattr(model, "models", None) or [{"model": model}]]
+    found = [mask.get_friendly_name() for member in members for mask in [find_mask_input(member)] if mask is not None]
+    mask_input = found[0] if found else None
+    report_mask_input(members[0].get_friendly_name(), mask_input)
+    return mask_input
 
 
 def _plan_passes(requests: Sequence[StatisticsRequest]) -> Dict[SamplingKey, Dict[int, Optional[int]]]:

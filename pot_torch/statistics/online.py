@@ -11,18 +11,23 @@ The results equal the list-then-aggregate ones exactly for ``'min'`` and ``'max'
 is kept in float64 in data set order (deterministic), so it differs at most by float64 rounding before the
 final float32 cast. Engines that return per-batch lists (custom ``Engine`` subclasses) still work: the
 algorithms aggregate whatever list they get.
+
+A batch is folded row by row (:func:`fold_rows`: one elementwise operation per sample, the sum starting from
+0.0 like ``numpy.sum``), so a statistic's aggregate does not depend on how its values are laid out:
+:class:`GroupAccumulator` folds many statistics side by side, one numpy operation per batch for all of them,
+and gives each one's aggregate bit for bit as its own :class:`OnlineAccumulator` would.
 """
 from __future__ import annotations
 
 import copy
 import functools
 import types
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["ONLINE_AGGREGATORS", "OnlineAccumulator", "stream_into", "online_aggregator_of", "kept_per_batch",
-           "engine_values"]
+__all__ = ["ONLINE_AGGREGATORS", "OnlineAccumulator", "GroupAccumulator", "stream_into", "online_aggregator_of",
+           "kept_per_batch", "engine_values", "fold_rows"]
 
 #: Aggregators with an exact online form.
 ONLINE_AGGREGATORS = ("min", "max", "mean")
@@ -102,15 +107,10 @@ class OnlineAccumulator:
                              "values (or different channel counts) is not allowed")
         if rows.shape[0] == 0:
             return
-        if self.aggregator == "mean":
-            part = np.sum(rows, axis=0, dtype=np.float64, keepdims=True)
-            self._value = part if self._value is None else self._value + part
-            if self._dtype is None:
-                self._dtype = rows.dtype if np.issubdtype(rows.dtype, np.floating) else np.float64
-        else:
-            reduce, combine = (np.min, np.minimum) if self.aggregator == "min" else (np.max, np.maximum)
-            part = reduce(rows, axis=0, keepdims=True)
-            self._value = part if self._value is None else combine(self._value, part)
+        part = fold_rows(self.aggregator, rows)[np.newaxis]
+        self._value = part if self._value is None else _COMBINE[self.aggregator](self._value, part)
+        if self._dtype is None:
+            self._dtype = _result_dtype(self.aggregator, rows.dtype)
         self.count += rows.shape[0]
 
     def merge(self, other: "OnlineAccumulator") -> None:
@@ -130,10 +130,7 @@ class OnlineAccumulator:
         if other._value.shape != self._value.shape:
             raise ValueError(f"{self.what}: partial aggregates of shapes {self._value.shape} and "
                              f"{other._value.shape} cannot be merged; every part must measure the same output")
-        if self.aggregator == "mean":
-            self._value = self._value + other._value
-        else:
-            self._value = (np.minimum if self.aggregator == "min" else np.maximum)(self._value, other._value)
+        self._value = _COMBINE[self.aggregator](self._value, other._value)
         self.count += other.count
 
     @property
@@ -148,6 +145,107 @@ class OnlineAccumulator:
         """
         if self._value is None:
             raise ValueError(f"{self.what}: cannot aggregate an empty list of statistics: no batch was measured")
-        if self.aggregator == "mean":
-            return np.asarray(self._value / self.count, dtype=self._dtype)
-        return self._value.copy()
+        return _final(self.aggregator, self._value, self.count, self._dtype)
+
+    @classmethod
+    def restored(cls, aggregator: str, what: str, value: np.ndarray, dtype: Any, count: int) -> "OnlineAccumulator":
+        """An accumulator holding a running ``value`` (one row, ``[1, ...]``: float64 sum for ``'mean'``) of
+        ``count`` samples whose values had ``dtype`` (empty when ``count`` is 0), as :meth:`add` would leave it."""
+        accumulator = cls(aggregator, what)
+        if count:
+            accumulator._value, accumulator._dtype, accumulator.count = value, dtype, int(count)
+        return accumulator
+
+
+#: How two running values (or a running value and a batch's fold) combine, per aggregator.
+_COMBINE = {"min": np.minimum, "max": np.maximum, "mean": np.add}
+
+
+def fold_rows(aggregator: str, rows: np.ndarray) -> np.ndarray:
+    """The ``'min'``, ``'max'`` or ``'mean'`` fold of a batch's rows (axis 0, at least one row): the minimum or
+    maximum in ``rows``' dtype, or the float64 sum (not yet divided). Rows are folded one after the other
+    (the sum from 0.0, as ``numpy.sum`` starts), so each element's result depends on its own column only, not
+    on what else ``rows`` holds."""
+    if aggregator == "mean":
+        total = np.zeros(rows.shape[1:], dtype=np.float64)
+        for row in rows:
+            total += row
+        return total
+    total = np.array(rows[0])
+    for row in rows[1:]:
+        _COMBINE[aggregator](total, row, out=total)
+    return total
+
+
+def _result_dtype(aggregator: str, dtype: np.dtype) -> Any:
+    """The dtype of an aggregate of values of ``dtype``: the values' own, a mean of integers in float64."""
+    if aggregator == "mean" and not np.issubdtype(dtype, np.floating):
+        return np.float64
+    return dtype
+
+
+def _final(aggregator: str, value: np.ndarray, count: int, dtype: Any) -> np.ndarray:
+    """The aggregate of a running ``value`` over ``count`` samples (a copy)."""
+    if aggregator == "mean":
+        return np.asarray(value / count, dtype=dtype)
+    return value.copy()
+
+
+class GroupAccumulator:
+    """The running ``'min'``, ``'max'`` or ``'mean'`` of several statistics at once, laid side by side.
+
+    Statistic ``i`` takes ``sizes[i]`` columns of a row (its per-sample value, flattened); a batch of all of them,
+    ``[B, sum(sizes)]``, is folded in with one numpy operation (:meth:`add_rows`), or one statistic's batch on its
+    own (:meth:`add_to`). :meth:`accumulator` gives statistic ``i``'s aggregate as the :class:`OnlineAccumulator`
+    that had been given its batches: the same value, bit for bit.
+
+    :param aggregator: one of :data:`ONLINE_AGGREGATORS`.
+    :param sizes: the number of values of each statistic's row.
+    """
+
+    def __init__(self, aggregator: str, sizes: Sequence[int]) -> None:
+        if aggregator not in ONLINE_AGGREGATORS:
+            raise ValueError(f"aggregator {aggregator!r} has no online form; online aggregators are "
+                             f"{', '.join(ONLINE_AGGREGATORS)}")
+        self.aggregator = aggregator
+        self.bounds = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        self.counts = np.zeros(len(sizes), dtype=np.int64)
+        self._value: Optional[np.ndarray] = None
+        self._dtype: Any = None
+        self._seen = np.zeros(int(self.bounds[-1]), dtype=bool)  # columns holding a running value
+
+    def add_rows(self, rows: np.ndarray) -> None:
+        """Fold in one batch of every statistic: ``rows`` is ``[B, sum(sizes)]``."""
+        if rows.shape[0]:
+            self._fold(fold_rows(self.aggregator, rows), slice(None), rows.dtype)
+            self.counts += rows.shape[0]
+
+    def add_to(self, position: int, rows: np.ndarray) -> None:
+        """Fold in one batch of statistic ``position`` alone: ``rows`` is ``[B, ...]`` with ``sizes[position]``
+        values per row."""
+        if rows.shape[0]:
+            columns = slice(int(self.bounds[position]), int(self.bounds[position + 1]))
+            self._fold(fold_rows(self.aggregator, rows).reshape(-1), columns, rows.dtype)
+            self.counts[position] += rows.shape[0]
+
+    def _fold(self, part: np.ndarray, columns: slice, dtype: np.dtype) -> None:
+        if self._value is None:
+            self._value = np.empty(self._seen.shape, dtype=part.dtype)
+            self._dtype = _result_dtype(self.aggregator, dtype)
+        target, seen = self._value[columns], self._seen[columns]
+        if seen.all():
+            _COMBINE[self.aggregator](target, part, out=target)
+            return
+        _COMBINE[self.aggregator](target, part, out=target, where=seen)
+        np.copyto(target, part, where=~seen)
+        seen[...] = True
+
+    def accumulator(self, position: int, shape: Tuple[int, ...], what: str = "statistic") -> OnlineAccumulator:
+        """Statistic ``position``'s aggregate as an :class:`OnlineAccumulator` (empty if it saw no batch); its
+        rows have ``shape`` (``prod(shape) == sizes[position]``)."""
+        count = int(self.counts[position])
+        if not count:
+            return OnlineAccumulator(self.aggregator, what)
+        value = self._value[int(self.bounds[position]):int(self.bounds[position + 1])]  # type: ignore[index]
+        return OnlineAccumulator.restored(self.aggregator, what, value.reshape((1, *shape)).copy(), self._dtype,
+                                          count)

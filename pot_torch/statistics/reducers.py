@@ -381,9 +381,13 @@ def per_batch_value(fn: Any, value: np.ndarray, samples: int, in_graph: bool,
     :param in_graph: ``value`` is ``fn``'s in-graph result (a copy is returned) rather than the activation.
     :param what: names the output in warnings and errors.
     """
+    finish = getattr(fn, "after_graph", None)  # a statistic whose in-graph part is followed by numpy (padding.py)
+    if in_graph and callable(finish):
+        return finish(np.array(value), samples, what)
     if in_graph:
         rows = np.array(value)
-        if isinstance(fn, Reducer) and not is_per_sample(rows.shape[0] if rows.ndim else 1, samples, what):
+        if callable(getattr(fn, "merge_rows", None)) and not is_per_sample(rows.shape[0] if rows.ndim else 1,
+                                                                            samples, what):
             return fn.merge_rows(rows)
         return rows
     if isinstance(fn, Reducer):

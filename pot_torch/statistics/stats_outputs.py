@@ -1,14 +1,17 @@
 """The statistics-output builder: a clone of a model with the outputs a statistics layout reads added.
 
 A node's raw activation is one output for all its ordinary statistic functions; each in-graph reducer adds its
-``graph_reduce`` result instead (one per distinct reducer, see :func:`reducer_cache_key`).
+``graph_reduce`` result instead (one per distinct reducer, see :func:`reducer_cache_key`). With ``stack=True``
+the in-graph results that can be (``f32``, static shape after axis 0) are flattened and concatenated into one
+output instead, read once per request and split by views (:class:`StatsStack`).
 """
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Hashable, List, Mapping, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional, Tuple
 
+import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 
@@ -34,9 +37,45 @@ def reducer_cache_key(fn: Any) -> Hashable:
         return ("id", id(fn))
 
 
+def in_graph_value(fn: Any, output: ov.Output, model: ov.Model) -> ov.Output:
+    """The in-graph value of the in-graph statistic ``fn`` on ``output`` of the statistics model ``model`` being
+    built: ``fn.graph_reduce_in(model, output)`` for a statistic that reads other inputs of the model too (the
+    padding mask, ``statistics.padding``), else ``fn.graph_reduce(output)``."""
+    build = getattr(fn, "graph_reduce_in", None)
+    return build(model, output) if callable(build) else fn.graph_reduce(output)
+
+
 def stat_kind(fn: Any) -> Hashable:
     """Which output a statistic function reads: ``None`` (raw activation) or its reducer's cache key."""
     return reducer_cache_key(fn) if is_inplace_reducer(fn) else None
+
+
+#: A source of statistics: ``(node_key, stat_kind(fn))``.
+Slot = Tuple[Hashable, Hashable]
+
+
+@dataclass(frozen=True)
+class StackedPiece:
+    """One in-graph result inside the stacked output: its shape is ``(rows, *shape)``."""
+
+    shape: Tuple[int, ...]  # static, after axis 0
+    rows: Optional[int]  # static size of axis 0, or None: read from the stack's rows output
+
+    @property
+    def size(self) -> int:
+        """The number of values of one row."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+@dataclass
+class StatsStack:
+    """In-graph results flattened and concatenated into one ``f32`` output, in ``pieces`` order (each piece
+    ``rows * size`` values, row-major); ``rows_output`` holds the axis-0 sizes of the pieces whose axis 0 is
+    dynamic (``i64``, in their order), ``None`` when every piece's is static."""
+
+    output: int
+    rows_output: Optional[int]
+    pieces: List[StackedPiece] = field(default_factory=list)
 
 
 @dataclass
@@ -44,16 +83,27 @@ class StatsOutputs:
     """A model with statistics outputs added, and where each source of statistics is among its outputs.
 
     ``index[(node_key, stat_kind(fn))]`` is the output index of the raw activation of ``node_key`` for an
-    ordinary function, or of an in-graph reducer's result.
+    ordinary function, or of an in-graph reducer's result; an in-graph result that went into the stacked output
+    is ``stack.pieces[piece_of[slot]]`` instead.
     """
 
     model: ov.Model
-    index: Dict[Tuple[Hashable, Hashable], int] = field(default_factory=dict)
+    index: Dict[Slot, int] = field(default_factory=dict)
     reducers: List[Any] = field(default_factory=list)  # keeps id-keyed reducers alive while cached
+    stack: Optional[StatsStack] = None
+    piece_of: Dict[Slot, int] = field(default_factory=dict)
 
     def source(self, node_key: Hashable, kind: Hashable) -> int:
-        """The output index of ``node_key``'s value of ``kind`` (see :func:`stat_kind`)."""
-        return self.index[(node_key, kind)]
+        """The output index of ``node_key``'s value of ``kind`` (see :func:`stat_kind`; the stacked output's for
+        a stacked piece)."""
+        slot = (node_key, kind)
+        if slot in self.piece_of:
+            return self.stack.output  # type: ignore[union-attr]
+        return self.index[slot]
+
+    def piece(self, node_key: Hashable, kind: Hashable) -> Optional[int]:
+        """The position in ``stack.pieces`` of ``node_key``'s value of ``kind``, or ``None`` (its own output)."""
+        return self.piece_of.get((node_key, kind))
 
 
 def _find_output(by_name: Dict[str, ov.Node], node_key: Hashable, model_name: str) -> ov.Output:
@@ -69,34 +119,92 @@ def _find_output(by_name: Dict[str, ov.Node], node_key: Hashable, model_name: st
     return node.output(port)
 
 
-def add_stats_outputs(model: ov.Model, stats_layout: Mapping[Hashable, Mapping[str, Callable]]) -> StatsOutputs:
+def add_stats_outputs(model: ov.Model, stats_layout: Mapping[Hashable, Mapping[str, Callable]],
+                      stack: bool = False) -> StatsOutputs:
     """Clone ``model`` and add the outputs ``stats_layout`` needs after its own outputs.
 
     A node's raw activation is added once, for all its ordinary statistic functions; each in-graph reducer
     (:func:`is_inplace_reducer`) adds its ``graph_reduce`` result instead. ``model`` is not modified.
 
+    :param stack: put the in-graph results that are ``f32`` with a static shape after axis 0 into one
+        stacked output (:class:`StatsStack`) instead of one output each; the others keep their own.
     :raises ValueError: a node key names no op (the message lists close names) or a missing output.
     """
     kinds = [(node_key, [(fn, stat_kind(fn)) for fn in stats.values()]) for node_key, stats in stats_layout.items()]
     clone = model.clone()
     by_name = ops_by_name(clone)
     plan = StatsOutputs(clone)
-    results = []
+    results: List[ov.Node] = []
+    stacked: List[ov.Output] = []
     for node_key, fns in kinds:
         output = _find_output(by_name, node_key, model.get_friendly_name())
         label = str(node_key_label(node_key))
         for fn, kind in fns:
             slot = (node_key, kind)
-            if slot in plan.index:
+            if slot in plan.index or slot in plan.piece_of:
                 continue
             inplace = kind is not None
-            value = fn.graph_reduce(output) if inplace else output
+            value = in_graph_value(fn, output, clone) if inplace else output
+            if inplace:
+                plan.reducers.append(fn)
+            if inplace and stack and _stackable(value):
+                plan.piece_of[slot] = len(stacked)
+                stacked.append(value)
+                continue
             result = ops.result(value)
             result.set_friendly_name(f"{label}/stat_result_{len(results)}")
             plan.index[slot] = len(model.outputs) + len(results)
             results.append(result)
-            if inplace:
-                plan.reducers.append(fn)
+    if stacked:
+        plan.stack, stack_results = _stack_results(stacked, len(model.outputs) + len(results))
+        results.extend(stack_results)
     if results:
         clone.add_results(results)
     return plan
+
+
+def _stackable(value: ov.Output) -> bool:
+    """Whether an in-graph result can go into the stacked output: ``f32``, rank >= 1, static after axis 0."""
+    shape = value.get_partial_shape()
+    return (value.get_element_type() == ov.Type.f32 and shape.rank.is_static and shape.rank.get_length() >= 1
+            and all(dim.is_static for dim in list(shape)[1:]))
+
+
+def _stack_results(values: List[ov.Output], first_index: int) -> Tuple[StatsStack, List[ov.Node]]:
+    """The stacked output of ``values`` (and the rows output when an axis 0 is dynamic), as Results numbered
+    from ``first_index``."""
+    flat_shape = ops.constant(np.array([-1], np.int64))
+    flat_shape.set_friendly_name("stat_stack/flat_shape")
+    first = ops.constant(np.array([0], np.int64))
+    first.set_friendly_name("stat_stack/first")
+    axis = ops.constant(np.array(0, np.int64))
+    axis.set_friendly_name("stat_stack/axis")
+    stack = StatsStack(first_index, None)
+    flats, dynamic_rows = [], []
+    for position, value in enumerate(values):
+        flat = ops.reshape(value, flat_shape, special_zero=False)
+        flat.set_friendly_name(f"stat_stack/{position}/flat")
+        flats.append(flat.output(0))
+        dims = list(value.get_partial_shape())
+        shape = tuple(dim.get_length() for dim in dims[1:])
+        if dims[0].is_static:
+            stack.pieces.append(StackedPiece(shape, dims[0].get_length()))
+            continue
+        stack.pieces.append(StackedPiece(shape, None))
+        rows = ops.gather(ops.shape_of(value, ov.Type.i64), first, axis)
+        rows.set_friendly_name(f"stat_stack/{position}/rows")
+        dynamic_rows.append(rows.output(0))
+    results = [_named_result(flats, "stat_stack")]
+    if dynamic_rows:
+        stack.rows_output = first_index + 1
+        results.append(_named_result(dynamic_rows, "stat_stack/rows"))
+    return stack, results
+
+
+def _named_result(values: List[ov.Output], name: str) -> ov.Node:
+    """A Result named ``name`` of ``values`` concatenated on axis 0."""
+    joined = ops.concat(values, 0)
+    joined.set_friendly_name(f"{name}/concat")
+    result = ops.result(joined)
+    result.set_friendly_name(name)
+    return result

@@ -43,6 +43,7 @@ from pot_torch.graph.node_key import output_key, split_node_key
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.aggregators import aggregate
 from pot_torch.statistics.collector import StatisticsRequest
+from pot_torch.statistics.padding import find_mask_input, masked_reduce_output, real_token_mask
 from pot_torch.statistics.reducers import make_reducer
 from pot_torch.utils.logger import get_logger
 
@@ -57,6 +58,8 @@ SUBSET_SHARE = 0.2
 #: whole data set can be thousands). On the benchmarks' BERT-style encoder with 3,000 calibration items, 60
 #: samples gave the same output cosine as 600 (0.99999) at 238 MB peak RSS instead of 720 MB.
 MAX_SAMPLES = 60
+#: The feed key of the padding mask a segment reads to take its means over real tokens.
+_MASK_FEED = object()
 
 
 def raw_value(batch_output: np.ndarray) -> np.ndarray:
@@ -70,7 +73,8 @@ class BiasCorrection(BiasShiftAlgorithm):
 
     Parameters (POT's): ``threshold`` (1000.0), ``apply_for_all_nodes`` (False: only layers with quantized
     weights; True: every layer with a bias), ``stat_subset_size`` (of which 20% are used, at most 60 samples), ``stat_batch_size``,
-    ``shuffle_data``, ``seed``, ``inplace_statistics``.
+    ``shuffle_data``, ``seed``, ``inplace_statistics``; ``padding_aware_statistics`` takes the floating-point and
+    quantized means over real tokens only (``statistics.padding``).
 
     ``statistics_requests`` must be given the floating-point model and ``run`` the quantized one (see
     :class:`~pot_torch.algorithms.quantization.bias_correction_base.BiasShiftAlgorithm`).
@@ -99,7 +103,8 @@ class BiasCorrection(BiasShiftAlgorithm):
                 layout.setdefault(output_key(parameter.output(0)), {})[RAW_STAT] = raw_value
         if not layout:
             return []
-        return [StatisticsRequest(layout, self.subset_indices(), self.config.stat_batch_size, tag=self.name)]
+        return [StatisticsRequest(layout, self.subset_indices(), self.config.stat_batch_size, tag=self.name,
+                                  real_tokens=bool(self.config.padding_aware_statistics))]
 
     def _correct(self, model: ov.Model, stats: Mapping[Hashable, Dict[str, list]]) -> None:
         work = model.clone()
@@ -114,7 +119,8 @@ class BiasCorrection(BiasShiftAlgorithm):
         if inputs is None:
             logger.warning("BiasCorrection skipped: the model inputs were not collected")
             return
-        runner = SegmentRunner(work, [layer.name for layer in layers], inputs)
+        mask = find_mask_input(work) if self.config.padding_aware_statistics else None  # as the FP means were taken
+        runner = SegmentRunner(work, [layer.name for layer in layers], inputs, mask)
         by_name = ops_by_name(model)
         threshold = float(self.config.threshold)
         for level_layers in _by_level(layers, runner.levels):
@@ -162,9 +168,12 @@ class SegmentRunner:
     :param model: the model to run (its biases are read afresh by every segment).
     :param layer_names: the layers to measure, by friendly name.
     :param inputs: the model inputs per batch, by statistics key of the Parameter's output.
+    :param mask: the model's padding-mask input: the layers' means are then taken over its real tokens
+        (``padding.masked_reduce_output``), as padding-aware statistics took the floating-point ones.
     """
 
-    def __init__(self, model: ov.Model, layer_names: List[str], inputs: Dict[Hashable, List[np.ndarray]]) -> None:
+    def __init__(self, model: ov.Model, layer_names: List[str], inputs: Dict[Hashable, List[np.ndarray]],
+                 mask: Optional[ov.Node] = None) -> None:
         self._model = model
         ordered = model.get_ordered_ops()
         self._ops = {op.get_friendly_name(): op for op in ordered}
@@ -173,6 +182,8 @@ class SegmentRunner:
         self._needed = self._ancestors(layer_names, set())
         self._computed: Set[str] = {p.get_friendly_name() for p in model.get_parameters()}
         self._cache = inputs
+        self._mask = mask
+        self._mask_batches = None if mask is None else inputs[output_key(mask.output(0))]
 
     def _ancestors(self, names: List[str], stop: Set[str]) -> Set[str]:
         """``names`` and the non-constant ops they depend on, stopping at ``stop``."""
@@ -210,8 +221,9 @@ class SegmentRunner:
         fresh = [key for key in frontier if key not in self._cache]
         model, feeds = self._segment_model(segment, layers, fresh)
         batches = len(next(iter(self._cache.values())))
-        values = self._infer(model, [{index: np.ascontiguousarray(self._cache[key][batch])
-                                      for index, key in enumerate(feeds)} for batch in range(batches)])
+        values = self._infer(model, [{index: np.ascontiguousarray(
+            self._mask_batches[batch] if key is _MASK_FEED else self._cache[key][batch])  # type: ignore[index]
+            for index, key in enumerate(feeds)} for batch in range(batches)])
         new_cache = {key: self._cache[key] for key in frontier if key in self._cache}
         new_cache.update({key: values[len(layers) + index] for index, key in enumerate(fresh)})
         self._cache = new_cache
@@ -253,11 +265,21 @@ class SegmentRunner:
                 target.replace_source_output(parameter.output(0))
             parameters.append(parameter)
             feeds.append(key)
+        if self._mask is not None:
+            mask = ops.parameter(self._mask.get_output_partial_shape(0), self._mask.get_element_type(),
+                                 name=f"{self._mask.get_friendly_name()}/bc_real_tokens")
+            parameters.append(mask)
+            feeds.append(_MASK_FEED)
         results = []
         for layer in layers:
             reducer = make_reducer("mean", per_channel=True, channel_axis=layer.output_axis, inplace=True)
-            results.append(ops.result(reducer.graph_reduce(clone_ops[layer.name].output(0),
-                                                           name=f"{layer.name}/bc_mean")))
+            output, name = clone_ops[layer.name].output(0), f"{layer.name}/bc_mean"
+            real = None if self._mask is None else real_token_mask(output, parameters[-1].output(0))
+            if real is None:
+                results.append(ops.result(reducer.graph_reduce(output, name=name)))
+            else:
+                axes = reducer.reduction_axes(output.get_partial_shape().rank.get_length())
+                results.append(ops.result(masked_reduce_output(output, real, "mean", axes, name)))
         for key in fresh:
             name, port = split_node_key(key)
             results.append(ops.result(clone_ops[name].output(port)))

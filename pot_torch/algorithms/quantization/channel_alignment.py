@@ -29,7 +29,7 @@ from pot_torch.algorithms.params import calibration_indices, resolve_params
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.editor import ops_by_name, replace_constant
 from pot_torch.graph.layer_patterns import ConvPair, conv_weight_constant, find_bias_add, find_conv_pairs
-from pot_torch.graph.node_key import output_key
+from pot_torch.graph.node_key import output_key, split_node_key
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.aggregators import aggregate
 from pot_torch.statistics.collector import Statistics, StatisticsRequest
@@ -59,14 +59,18 @@ class ActivationChannelAlignment(Algorithm):
         super().__init__(resolve_params("ActivationChannelAlignment", config), engine)
 
     def statistics_requests(self, model: CompressedModel) -> List[StatisticsRequest]:
-        """Per-channel quantile ranges of the activation of every pair; ``[]`` when the model has no pair."""
+        """Per-channel quantile ranges of the activation of every pair; ``[]`` when the model has no pair. They are
+        computed in-graph (``inplace_statistics``) where the activation's spatial sizes are static."""
         layout: Dict[Hashable, Dict[str, Any]] = {}
         for member in model.models:
+            by_name = ops_by_name(member["model"])
             for pair in find_conv_pairs(member["model"]):
-                layout[pair.activation_key] = {
-                    RANGE_MIN: make_reducer("quantile", per_channel=True, quantile=QUANTILE),
-                    RANGE_MAX: make_reducer("quantile", per_channel=True, quantile=1.0 - QUANTILE),
-                }
+                name, port = split_node_key(pair.activation_key)
+                output = by_name[name].output(port)
+                layout[pair.activation_key] = {side: make_reducer("quantile", per_channel=True, quantile=q)
+                                               for side, q in ((RANGE_MIN, QUANTILE), (RANGE_MAX, 1.0 - QUANTILE))}
+                for reducer in layout[pair.activation_key].values():
+                    reducer.inplace = bool(self.config.inplace_statistics) and reducer.can_graph_reduce(output)
         if not layout:
             return []
         indices = calibration_indices(self.config, len(self.engine.data_loader))

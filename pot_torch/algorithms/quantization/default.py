@@ -194,7 +194,8 @@ def _derived_last_step(engine: Any, derivation: _Derivation, step_requests: List
     host = next((request for request in early if request.layout), None)
     channel_request = StatisticsRequest(derivation.channel_layout() if host else {},
                                         host.subset_indices if host else None, host.batch_size if host else 1,
-                                        tag=f"{derivation.what} channel statistics")
+                                        tag=f"{derivation.what} channel statistics",
+                                        real_tokens=bool(host and host.real_tokens))
     collected = collect_statistics(engine, model, step_requests + [channel_request] + early)
     own, channel_stats, early_stats = collected[:len(step_requests)], collected[len(step_requests)], \
         collected[len(step_requests) + 1:]
@@ -211,7 +212,8 @@ def _derived_last_step(engine: Any, derivation: _Derivation, step_requests: List
         known.append({key: {**kept.get(key, {}), **derived.get(key, {})} for key in request.layout
                       if key in kept or key in derived})
     missing = [StatisticsRequest(smoothed_statistics.missing_layout(request.layout, have), request.subset_indices,
-                                 request.batch_size, tag=request.tag) for request, have in zip(flat, known)]
+                                 request.batch_size, tag=request.tag, real_tokens=request.real_tokens)
+               for request, have in zip(flat, known)]
     for request in missing:
         for key, stats in request.layout.items():
             logger.debug("%s of %r: not derived from the per-channel statistics measured before %s, measured on "

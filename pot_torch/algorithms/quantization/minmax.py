@@ -34,7 +34,8 @@ class MinMaxQuantization(Algorithm):
 
     Parameters (POT's, see ``pot_torch.algorithms.params``): ``preset``, ``target_device``, ``model_type``,
     ``ignored``, ``weights``/``activations``/``range_estimator`` overrides, ``saturation_fix``,
-    ``inplace_statistics``, ``stat_subset_size``, ``stat_batch_size``, ``shuffle_data``, ``seed``.
+    ``inplace_statistics``, ``stat_subset_size``, ``stat_batch_size``, ``shuffle_data``, ``seed``; and
+    ``padding_aware_statistics`` (ranges over real tokens only, ``statistics.padding``).
     """
 
     def __init__(self, config: Any, engine: Any) -> None:
@@ -75,7 +76,8 @@ class MinMaxQuantization(Algorithm):
         if data_loader is None:
             raise ValueError(f"{self.name} needs an engine with a data_loader to collect activation statistics")
         indices = calibration_indices(self.config, len(data_loader))
-        return [StatisticsRequest(layout, list(indices), int(self.config.stat_batch_size), tag=self.name)]
+        return [StatisticsRequest(layout, list(indices), int(self.config.stat_batch_size), tag=self.name,
+                                  real_tokens=bool(self.config.padding_aware_statistics))]
 
     # ---------------------------------------------------------------------------------------------- apply
     def run(self, model: Any, statistics: Optional[List[Statistics]] = None) -> Any:

@@ -225,7 +225,8 @@ class SmoothQuant(Algorithm):
     Parameters: ``smooth_quant_alpha`` (default ``'auto'``: chosen per group, see
     :mod:`~pot_torch.algorithms.quantization.smooth_alpha`; a number in [0, 1]: used for every group; ``None`` or
     negative: do nothing), ``preset`` (the activation quantizer the ``'auto'`` search simulates) and the common
-    ones (``stat_subset_size``, ``inplace_statistics``, ``target_device``, ``model_type``, ``ignored``...).
+    ones (``stat_subset_size``, ``inplace_statistics``, ``target_device``, ``model_type``, ``ignored``...);
+    ``padding_aware_statistics`` measures the activations on real tokens only (``statistics.padding``).
     ``DefaultQuantization`` runs it first for ``model_type: 'transformer'`` only.
     ``change_original_model`` is True: statistics for later algorithms are collected on the smoothed model.
     """
@@ -271,10 +272,11 @@ class SmoothQuant(Algorithm):
             return []
         indices = list(calibration_indices(self.config, len(self.engine.data_loader)))
         batch = int(self.config.stat_batch_size)
-        requests = [StatisticsRequest(layout, indices, batch, tag=self.name)]
+        real_tokens = bool(self.config.padding_aware_statistics)
+        requests = [StatisticsRequest(layout, indices, batch, tag=self.name, real_tokens=real_tokens)]
         if self.config.smooth_quant_alpha == smooth_alpha.AUTO:
             requests.append(StatisticsRequest(rows, smooth_alpha.search_indices(indices), batch,
-                                              tag=f"{self.name} alpha search"))
+                                              tag=f"{self.name} alpha search", real_tokens=real_tokens))
         return requests
 
     def _alpha(self, group: SmoothGroup, act_abs_max: np.ndarray, weights: List[np.ndarray],
