@@ -22,6 +22,7 @@ from pot_torch.report import build_report, render_html, write_report
 from pot_torch.algorithms.quantization.accuracy_aware import AccuracyAwareQuantization, Candidate
 from pot_torch.algorithms.quantization.layer_revert import reverted
 from pot_torch.report.budget import Budget
+from pot_torch.report.data import Report
 from pot_torch.report.build import _groups
 from pot_torch.report.impact import cosine, ranking_sample
 from pot_torch.report.profile import owner
@@ -152,6 +153,17 @@ def test_precision_shown_is_the_one_the_metric_ran_at():
                           latency_rounds=1)
     default = ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
     assert report.precision == ("f32" if default == "f32" else f"metric f32, latency {default}")
+
+
+def test_an_estimate_with_no_sampled_change_says_what_a_zero_standard_error_means():
+    """An estimated recommendation whose ranking sample showed no change read "standard error 0" (the f32 bench
+    run: estimate +0.0000 +- 0.0000, measured -0.0020): the page says what it cannot see instead."""
+    report = Report("m", "accuracy", True, 0.9, 0.5, 0.9, 0.01, 1000, 73, 300, "f32")
+    report.recommended, report.recommended_metric, report.recommended_basis = [0], 0.9, "estimate"
+    report.recommended_error = 0.0
+    assert "none of the 73 ranking samples changed" in report.estimate_error_text
+    report.recommended_error = 0.0123
+    assert report.estimate_error_text == "standard error 0.012"
 
 
 def test_budget_plan():

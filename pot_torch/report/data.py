@@ -139,6 +139,15 @@ class Report:
         return {"scope": [layer for index in self.recommended for layer in self.groups[index].layers]}
 
     @property
+    def estimate_error_text(self) -> str:
+        """The standard error of an estimated recommendation, in words when it is 0 (no sampled item changed, so
+        the sample cannot see a change rarer than one item in it)."""
+        if not self.recommended_error:
+            return (f"standard error 0: none of the {self.ranking_samples} ranking samples changed against the model "
+                    "it is estimated from, so a change on fewer items than that is not seen")
+        return f"standard error {self.recommended_error:.2g}"
+
+    @property
     def own_evaluations(self) -> int:
         """Samples the report put through the metric besides the FP and INT8 evaluations on all items."""
         return sum(count for what, count in self.evaluations.items() if what not in ("fp", "int8"))

@@ -54,8 +54,7 @@ def _recommendation(report: Report) -> str:
     basis = {"measured": f"measured on all {report.samples} samples",
              "AccuracyAwareQuantization": f"measured on all {report.samples} samples by AccuracyAwareQuantization"}
     source = basis.get(report.recommended_basis, f"an estimate from the {report.ranking_samples} ranking samples, "
-                                                 f"standard error {_number(report.recommended_error, '.2g')}: not "
-                                                 "measured on all samples")
+                                                 f"{report.estimate_error_text}: not measured on all samples")
     return (f"<p>Leave {len(report.recommended)} group(s) in floating point ({names}): {escape(report.metric_name)} "
             f"{_number(report.recommended_metric)} (drop {_number(drop, '+.4g')}; {escape(source)}), "
             f"latency {_number(report.recommended_latency_ms, '.3f')} ms. Paste into DefaultQuantization's params:</p>"

@@ -97,7 +97,7 @@ def _notes(report: Report, state: "_Walk", budget: Budget, untried: int) -> None
                f"evaluation budget ({budget.limit})")
         report.notes.append(
             f"The recommendation's {report.metric_name} {state.value:.6g} (drop {drop:.6g}) is an estimate from the "
-            f"{budget.sample_size} ranking samples, standard error {state.error:.3g}; it was not measured on all "
+            f"{budget.sample_size} ranking samples, {report.estimate_error_text}; it was not measured on all "
             f"{budget.items} samples: {why}. Measure it before relying on it.")
     if drop > report.maximal_drop:
         ran_out = (f" The evaluation budget ({budget.limit}) ran out with {untried} group(s) not tried."
