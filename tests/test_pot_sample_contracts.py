@@ -21,6 +21,7 @@ from pot_torch import (CompressedModel, DataLoader, IEEngine, Metric, compress_m
 from pot_torch.engines.utils import append_stats, process_accumulated_stats
 from pot_torch.graph.model_utils import add_outputs
 from pot_torch.samplers.batch_sampler import BatchSampler
+from tests.test_regressions import KeptOutputs
 
 
 # ------------------------------------------------------------------------------------------- model helpers
@@ -401,22 +402,6 @@ def test_strided_items_as_the_3d_samples_crops_give_the_models_outputs():
     that can be freed before the request runs (wrong, run-dependent outputs) unless the engine passes
     contiguous arrays it keeps alive."""
 
-    class Recorder(Metric):
-        outputs = []  # kept across reset(), which the engine calls after predict
-
-        @property
-        def avg_value(self):
-            return {"count": len(self.outputs)}
-
-        def update(self, output, target):
-            self.outputs.append(np.array(output[0]))
-
-        def reset(self):
-            pass
-
-        def get_attributes(self):
-            return {"count": {"direction": "higher-better", "type": "count"}}
-
     class Crops(DataLoader):
         def __init__(self, config):
             super().__init__(config)
@@ -428,7 +413,7 @@ def test_strided_items_as_the_3d_samples_crops_give_the_models_outputs():
         def __getitem__(self, index):
             return self.volumes[index][:, 1:7, 1:7, 1:7], 0  # a strided view, as a crop is
 
-    loader, metric = Crops({}), Recorder()
+    loader, metric = Crops({}), KeptOutputs()
     engine = IEEngine({"device": "CPU", "eval_requests_number": 2, "inference_precision": "f32"}, loader, metric)
     engine.set_model(CompressedModel(_volume_segmenter()))
     engine.predict()
