@@ -6,7 +6,7 @@ import sys
 from typing import List, Optional
 
 from pot_torch.cli_pot import add_pot_arguments, pot_options_given, run_pot_command
-from pot_torch.image_folder import add_model_and_images_arguments
+from pot_torch.image_folder import add_model_and_images_arguments, check_subset_size
 from pot_torch.report.command import add_report_parser
 
 _DESCRIPTION = """\
@@ -105,10 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_quantize(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from pot_torch.cli_config import ConfigError, run_config, simplified_config
+    from pot_torch.cli_config import run_config, simplified_config
 
-    if args.subset_size < 1:
-        raise ConfigError(f"--subset-size must be a positive number of images, got {args.subset_size}")
+    check_subset_size(args.subset_size)
     name = args.name or Path(args.model).stem
     config = simplified_config(args.model, args.weights, args.data, args.preset, args.subset_size, name,
                                args.channel_order)

@@ -131,6 +131,12 @@ class ImageFolderLoader(DataLoader):
         return np.ascontiguousarray(pixels)
 
 
+def check_subset_size(count: int) -> None:
+    """Refuse a ``--subset-size`` below 1 (``ValueError`` naming the option and how to fix it)."""
+    if count < 1:
+        raise ValueError(f"--subset-size must be a positive number of images, got {count}")
+
+
 def add_model_and_images_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of a command that reads an IR and a folder of calibration images (``pot-torch quantize``,
     ``pot-torch report``): ``-m``, ``-w``, ``--data``, ``--preset``, ``--subset-size``, ``--channel-order``."""

@@ -20,7 +20,7 @@ from pot_torch.api.data_loader import DataLoader
 from pot_torch.api.metric import Metric
 from pot_torch.engines.ie_engine import IEEngine
 from pot_torch.graph.model_io import load_model
-from pot_torch.image_folder import ImageFolderLoader, add_model_and_images_arguments
+from pot_torch.image_folder import ImageFolderLoader, add_model_and_images_arguments, check_subset_size
 from pot_torch.report.build import build_report
 from pot_torch.report.build import logger as build_logger
 from pot_torch.report.render import write_report
@@ -146,8 +146,7 @@ def _say(message: str) -> None:
 
 def run_report_command(args: argparse.Namespace) -> Path:
     """Run ``pot-torch report``; returns the path of the HTML page."""
-    if args.subset_size < 1:
-        raise ValueError(f"--subset-size must be a positive number of images, got {args.subset_size}")
+    check_subset_size(args.subset_size)
     name = Path(args.model).stem
     weights = args.weights or str(Path(args.model).with_suffix(".bin"))
     output = OutputFolder.checked(args.output_dir or f"{name}_report", args.overwrite,
