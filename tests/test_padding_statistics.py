@@ -181,6 +181,26 @@ def test_a_model_without_a_mask_input_warns_and_keeps_plain_statistics(caplog):
             np.testing.assert_array_equal(np.concatenate(measured[key][name]), np.concatenate(values))
 
 
+def test_an_input_named_like_a_mask_is_not_guessed_at(caplog):
+    """PyTorch's key_padding_mask is non-zero on the padded positions: taken as a real-token mask (the first
+    version took "the only rank-2 input whose name contains 'mask'") the statistics would have covered the padding
+    only. Only attention_mask is used; the warning names the other input."""
+    report_mask_input.cache_clear()
+    model = encoder()
+    mask = next(p for p in model.get_parameters() if p.get_friendly_name() == "attention_mask")
+    mask.set_friendly_name("key_padding_mask")
+    mask.output(0).get_tensor().set_names({"key_padding_mask"})
+    items = [{"hidden": item["hidden"], "key_padding_mask": 1 - item["attention_mask"]}
+             for item in (padded(x) for x in sentences())]
+    with caplog.at_level(logging.WARNING):
+        measured = _collect(items, real_tokens=True, model=model)
+    assert any("key_padding_mask look like masks" in r.getMessage() for r in caplog.records)
+    plain = _collect(items, real_tokens=False, model=model)
+    for key, stats in plain.items():
+        for name, values in stats.items():
+            np.testing.assert_array_equal(np.concatenate(measured[key][name]), np.concatenate(values))
+
+
 def test_the_mask_input_is_named_in_the_log(caplog):
     report_mask_input.cache_clear()  # said once per model and process
     with caplog.at_level(logging.INFO):

@@ -8,7 +8,7 @@ from pot_torch.api.engine import Engine
 from pot_torch.graph.node_key import split_node_key
 from pot_torch.samplers.batch_sampler import BatchSampler
 from pot_torch.statistics.online import kept_per_batch
-from pot_torch.statistics.padding import find_mask_input, real_tokens, report_mask_input
+from pot_torch.statistics.padding import find_mask_input, other_mask_inputs, real_tokens, report_mask_input
 
 #: A statistics layout as POT's ``Engine.predict`` takes it: ``{node_key: {stat_name: fn}}``. ``node_key`` is
 #: an op's friendly name (its output 0) or ``(friendly_name, output_index)``; ``fn`` maps the batch output
@@ -92,7 +92,8 @@ def _mask_input(model: Any) -> Optional[str]:
     members = [entry["model"] for entry in getattr(model, "models", None) or [{"model": model}]]
     found = [mask.get_friendly_name() for member in members for mask in [find_mask_input(member)] if mask is not None]
     mask_input = found[0] if found else None
-    report_mask_input(members[0].get_friendly_name(), mask_input)
+    others = tuple(name for member in members for name in other_mask_inputs(member))
+    report_mask_input(members[0].get_friendly_name(), mask_input, others)
     return mask_input
 
 

@@ -5,10 +5,10 @@ most positions of a calibration sample can be padding. Attention masks the padde
 embedding ignores the padded positions, but every activation statistic (ranges, SmoothQuant's channel maxima,
 bias-correction means) would still see them. With ``padding_aware_statistics`` (the ``transformer`` model type's
 default) the statistics of an activation shaped ``[batch, seq, ...]`` are taken over the positions where the
-model's mask input (``attention_mask``) is non-zero (all of a sample's positions when none is): min, max, abs_max and mean reduce in-graph with the padded
-positions masked out (:func:`masked_reduce_output`; per sample, static shapes), other statistics (quantiles,
-numpy reducers, activation rows) get the activation with NaN at the padded positions and run in numpy on the
-real-token rows (:func:`real_rows`).
+model's mask input (``attention_mask``) is non-zero (all of a sample's positions when none is): min, max,
+abs_max and mean reduce in-graph with the padded positions masked out (:func:`masked_reduce_output`; per sample,
+static shapes), other statistics (quantiles, numpy reducers, activation rows) get the activation with NaN at the
+padded positions and run in numpy on the real-token rows (:func:`real_rows`).
 
 ``collect_statistics`` wraps every statistic function of a request with ``real_tokens`` set
 (:func:`real_tokens`) and says once per model which input is the mask, or warns that there is none (plain
@@ -19,7 +19,7 @@ as fed.
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import openvino as ov
@@ -36,10 +36,11 @@ logger = get_logger(__name__)
 
 __all__ = ["MASK_INPUT", "MASKED_KINDS", "find_mask_input", "real_token_mask", "masked_reduce_output",
            "RealTokenStatistic", "RealTokenReduction", "RealTokenRows", "real_tokens",
-           "real_rows", "report_mask_input"]
+           "real_rows", "report_mask_input", "other_mask_inputs"]
 
-#: The model input taken as the padding mask (by tensor or friendly name); else the only rank-2 input whose
-#: name contains ``'mask'``.
+#: The model input taken as the padding mask (by tensor or friendly name): Hugging Face's convention, non-zero on
+#: real tokens. Other inputs named like masks are not guessed at: PyTorch's ``key_padding_mask`` is non-zero on the
+#: padded positions, the opposite.
 MASK_INPUT = "attention_mask"
 
 
@@ -48,15 +49,17 @@ def _input_names(parameter: ov.Node) -> set:
 
 
 def find_mask_input(model: ov.Model) -> Optional[ov.Node]:
-    """The Parameter of ``model`` holding the padding mask (``[batch, seq]``, non-zero on real tokens), or
-    ``None``: the input named :data:`MASK_INPUT`, else the only rank-2 input whose name contains ``'mask'``."""
-    parameters = [p for p in model.get_parameters() if p.get_output_partial_shape(0).rank.is_static
-                  and p.get_output_partial_shape(0).rank.get_length() == 2]
-    named = [p for p in parameters if MASK_INPUT in _input_names(p)]
-    if named:
-        return named[0]
-    masks = [p for p in parameters if any("mask" in name.lower() for name in _input_names(p))]
-    return masks[0] if len(masks) == 1 else None
+    """The rank-2 Parameter of ``model`` named :data:`MASK_INPUT` (``[batch, seq]``, non-zero on real tokens), or
+    ``None``."""
+    return next((p for p in model.get_parameters() if p.get_output_partial_shape(0).rank.is_static
+                 and p.get_output_partial_shape(0).rank.get_length() == 2 and MASK_INPUT in _input_names(p)), None)
+
+
+def other_mask_inputs(model: ov.Model) -> List[str]:
+    """Names of the inputs of ``model`` other than :data:`MASK_INPUT` that look like masks (``'mask'`` in a
+    name): not used, since what their non-zero values mean is unknown."""
+    return sorted(p.get_friendly_name() for p in model.get_parameters()
+                  if MASK_INPUT not in _input_names(p) and any("mask" in n.lower() for n in _input_names(p)))
 
 
 def _same_dimension(first: ov.Dimension, second: ov.Dimension) -> bool:
@@ -231,13 +234,15 @@ def _warn_all_positions(what: str, shape: str, mask_input: str) -> None:
 
 
 @functools.lru_cache(maxsize=None)
-def report_mask_input(model_name: str, mask_input: Optional[str]) -> None:
-    """Say once per model whether padding-aware statistics apply, and which input is the mask."""
+def report_mask_input(model_name: str, mask_input: Optional[str], others: Tuple[str, ...] = ()) -> None:
+    """Say once per model whether padding-aware statistics apply, and which input is the mask (``others``: inputs
+    named like masks that are not used)."""
     if mask_input is None:
-        logger.warning("padding-aware statistics cannot apply to model '%s': it has no mask input (a [batch, seq] "
-                       "input named '%s', or the only rank-2 input whose name contains 'mask'); its statistics are "
-                       "taken over all positions. Set padding_aware_statistics to False to silence this",
-                       model_name, MASK_INPUT)
+        unused = (f" (its inputs {', '.join(others)} look like masks, but whether non-zero marks a real or a padded "
+                  f"token is unknown: name the real-token mask '{MASK_INPUT}' to use it)") if others else ""
+        logger.warning("padding-aware statistics cannot apply to model '%s': it has no [batch, seq] input named "
+                       "'%s' (non-zero on real tokens)%s; its statistics are taken over all positions. Set "
+                       "padding_aware_statistics to False to silence this", model_name, MASK_INPUT, unused)
     else:
         logger.info("padding-aware statistics: activations [batch, seq, ...] of model '%s' are measured on the "
                     "tokens where its input '%s' is non-zero", model_name, mask_input)
