@@ -503,8 +503,10 @@ def cancellation_db(model: ov.Model, inputs: List[dict]) -> float:
                 and not any(_computed_from_constants(value) for value in op.input_values())]
     if not products:
         return 0.0
-    clone.add_outputs([value for op in products for value in op.input_values()])
-    operands = infer_all(clone, inputs)[len(model.outputs):]
+    # a model of its own: add_outputs skips an operand that already is a model output, misaligning the list
+    probe = ov.Model([ops.result(value) for op in products for value in op.input_values()], clone.get_parameters(),
+                     "products")
+    operands = infer_all(probe, inputs)
     excess = [0.0]
     for op, a, b in zip(products, operands[0::2], operands[1::2]):
         terms = a.shape[-2] if op.get_transpose_a() else a.shape[-1]

@@ -17,9 +17,14 @@ activations (attention scores) whose inputs are FakeQuantized, followed by a sca
    (a graph walk; the MatMul then runs in floating point). The pattern is rare: attention scores are scaled by a
    scalar.
 
+3. with a dynamic input dimension, a MatMul with constant weights and a FakeQuantized input (an INT8 linear layer)
+   whose output is multiplied by a constant varying along a non-last axis (one scale per row) is computed wrongly
+   (the same model reshaped static is right): :func:`dynamic_row_scaled_sites` finds the activation sites on such
+   MatMuls' inputs in models with a dynamic input (the MatMul then reads a floating-point input).
+
 The same fusion makes a per-channel FakeQuantize directly on such a MatMul's output (a depthwise convolution
 reading the scores, per-channel input on the CPU) fail to compile: :func:`per_tensor_after_matmul` makes those
-sites per tensor. :func:`drop_cpu_plugin_failures` removes both bugs' sites from a placement (before anything
+sites per tensor. :func:`drop_cpu_plugin_failures` removes the three bugs' sites from a placement (before anything
 is inserted), with a warning naming them. The walks see the graph as it will be once the placement is
 inserted: an input a planned FakeQuantize feeds is not read directly.
 """
@@ -127,6 +132,37 @@ def miscomputed_sites(model: ov.Model, placement: Placement) -> List[str]:
     return names
 
 
+def _has_dynamic_input(model: ov.Model) -> bool:
+    return any(port.get_partial_shape().is_dynamic for port in model.inputs)
+
+
+def dynamic_row_scaled_sites(model: ov.Model, placement: Placement) -> List[str]:
+    """Names of the activation sites on the input of weight MatMuls in the position of bug 3 (a model with a
+    dynamic input; none otherwise)."""
+    if not _has_dynamic_input(model):
+        return []
+    ordered = model.get_ordered_ops()
+    constant = constant_ops(ordered)
+    quantized = placement.quantized_inputs()
+    feeding = {consumer: site.name for site in placement.activations for consumer in site.consumers}
+    names: List[str] = []
+    for matmul in ordered:
+        ports = [port for port, value in enumerate(matmul.input_values()) if not _is_constant(value)]
+        rank = matmul.get_output_partial_shape(0).rank
+        if matmul.get_type_name() != "MatMul" or len(ports) != 1 or rank.is_dynamic:
+            continue
+        readers = [target.get_node() for target in matmul.output(0).get_target_inputs()
+                   if (target.get_node().get_friendly_name(), target.get_index()) not in quantized]
+        if any(node.get_type_name() == "Multiply" and any(
+                value != matmul.output(0) and value.get_node().get_friendly_name() in constant
+                and value.get_partial_shape().is_static and _varies_off_last_axis(value, rank.get_length())
+                for value in node.input_values()) for node in readers):
+            name = feeding.get((matmul.get_friendly_name(), ports[0]))
+            if name is not None and name not in names:
+                names.append(name)
+    return names
+
+
 def _probe_compiles(model: ov.Model, placement: Placement) -> bool:
     """Whether a copy of ``model`` with the activation FakeQuantize ops of ``placement`` (unit ranges) compiles
     on the CPU."""
@@ -143,7 +179,7 @@ def _probe_compiles(model: ov.Model, placement: Placement) -> bool:
 
 
 def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_check: bool = False) -> Placement:
-    """``placement`` without the activation sites of bugs 1 and 2 (see the module docstring), with a warning
+    """``placement`` without the activation sites of bugs 1, 2 and 3 (see the module docstring), with a warning
     naming them.
 
     :param compile_check: keep the sites of bug 1 when a probe of the model with them compiles on the CPU.
@@ -154,6 +190,13 @@ def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_chec
                        "when its output is scaled along the last axis; left in floating point: %s",
                        ", ".join(miscomputed))
         placement = placement.without_activations(set(miscomputed))
+    row_scaled = dynamic_row_scaled_sites(model, placement)
+    if row_scaled:
+        logger.warning("The OpenVINO CPU plugin computes an INT8 MatMul whose output is scaled per row (a Multiply by "
+                       "a constant varying along a non-last axis) wrongly when the model has dynamic input shapes; "
+                       "left in floating point (reshape the model to static shapes to quantize them): %s",
+                       ", ".join(row_scaled))
+        placement = placement.without_activations(set(row_scaled))
     at_risk = uncompilable_sites(model, placement)
     if at_risk and not (compile_check and _probe_compiles(model, placement)):
         logger.warning("The OpenVINO CPU plugin cannot compile FakeQuantize ops after a rank-4 activation MatMul "
