@@ -30,7 +30,7 @@ inserted: an input a planned FakeQuantize feeds is not read directly.
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Set, Tuple
+from typing import Callable, Iterable, List, Optional, Set, Tuple
 
 import openvino as ov
 
@@ -110,57 +110,57 @@ def _scales_last_axis_only(multiply: ov.Node, matmul_output: ov.Output, constant
     return len(dims) > 0 and dims[-1] > 1 and all(dim == 1 for dim in dims[:-1])
 
 
-def miscomputed_sites(model: ov.Model, placement: Placement) -> List[str]:
-    """Names of the activation sites on the inputs of rank-4 activation MatMuls in the position of bug 2."""
+def _sites_feeding_scaled_matmuls(model: ov.Model, placement: Placement,
+                                  ports_of: Callable[[ov.Node], List[int]],
+                                  scales: Callable[[ov.Node, ov.Output, Set[str]], bool]) -> List[str]:
+    """Names of the activation sites on the input ports ``ports_of(matmul)`` of the MatMuls whose output a Multiply
+    reads (not through a planned FakeQuantize) that ``scales(multiply, matmul output, constant op names)``."""
     ordered = model.get_ordered_ops()
     constant = constant_ops(ordered)
     quantized = placement.quantized_inputs()
     feeding = {consumer: site.name for site in placement.activations for consumer in site.consumers}
     names: List[str] = []
     for matmul in ordered:
-        if not _activation_matmul(matmul):
-            continue
+        ports = ports_of(matmul) if matmul.get_type_name() == "MatMul" else []
         readers = [target.get_node() for target in matmul.output(0).get_target_inputs()
-                   if (target.get_node().get_friendly_name(), target.get_index()) not in quantized]
-        if not any(node.get_type_name() == "Multiply" and _scales_last_axis_only(node, matmul.output(0), constant)
+                   if (target.get_node().get_friendly_name(), target.get_index()) not in quantized] if ports else []
+        if not any(node.get_type_name() == "Multiply" and scales(node, matmul.output(0), constant)
                    for node in readers):
             continue
-        for port in range(matmul.get_input_size()):
+        for port in ports:
             name = feeding.get((matmul.get_friendly_name(), port))
             if name is not None and name not in names:
                 names.append(name)
     return names
 
 
-def _has_dynamic_input(model: ov.Model) -> bool:
-    return any(port.get_partial_shape().is_dynamic for port in model.inputs)
+def miscomputed_sites(model: ov.Model, placement: Placement) -> List[str]:
+    """Names of the activation sites on the inputs of rank-4 activation MatMuls in the position of bug 2."""
+    return _sites_feeding_scaled_matmuls(
+        model, placement, lambda matmul: list(range(matmul.get_input_size())) if _activation_matmul(matmul) else [],
+        _scales_last_axis_only)
+
+
+def _weight_matmul_input(matmul: ov.Node) -> List[int]:
+    """The activation input port of a MatMul with constant weights and a static output rank, as a list."""
+    ports = [port for port, value in enumerate(matmul.input_values()) if not _is_constant(value)]
+    return ports if len(ports) == 1 and matmul.get_output_partial_shape(0).rank.is_static else []
+
+
+def _scales_rows(multiply: ov.Node, matmul_output: ov.Output, constant: Set[str]) -> bool:
+    """Whether ``multiply`` scales ``matmul_output`` by a constant with several values along a non-last axis."""
+    rank = matmul_output.get_partial_shape().rank.get_length()
+    return any(value != matmul_output and value.get_node().get_friendly_name() in constant
+               and value.get_partial_shape().is_static and _varies_off_last_axis(value, rank)
+               for value in multiply.input_values())
 
 
 def dynamic_row_scaled_sites(model: ov.Model, placement: Placement) -> List[str]:
     """Names of the activation sites on the input of weight MatMuls in the position of bug 3 (a model with a
     dynamic input; none otherwise)."""
-    if not _has_dynamic_input(model):
+    if not any(port.get_partial_shape().is_dynamic for port in model.inputs):
         return []
-    ordered = model.get_ordered_ops()
-    constant = constant_ops(ordered)
-    quantized = placement.quantized_inputs()
-    feeding = {consumer: site.name for site in placement.activations for consumer in site.consumers}
-    names: List[str] = []
-    for matmul in ordered:
-        ports = [port for port, value in enumerate(matmul.input_values()) if not _is_constant(value)]
-        rank = matmul.get_output_partial_shape(0).rank
-        if matmul.get_type_name() != "MatMul" or len(ports) != 1 or rank.is_dynamic:
-            continue
-        readers = [target.get_node() for target in matmul.output(0).get_target_inputs()
-                   if (target.get_node().get_friendly_name(), target.get_index()) not in quantized]
-        if any(node.get_type_name() == "Multiply" and any(
-                value != matmul.output(0) and value.get_node().get_friendly_name() in constant
-                and value.get_partial_shape().is_static and _varies_off_last_axis(value, rank.get_length())
-                for value in node.input_values()) for node in readers):
-            name = feeding.get((matmul.get_friendly_name(), ports[0]))
-            if name is not None and name not in names:
-                names.append(name)
-    return names
+    return _sites_feeding_scaled_matmuls(model, placement, _weight_matmul_input, _scales_rows)
 
 
 def _probe_compiles(model: ov.Model, placement: Placement) -> bool:
