@@ -489,24 +489,30 @@ def _matmul(op: ov.Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def cancellation_db(model: ov.Model, inputs: List[dict]) -> float:
-    """How much more the activation x activation MatMuls of ``model`` amplify relative input error than a sum of
-    random-sign products does (dB, the largest over those MatMuls; 0 without one or when none cancels more).
+    """How much more the cancelling ops of ``model`` amplify relative input error than the models the recipes'
+    bounds were measured on (dB, the largest over those ops; 0 without one or when none cancels more):
 
-    The relative error of ``a @ b`` is the inputs' relative error times ``|a| @ |b|`` over ``|a @ b|``; for ``n``
-    products of random sign that ratio is about ``sqrt(n)``, which the recipes' bounds were measured with. The
-    nightly run drew a MatMul whose dot products nearly cancel (inputs +-3.4 and +-1.8, outputs -0.14..0.17: 23 dB
-    beyond ``sqrt(n)``), whose output the quantizers before it leave at 9.3 dB: an ill-conditioned model, not a
-    quantizer bug. The model's outputs are held to the recipe's bound less this excess.
+    - an activation x activation MatMul: the relative error of ``a @ b`` is the inputs' relative error times
+      ``|a| @ |b|`` over ``|a @ b|``; for ``n`` products of random sign that ratio is about ``sqrt(n)``. The nightly
+      run drew one whose dot products nearly cancel (inputs +-3.4 and +-1.8, outputs -0.14..0.17: 23 dB beyond
+      ``sqrt(n)``), whose output the quantizers before it leave at 9.3 dB;
+    - a normalization (MVN, layer norm): it subtracts the mean, so the error relative to what is left grows by the
+      input's mean square over its variance along the normalized axes (0 dB for a centred input). The nightly run
+      drew one after a MatMul of ReLU outputs (all positive, rows of similar values): 12.9 dB.
+
+    Ill-conditioned models, not quantizer bugs: the model's outputs are held to the recipe's bound less this excess.
     """
     clone = model.clone()
     products = [op for op in clone.get_ordered_ops() if op.get_type_name() == "MatMul"
                 and not any(_computed_from_constants(value) for value in op.input_values())]
-    if not products:
+    norms = [op for op in clone.get_ordered_ops()
+             if op.get_type_name() == "MVN" and op.input_value(1).get_node().get_type_name() == "Constant"]
+    if not products and not norms:
         return 0.0
     # a model of its own: add_outputs skips an operand that already is a model output, misaligning the list
-    probe = ov.Model([ops.result(value) for op in products for value in op.input_values()], clone.get_parameters(),
-                     "products")
-    operands = infer_all(probe, inputs)
+    read = [value for op in products for value in op.input_values()] + [op.input_value(0) for op in norms]
+    values = infer_all(ov.Model([ops.result(value) for value in read], clone.get_parameters(), "operands"), inputs)
+    operands, normalized = values[:2 * len(products)], values[2 * len(products):]
     excess = [0.0]
     for op, a, b in zip(products, operands[0::2], operands[1::2]):
         terms = a.shape[-2] if op.get_transpose_a() else a.shape[-1]
@@ -514,6 +520,12 @@ def cancellation_db(model: ov.Model, inputs: List[dict]) -> float:
         signal = np.mean(np.square(_matmul(op, a, b)))
         if signal > 0.0:
             excess.append(10.0 * np.log10(magnitude / signal / terms))
+    for op, x in zip(norms, normalized):
+        rank = op.get_input_partial_shape(0).rank.get_length()
+        axes = tuple(int(axis) % rank + 1 for axis in op.input_value(1).get_node().get_data())  # +1: stacked samples
+        spread = float(np.mean(np.var(x.astype(np.float64), axis=axes)))
+        if spread > 0.0:
+            excess.append(10.0 * np.log10(float(np.mean(np.square(x, dtype=np.float64))) / spread))
     return max(excess)
 
 
@@ -611,3 +623,14 @@ def test_cancellation_db_finds_a_nearly_cancelling_activation_product_only():
     b = np.array([[1, 1, 1, 1, 1, 1, 1, 1.1], [1, 1, 1, 1, -1, -1, -1, -1.1]], np.float32)
     cancelling = [{"a": a[None], "b": b[None]} for _ in range(CALIBRATION_SAMPLES)]
     assert cancellation_db(_product_model(), cancelling) > 15.0
+
+
+def test_cancellation_db_finds_a_normalization_of_an_uncentred_input():
+    x = ops.parameter([1, 2, 8], np.float32, name="a")
+    model = ov.Model([ops.result(ops.mvn(x, ops.constant(np.array([-1], np.int64)), True, 1e-5, "inside_sqrt"))],
+                     [x], "norm")
+    rng = np.random.default_rng(0)
+    centred = [{"a": rng.standard_normal((1, 2, 8)).astype(np.float32)} for _ in range(CALIBRATION_SAMPLES)]
+    assert cancellation_db(model, centred) < 2.0  # 8 values: their own mean takes ~1 dB
+    uncentred = [{"a": item["a"] * 0.1 + 3.0} for item in centred]  # mean square / variance ~ 9 / 0.01
+    assert cancellation_db(model, uncentred) > 25.0
