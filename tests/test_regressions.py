@@ -542,3 +542,23 @@ def test_cpu_plugin_miscomputes_an_int8_depthwise_convolution_of_one_pixel_under
     dynamic, static = (outputs(_depthwise_on_one_pixel_then_relu_add(batch)) for batch in (-1, 1))
     if np.allclose(dynamic, static, atol=1e-5):
         pytest.skip("the dynamic-batch depthwise convolution of one pixel was computed right: the plugin may be fixed")
+
+
+def test_activation_matmul_shifted_per_row_before_a_fake_quantize_quantizes_close_to_fp32():
+    """Found by the nightly property run (session 6), static shapes: an activation x activation MatMul (inputs
+    FakeQuantized) -> ReLU -> ReLU -> Add of a [1, 2, 1] constant -> FakeQuantize -> linear gave -2.9 dB: the CPU
+    plugin fuses the Add and the FakeQuantize into the MatMul as per-output-column post-ops (numpy on the same
+    FakeQuantize outputs: 46 dB). Without the FakeQuantize after the Add, or without the MatMul's input
+    FakeQuantize ops, it is right; pot_torch leaves the FakeQuantize after the Add out, with a warning."""
+    x = ops.parameter([1, 2, 1], np.float32, name="input")
+    constant = lambda v: ops.constant(np.asarray(v, np.float32))  # noqa: E731
+    query = ops.matmul(x, constant([[0.1257302165031433]]), False, False)
+    scores = ops.relu(ops.relu(ops.matmul(query, x, False, True)))
+    shifted = ops.add(scores, constant([[[-0.09341224282979965], [0.4528472125530243]]]))
+    model = ov.Model([ops.result(ops.matmul(shifted, constant([[0.10490011423826218], [-0.5356693863868713]]),
+                                            False, False))], [x], "shifted_scores")
+    inputs = [{"input": np.asarray(v, np.float32).reshape(1, 2, 1)}
+              for v in ([0.12573022, -0.13210486], [0.64042264, 0.10490011], [-0.53566939, 0.36159506],
+                        [1.30400002, 0.94708097])]
+    quantized = quantize(model, inputs, "performance", "minmax_covering").get_model()
+    assert sqnr_db(infer_all(model, inputs)[0], infer_all(quantized, inputs)[0]) >= 15.0

@@ -22,9 +22,14 @@ activations (attention scores) whose inputs are FakeQuantized, followed by a sca
    (the same model reshaped static is right): :func:`dynamic_row_scaled_sites` finds the activation sites on such
    MatMuls' inputs in models with a dynamic input (the MatMul then reads a floating-point input).
 
+4. the first pattern with a rank-3 or rank-4 activation MatMul, ReLUs allowed between, and an Add or Subtract
+   as well as a Multiply of a constant varying along a non-last axis, then a FakeQuantize: it compiles, and is
+   computed wrongly (-2.9 dB on a small model). :func:`shifted_after_matmul_sites` finds those sites (the same
+   walk); they stay in floating point.
+
 The same fusion makes a per-channel FakeQuantize directly on such a MatMul's output (a depthwise convolution
 reading the scores, per-channel input on the CPU) fail to compile: :func:`per_tensor_after_matmul` makes those
-sites per tensor. :func:`drop_cpu_plugin_failures` removes the three bugs' sites from a placement (before anything
+sites per tensor. :func:`drop_cpu_plugin_failures` removes the four bugs' sites from a placement (before anything
 is inserted), with a warning naming them. The walks see the graph as it will be once the placement is
 inserted: an input a planned FakeQuantize feeds is not read directly.
 """
@@ -60,35 +65,37 @@ def _varies_off_last_axis(constant: ov.Output, rank: int) -> bool:
     return any(dim > 1 for dim in dims[:-1])
 
 
-def _activation_matmul(node: ov.Node) -> bool:
-    """Whether ``node`` is a rank-4 MatMul of two activations."""
+def _activation_matmul(node: ov.Node, ranks: Tuple[int, ...] = (4,)) -> bool:
+    """Whether ``node`` is a MatMul of two activations whose output rank is one of ``ranks``."""
     if node.get_type_name() != "MatMul" or any(_is_constant(value) for value in node.input_values()):
         return False
     rank = node.get_output_partial_shape(0).rank
-    return rank.is_static and rank.get_length() == 4
+    return rank.is_static and rank.get_length() in ranks
 
 
-def _activation_matmul_behind(output: ov.Output, quantized: Inputs) -> Optional[ov.Node]:
+def _activation_matmul_behind(output: ov.Output, quantized: Inputs, shifted: bool = False) -> Optional[ov.Node]:
     """The rank-4 MatMul of two activations that ``output`` is, after per-channel scale ops and with no
-    FakeQuantize of ``quantized`` in between; else ``None``."""
+    FakeQuantize of ``quantized`` in between; else ``None``. ``shifted`` (bug 4): also through ReLU, with an Add or
+    Subtract of such a constant counting as the scale, and for rank-3 MatMuls too."""
     scaled = False
+    counted = ("Multiply", "Add", "Subtract") if shifted else ("Multiply",)
     node = output.get_node()
-    while node.get_type_name() in _SCALE_OPS + ("BatchNormInference",):
-        if node.get_type_name() == "BatchNormInference":
-            scaled, port = True, 0
+    while node.get_type_name() in _SCALE_OPS + ("BatchNormInference",) + (("Relu",) if shifted else ()):
+        if node.get_type_name() in ("BatchNormInference", "Relu"):
+            scaled, port = scaled or node.get_type_name() == "BatchNormInference", 0
         else:
             variable = [p for p, value in enumerate(node.input_values()) if not _is_constant(value)]
             if len(variable) != 1:
                 return None
             rank = node.get_output_partial_shape(0).rank
-            if node.get_type_name() == "Multiply" and rank.is_static:
+            if node.get_type_name() in counted and rank.is_static:
                 scaled = scaled or any(_varies_off_last_axis(value, rank.get_length())
                                        for value in node.input_values() if _is_constant(value))
             port = variable[0]
         if (node.get_friendly_name(), port) in quantized:
             return None
         node = node.input_value(port).get_node()
-    return node if scaled and _activation_matmul(node) else None
+    return node if scaled and _activation_matmul(node, (3, 4) if shifted else (4,)) else None
 
 
 def uncompilable_sites(model: ov.Model, placement: Placement) -> List[str]:
@@ -108,6 +115,16 @@ def _scales_last_axis_only(multiply: ov.Node, matmul_output: ov.Output, constant
         return False
     dims = list(others[0].get_partial_shape().to_shape())
     return len(dims) > 0 and dims[-1] > 1 and all(dim == 1 for dim in dims[:-1])
+
+
+def shifted_after_matmul_sites(model: ov.Model, placement: Placement) -> List[str]:
+    """Names of the activation sites of ``placement`` in the position of bug 4 and not of bug 1 (see the module
+    docstring)."""
+    by_name = ops_by_name(model)
+    quantized = placement.quantized_inputs()
+    uncompilable = set(uncompilable_sites(model, placement))
+    return [site.name for site in placement.activations if site.name not in uncompilable and _activation_matmul_behind(
+        by_name[site.producer].output(site.port), quantized, shifted=True) is not None]
 
 
 def _sites_feeding_scaled_matmuls(model: ov.Model, placement: Placement,
@@ -179,7 +196,7 @@ def _probe_compiles(model: ov.Model, placement: Placement) -> bool:
 
 
 def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_check: bool = False) -> Placement:
-    """``placement`` without the activation sites of bugs 1, 2 and 3 (see the module docstring), with a warning
+    """``placement`` without the activation sites of bugs 1 to 4 (see the module docstring), with a warning
     naming them.
 
     :param compile_check: keep the sites of bug 1 when a probe of the model with them compiles on the CPU.
@@ -197,6 +214,12 @@ def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_chec
                        "left in floating point (reshape the model to static shapes to quantize them): %s",
                        ", ".join(row_scaled))
         placement = placement.without_activations(set(row_scaled))
+    shifted = shifted_after_matmul_sites(model, placement)
+    if shifted:
+        logger.warning("The OpenVINO CPU plugin computes a FakeQuantize after an activation MatMul whose output is "
+                       "shifted or scaled per row (an Add or Multiply of a constant varying along a non-last axis, "
+                       "ReLUs between) wrongly; left in floating point: %s", ", ".join(shifted))
+        placement = placement.without_activations(set(shifted))
     at_risk = uncompilable_sites(model, placement)
     if at_risk and not (compile_check and _probe_compiles(model, placement)):
         logger.warning("The OpenVINO CPU plugin cannot compile FakeQuantize ops after a rank-4 activation MatMul "
