@@ -195,31 +195,29 @@ def _probe_compiles(model: ov.Model, placement: Placement) -> bool:
     return True
 
 
+#: The bugs whose sites always stay in floating point (2, 3, 4): how to find them, what the warning says.
+_MISCOMPUTED = (
+    (miscomputed_sites, "a rank-4 activation MatMul with quantized inputs whose output is scaled along the last axis"),
+    (dynamic_row_scaled_sites, "an INT8 MatMul whose output is scaled per row (a Multiply by a constant varying along "
+                               "a non-last axis) in a model with dynamic input shapes (reshape it to static shapes "
+                               "to quantize these)"),
+    (shifted_after_matmul_sites, "a FakeQuantize after an activation MatMul whose output is shifted or scaled per row "
+                                 "(an Add or Multiply of a constant varying along a non-last axis, ReLUs between)"),
+)
+
+
 def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_check: bool = False) -> Placement:
     """``placement`` without the activation sites of bugs 1 to 4 (see the module docstring), with a warning
     naming them.
 
     :param compile_check: keep the sites of bug 1 when a probe of the model with them compiles on the CPU.
     """
-    miscomputed = miscomputed_sites(model, placement)
-    if miscomputed:
-        logger.warning("The OpenVINO CPU plugin computes a rank-4 activation MatMul with quantized inputs wrongly "
-                       "when its output is scaled along the last axis; left in floating point: %s",
-                       ", ".join(miscomputed))
-        placement = placement.without_activations(set(miscomputed))
-    row_scaled = dynamic_row_scaled_sites(model, placement)
-    if row_scaled:
-        logger.warning("The OpenVINO CPU plugin computes an INT8 MatMul whose output is scaled per row (a Multiply by "
-                       "a constant varying along a non-last axis) wrongly when the model has dynamic input shapes; "
-                       "left in floating point (reshape the model to static shapes to quantize them): %s",
-                       ", ".join(row_scaled))
-        placement = placement.without_activations(set(row_scaled))
-    shifted = shifted_after_matmul_sites(model, placement)
-    if shifted:
-        logger.warning("The OpenVINO CPU plugin computes a FakeQuantize after an activation MatMul whose output is "
-                       "shifted or scaled per row (an Add or Multiply of a constant varying along a non-last axis, "
-                       "ReLUs between) wrongly; left in floating point: %s", ", ".join(shifted))
-        placement = placement.without_activations(set(shifted))
+    for find, what in _MISCOMPUTED:
+        names = find(model, placement)
+        if names:
+            logger.warning("The OpenVINO CPU plugin computes %s wrongly; left in floating point: %s", what,
+                           ", ".join(names))
+            placement = placement.without_activations(set(names))
     at_risk = uncompilable_sites(model, placement)
     if at_risk and not (compile_check and _probe_compiles(model, placement)):
         logger.warning("The OpenVINO CPU plugin cannot compile FakeQuantize ops after a rank-4 activation MatMul "
