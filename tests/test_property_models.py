@@ -73,10 +73,10 @@ KNOWN_CPU_PLUGIN_FP_BUG = "Multiply by a last-axis vector, then Convolution: wro
 #: (tests/test_regressions.py). Real dynamic-shape models hold constants along static axes (channels); drawn
 #: dynamic models with such a constant, or whose FP32 version does not compile, are rejected (``assume``).
 KNOWN_CPU_PLUGIN_DYNAMIC_BUG = "elementwise constant sized along a dynamic axis: miscompiled or miscomputed"
-#: With a dynamic batch the CPU plugin computes an INT8 3x3 depthwise convolution of a 1x1 map followed by ReLU and
-#: ReLU/Add wrongly (tests/test_regressions.py, docs/cpu-plugin-bugs.md; not worked around: real models do not
-#: convolve 1x1 maps with 3x3 depthwise kernels): dynamic models get no depthwise convolution of a 1x1 map.
-KNOWN_CPU_PLUGIN_ONE_PIXEL_BUG = "INT8 3x3 depthwise convolution of a 1x1 map, ReLU, ReLU/Add: wrong under a dynamic batch"
+#: With a dynamic batch the CPU plugin computes an INT8 convolution (depthwise or not, 1x1 or 3x3 kernel) whose output
+#: map is 1x1, followed by ReLU and ReLU/Add, wrongly (tests/test_regressions.py, docs/cpu-plugin-bugs.md; not worked
+#: around yet): dynamic models get no convolution of a map smaller than 3x3.
+KNOWN_CPU_PLUGIN_ONE_PIXEL_BUG = "INT8 convolution with a 1x1 output map, ReLU, ReLU/Add: wrong under a dynamic batch"
 #: Layer norm follows only these layers (as in real models). After a squashing op (softmax, sigmoid) its
 #: input can vary by less than one quantization step along the normalized axis, and normalizing then turns
 #: the rounding error into the whole signal: an ill-conditioned model, not a quantizer bug.
@@ -292,10 +292,9 @@ class Builder:
             choices.remove(self.concat)
         if x.rank == 4:
             choices += [self.flatten, self.transpose]
-            if x.kind != "mul_last_axis":  # see KNOWN_CPU_PLUGIN_FP_BUG
-                choices.append(self.conv)
-                if not (self.dynamic and min(x.shape[2:]) == 1):  # see KNOWN_CPU_PLUGIN_ONE_PIXEL_BUG
-                    choices.append(self.depthwise_conv)
+            if x.kind != "mul_last_axis" and not (self.dynamic and min(x.shape[2:]) <= 2):
+                # see KNOWN_CPU_PLUGIN_FP_BUG and KNOWN_CPU_PLUGIN_ONE_PIXEL_BUG (a stride-2 conv maps 2x2 to 1x1)
+                choices += [self.conv, self.depthwise_conv]
             if not self.after_activation_matmul:  # see KNOWN_CPU_PLUGIN_BUG
                 choices.append(self.batch_norm)
             if min(x.shape[2:]) >= 2:

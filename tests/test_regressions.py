@@ -532,8 +532,8 @@ def test_cpu_plugin_miscomputes_an_int8_depthwise_convolution_of_one_pixel_under
     """Found by the nightly property run (session 6), NOT worked around: an INT8 3x3 depthwise convolution of a 1x1
     feature map (only the centre tap sees data) followed by ReLU and then a ReLU or an Add is computed wrongly
     with a dynamic batch (0.8 off here; the static-batch model is right; ReLU then Sigmoid or Multiply, or 2x2 maps
-    and larger, are right). pot_torch cannot see the map size of a dynamic model before it runs, and real models do
-    not convolve 1x1 maps with 3x3 depthwise kernels; docs/cpu-plugin-bugs.md. Skips when the plugin is right."""
+    and larger, are right). Regular convolutions with a 1x1 output map too (docs/cpu-plugin-bugs.md: not worked
+    around yet). Skips when the plugin is right."""
     data = np.random.default_rng(99).standard_normal((3, 1, 2, 1, 1)).astype(np.float32)
 
     def outputs(model):
