@@ -563,3 +563,17 @@ def test_activation_matmul_shifted_per_row_before_a_fake_quantize_quantizes_clos
                         [1.30400002, 0.94708097])]
     quantized = quantize(model, inputs, "performance", "minmax_covering").get_model()
     assert sqnr_db(infer_all(model, inputs)[0], infer_all(quantized, inputs)[0]) >= 15.0
+
+
+def test_depthwise_convolution_of_rectified_attention_scores_compiles_and_stays_close():
+    """Found by the nightly property run (session 6): scores = (x @ W) @ x^T -> ReLU -> depthwise convolution
+    (per-channel input on the CPU). The per-channel FakeQuantize on the ReLU's output is fused through the ReLU into
+    the MatMul as per-output-column scales: some models do not compile ("Check 'any_of(scale.size(), OC, 1U)'"),
+    others compute wrongly (-4.7 dB). It is quantized per tensor, as directly on a MatMul's output."""
+    x = ops.parameter([1, 2, 3, 3], np.float32, name="input")
+    query = ops.matmul(x, ops.constant(RNG.standard_normal((3, 3)).astype(np.float32) * 0.5), False, False)
+    scores = ops.relu(ops.matmul(query, x, False, True))
+    model = ov.Model([ops.result(_depthwise(scores))], [x], "rectified_scores")
+    calibration = [{"input": RNG.standard_normal((1, 2, 3, 3)).astype(np.float32)} for _ in range(4)]
+    quantized = quantize(model, calibration, "performance", "minmax_covering").get_model()
+    assert sqnr_db(infer_all(model, calibration)[0], infer_all(quantized, calibration)[0]) >= 15.0
