@@ -43,25 +43,31 @@ def output_label(output: ov.Output) -> str:
     return name if output.get_index() == 0 else f"{name}.{output.get_index()}"
 
 
-def _named(node: ov.Node, name: str) -> ov.Output:
+def named(node: ov.Node, name: str) -> ov.Output:
+    """``node``'s output 0, the node given the friendly name ``name``."""
     node.set_friendly_name(name)
     return node.output(0)
 
 
 def _const(value: np.ndarray, name: str) -> ov.Output:
-    return _named(ops.constant(value), name)
+    return named(ops.constant(value), name)
+
+
+def as_f32(output: ov.Output, name: str) -> ov.Output:
+    """``output`` converted to ``f32`` (a Convert named ``{name}/to_f32``), or as it is when it already is."""
+    if output.get_element_type() == ov.Type.f32:
+        return output
+    return named(ops.convert(output, ov.Type.f32), f"{name}/to_f32")
 
 
 def _prepared(output: ov.Output, absolute: bool, name: str) -> ov.Output:
     """``output`` as ``f32``, rank 0 reshaped to ``[1]``, absolute value when ``absolute``."""
-    value = output
-    if value.get_element_type() != ov.Type.f32:
-        value = _named(ops.convert(value, ov.Type.f32), f"{name}/to_f32")
+    value = as_f32(output, name)
     if static_rank(output) == 0:
         shape_1d = _const(np.array([1], np.int64), f"{name}/shape_1d")
-        value = _named(ops.reshape(value, shape_1d, special_zero=False), f"{name}/to_1d")
+        value = named(ops.reshape(value, shape_1d, special_zero=False), f"{name}/to_1d")
     if absolute:
-        value = _named(ops.abs(value), f"{name}/abs")
+        value = named(ops.abs(value), f"{name}/abs")
     return value
 
 
@@ -90,7 +96,7 @@ def reduce_output(output: ov.Output, kind: str, axes: Sequence[int], name: str) 
         node = ops.reduce_mean(value, axes_const, keep_dims=False)
     else:
         node = ops.reduce_max(value, axes_const, keep_dims=False)
-    return _named(node, name)
+    return named(node, name)
 
 
 def quantile_output(output: ov.Output, q: float, channel_axis: Optional[int], absolute: bool,
@@ -121,15 +127,15 @@ def quantile_output(output: ov.Output, q: float, channel_axis: Optional[int], ab
             f"{reduced} of {output.get_partial_shape()} are not all static; collect it in numpy "
             f"(inplace=False) or reshape the model to static dimensions")
     if channel_axis is None:
-        value = _named(ops.reshape(value, _const(np.array([0, -1], np.int64), f"{name}/shape_2d"),
-                                   special_zero=True), f"{name}/flatten")
+        value = named(ops.reshape(value, _const(np.array([0, -1], np.int64), f"{name}/shape_2d"),
+                                  special_zero=True), f"{name}/flatten")
     else:
         if channel_axis != 1:
             order = [0, channel_axis] + reduced
-            value = _named(ops.transpose(value, _const(np.array(order, np.int64), f"{name}/order")),
-                           f"{name}/channels_first")
-        value = _named(ops.reshape(value, _const(np.array([0, 0, -1], np.int64), f"{name}/shape_3d"),
-                                   special_zero=True), f"{name}/flatten")
+            value = named(ops.transpose(value, _const(np.array(order, np.int64), f"{name}/order")),
+                          f"{name}/channels_first")
+        value = named(ops.reshape(value, _const(np.array([0, 0, -1], np.int64), f"{name}/shape_3d"),
+                                  special_zero=True), f"{name}/flatten")
     return _interpolated_order_statistic(value, count, q, name)
 
 
@@ -148,19 +154,19 @@ def _interpolated_order_statistic(flat: ov.Output, count: int, q: float, name: s
                     index_element_type=ov.Type.i32)
     topk.set_friendly_name(f"{name}/topk")
     axis_const = _const(np.array(axis, np.int64), f"{name}/axis")
-    below = _named(ops.gather(topk.output(0), _const(np.array(low_pos, np.int64), f"{name}/low_index"),
-                              axis_const), f"{name}/low")
-    above = _named(ops.gather(topk.output(0), _const(np.array(high_pos, np.int64), f"{name}/high_index"),
-                              axis_const), f"{name}/high")
-    step = _named(ops.subtract(above, below), f"{name}/step")
+    below = named(ops.gather(topk.output(0), _const(np.array(low_pos, np.int64), f"{name}/low_index"),
+                             axis_const), f"{name}/low")
+    above = named(ops.gather(topk.output(0), _const(np.array(high_pos, np.int64), f"{name}/high_index"),
+                             axis_const), f"{name}/high")
+    step = named(ops.subtract(above, below), f"{name}/step")
     # numpy: below + step * t for t < 0.5, else above - step * (1 - t), each weight rounded to float32
     near_low = fraction < 0.5
     weight = np.float32(fraction if near_low else 1.0 - fraction)
-    delta = _named(ops.multiply(step, _const(weight, f"{name}/weight")), f"{name}/delta")
+    delta = named(ops.multiply(step, _const(weight, f"{name}/weight")), f"{name}/delta")
     delta = _rounded(delta, name)
     if near_low:
-        return _named(ops.add(below, delta), name)
-    return _named(ops.subtract(above, delta), name)
+        return named(ops.add(below, delta), name)
+    return named(ops.subtract(above, delta), name)
 
 
 def _rounded(value: ov.Output, name: str) -> ov.Output:
@@ -168,7 +174,7 @@ def _rounded(value: ov.Output, name: str) -> ov.Output:
     the next add into one fused multiply-add (which rounds once instead of twice, unlike numpy)."""
     axis = value.get_partial_shape().rank.get_length()
     stack_axis = _const(np.array(axis, np.int64), f"{name}/stack_axis")
-    column = _named(ops.unsqueeze(value, stack_axis), f"{name}/column")
-    stacked = _named(ops.concat([column, column], axis), f"{name}/stack")
-    return _named(ops.gather(stacked, _const(np.array(0, np.int64), f"{name}/first"),
-                             _const(np.array(axis, np.int64), f"{name}/gather_axis")), f"{name}/unstack")
+    column = named(ops.unsqueeze(value, stack_axis), f"{name}/column")
+    stacked = named(ops.concat([column, column], axis), f"{name}/stack")
+    return named(ops.gather(stacked, _const(np.array(0, np.int64), f"{name}/first"),
+                            _const(np.array(axis, np.int64), f"{name}/gather_axis")), f"{name}/unstack")

@@ -26,7 +26,7 @@ import openvino as ov
 import openvino.opset13 as ops
 
 from pot_torch.graph.node_key import node_key_label
-from pot_torch.statistics.graph_reduce import reduce_output
+from pot_torch.statistics.graph_reduce import as_f32, named, reduce_output
 from pot_torch.statistics.online import ONLINE_ATTRIBUTE
 from pot_torch.statistics.reducers import per_batch_value
 from pot_torch.statistics.stats_outputs import is_inplace_reducer
@@ -69,11 +69,6 @@ def _same_dimension(first: ov.Dimension, second: ov.Dimension) -> bool:
     return first.is_dynamic and second.is_dynamic
 
 
-def _named(node: ov.Node, name: str) -> ov.Output:
-    node.set_friendly_name(name)
-    return node.output(0)
-
-
 def _cached(source: ov.Output, name: str) -> Optional[ov.Output]:
     """The op named ``name`` reading ``source`` (built before for another statistic), or ``None``."""
     return next((target.get_node().output(0) for target in source.get_target_inputs()
@@ -88,11 +83,11 @@ def _real_token_mask(mask: ov.Output, rank: int) -> ov.Output:
     if real is None:
         nonzero = ops.not_equal(mask, ops.constant(np.array(0, mask.get_element_type().to_dtype())))
         empty = ops.logical_not(ops.reduce_logical_or(nonzero, ops.constant(np.array([1], np.int64)), True))
-        real = _named(ops.logical_or(nonzero, empty), name)
+        real = named(ops.logical_or(nonzero, empty), name)
     shaped = _cached(real, f"{name}_rank{rank}")
     if shaped is None:
         axes = ops.constant(np.arange(2, rank, dtype=np.int64))
-        shaped = _named(ops.unsqueeze(real, axes), f"{name}_rank{rank}")
+        shaped = named(ops.unsqueeze(real, axes), f"{name}_rank{rank}")
     return shaped
 
 
@@ -106,14 +101,8 @@ def real_token_mask(output: ov.Output, mask: ov.Output) -> Optional[ov.Output]:
     return _real_token_mask(mask, shape.rank.get_length())
 
 
-def _f32(output: ov.Output, name: str) -> ov.Output:
-    if output.get_element_type() == ov.Type.f32:
-        return output
-    return _named(ops.convert(output, ov.Type.f32), f"{name}/to_f32")
-
-
 def _where(real: ov.Output, value: ov.Output, fill: float, name: str) -> ov.Output:
-    return _named(ops.select(real, value, ops.constant(np.array(fill, np.float32))), name)
+    return named(ops.select(real, value, ops.constant(np.array(fill, np.float32))), name)
 
 
 def masked_reduce_output(output: ov.Output, real: ov.Output, kind: str, axes: Sequence[int],
@@ -122,14 +111,14 @@ def masked_reduce_output(output: ov.Output, real: ov.Output, kind: str, axes: Se
     padded positions are set to the reduction's neutral value (``+inf`` for min, ``-inf`` for max, 0 for
     abs_max) or, for the mean, left out of the sum and of the count. ``axes`` must include axis 1 (the
     sequence)."""
-    value = _f32(output, name)
+    value = as_f32(output, name)
     if kind == "mean":
         # mean(masked x) / mean(mask), both over ``axes``: the mask's size-1 axes leave its mean the real share of
         # the sequence, so the ratio is the sum over real positions divided by their element count
         total = reduce_output(_where(real, value, 0.0, f"{name}/real"), "mean", axes, f"{name}/sum")
-        share = reduce_output(_named(ops.convert(real, ov.Type.f32), f"{name}/mask_f32"), "mean", axes,
+        share = reduce_output(named(ops.convert(real, ov.Type.f32), f"{name}/mask_f32"), "mean", axes,
                               f"{name}/real_share")
-        return _named(ops.divide(total, share), name)
+        return named(ops.divide(total, share), name)
     fill = {"min": np.inf, "max": -np.inf, "abs_max": 0.0}[kind]
     return reduce_output(_where(real, value, fill, f"{name}/real"), kind, axes, name)
 
@@ -195,7 +184,7 @@ class RealTokenRows(RealTokenStatistic):
     with NaN at the padded positions, and :meth:`after_graph` applies ``fn`` to its real-token rows in numpy."""
 
     def _real_value(self, output: ov.Output, real: ov.Output, label: str) -> ov.Output:
-        return _where(real, _f32(output, f"{label}/real_tokens"), np.nan, f"{label}/real_tokens_nan")
+        return _where(real, as_f32(output, f"{label}/real_tokens"), np.nan, f"{label}/real_tokens_nan")
 
     def after_graph(self, value: np.ndarray, samples: int, what: str) -> Any:
         """One batch's statistic from the in-graph ``value`` (``fn``'s own in-graph result when the activation
