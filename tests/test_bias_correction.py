@@ -22,6 +22,7 @@ from pot_torch.graph.layer_patterns import find_bias_add
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.aggregators import aggregate
 from pot_torch.statistics.collector import StatisticsRequest, collect_statistics
+from pot_torch.statistics.spec import layout_specs
 from pot_torch.statistics.reducers import make_reducer
 
 LAYERS = {"conv1": "conv1_bias", "conv2": "conv2_bias", "fc": "fc_bias"}
@@ -86,7 +87,7 @@ def quantize(model: ov.Model, engine: IEEngine, weight_layers=("conv1", "conv2",
     activations = {"conv1": "input", "conv2": "relu1", "fc": "flatten"}
     layout = {name: {"min": make_reducer("min", False, inplace=True), "max": make_reducer("max", False, inplace=True)}
               for name in activations.values()}
-    stats = collect_statistics(engine, CompressedModel(model), [StatisticsRequest(layout)])[0]
+    stats = collect_statistics(engine, CompressedModel(model), [StatisticsRequest(layout_specs(layout))])[0]
     by_name = ops_by_name(model)
     for layer, producer in activations.items():
         low, high = float(aggregate("min", stats[producer]["min"])), float(aggregate("max", stats[producer]["max"]))
@@ -106,7 +107,7 @@ def output_means(engine: IEEngine, model: CompressedModel) -> Dict[str, np.ndarr
     """Per-channel means of the bias Add outputs over the whole data set (f32 statistics)."""
     layout = {add: {"mean": make_reducer("mean", True, -1 if layer == "fc" else 1, inplace=True)}
               for layer, add in LAYERS.items()}
-    stats = collect_statistics(engine, model, [StatisticsRequest(layout)])[0]
+    stats = collect_statistics(engine, model, [StatisticsRequest(layout_specs(layout))])[0]
     return {add: aggregate("mean", stats[add]["mean"]) for add in LAYERS.values()}
 
 
@@ -308,7 +309,7 @@ def test_bias_correction_matches_layer_by_layer_reference(engine):
     inputs = [loader[i][0][None] for i in corrector.subset_indices()]
     layout = {f"{name}_bias": {"m": make_reducer("mean", True, 1, inplace=True)}
               for name in ("conv_a", "conv_b", "conv_c", "conv_d")}
-    fp_stats = collect_statistics(engine, fp, [StatisticsRequest(layout, corrector.subset_indices())])[0]
+    fp_stats = collect_statistics(engine, fp, [StatisticsRequest(layout_specs(layout), corrector.subset_indices())])[0]
     fp_means = {key: aggregate("mean", value["m"]) for key, value in fp_stats.items()}
     reference = _sequential_reference(quantized.get_model().clone(), fp_means, inputs)
     for name in ("conv_a", "conv_b", "conv_c", "conv_d"):
@@ -344,7 +345,7 @@ def test_fast_bias_correction_shift_is_the_weight_error_on_the_fp_mean_input(eng
     nothing."""
     fp, quantized = _setup(engine)
     layout = {"flatten": {"mean": make_reducer("mean", True, -1, inplace=True)}}
-    mean_input = aggregate("mean", collect_statistics(engine, fp, [StatisticsRequest(layout)])[0]["flatten"]["mean"])
+    mean_input = aggregate("mean", collect_statistics(engine, fp, [StatisticsRequest(layout_specs(layout))])[0]["flatten"]["mean"])
     fp_output_mean = output_means(engine, fp)["fc_bias"]
     weights = constant_source(ops_by_name(fp.get_model())["fc"].input_value(1)).get_data()
     limit = np.abs(weights).max(axis=1, keepdims=True)
@@ -375,7 +376,7 @@ def test_fast_bias_correction_reads_the_float_weights_of_a_saturation_fixed_laye
     for port, value in ((3, -2 * limit), (4, 2 * limit)):
         replace_constant(constant_source(fq.input_value(port)), value.astype(np.float32))
     layout = {"flatten": {"mean": make_reducer("mean", True, -1, inplace=True)}}
-    mean_input = aggregate("mean", collect_statistics(engine, fp, [StatisticsRequest(layout)])[0]["flatten"]["mean"])
+    mean_input = aggregate("mean", collect_statistics(engine, fp, [StatisticsRequest(layout_specs(layout))])[0]["flatten"]["mean"])
     expected = output_means(engine, fp)["fc_bias"] - 2 * _fake_quantize(weights / 2, 16, -limit, limit) @ mean_input
     corrected = biases(FastBiasCorrection({}, engine).run(quantized))
     np.testing.assert_allclose(corrected["fc"], expected, rtol=1e-5, atol=1e-5)

@@ -9,11 +9,10 @@ import pytest
 from pot_torch.api.data_loader import DataLoader
 from pot_torch.engines.ie_engine import IEEngine
 from pot_torch.graph.nx_model import CompressedModel
-from pot_torch.statistics.aggregators import aggregate
-from pot_torch.statistics.channel_affine import ChannelAffine, channel_layout, derive
+from pot_torch.statistics.channel_affine import CHANNEL_STATS, ChannelAffine, channel_specs, derive
 from pot_torch.statistics.collector import StatisticsRequest, collect_statistics
-from pot_torch.statistics.online import stream_into
 from pot_torch.statistics.reducers import make_reducer
+from pot_torch.statistics.spec import StatisticSpec
 
 SHIFT = np.array([2.0, -1.0, 0.5, 0.0])
 SCALE = np.array([4.0, 0.25, 1.0, 2.0])
@@ -44,36 +43,34 @@ def affine_model() -> ov.Model:
     return ov.Model([ops.result(image)], [x], "affine")
 
 
-def _layout(online: bool) -> dict:
-    stats = {}
-    for kind in ("min", "max", "abs_max", "mean"):
-        for per_channel in (False, True):
-            reducer = make_reducer(kind, per_channel=per_channel, inplace=True)
-            stats[f"{kind}_{per_channel}"] = stream_into(reducer, "mean") if online else reducer
-    stats["quantile"] = make_reducer("quantile", per_channel=False, quantile=0.9)
-    return stats
+def _specs(aggregator) -> list:
+    specs = [StatisticSpec("y", f"{kind}_{per_channel}", make_reducer(kind, per_channel=per_channel, inplace=True),
+                           aggregator)
+             for kind in ("min", "max", "abs_max", "mean") for per_channel in (False, True)]
+    return specs + [StatisticSpec("y", "quantile", make_reducer("quantile", per_channel=False, quantile=0.9),
+                                  aggregator)]
 
 
-@pytest.mark.parametrize("online", [False, True])
-def test_derived_statistics_equal_measured_ones(online):
+@pytest.mark.parametrize("aggregator", [None, "mean", "median"])
+def test_derived_statistics_equal_measured_ones(aggregator):
     engine, model = IEEngine({"device": "CPU"}, Images()), CompressedModel(affine_model())
-    layout = _layout(online)
-    channel, measured = collect_statistics(engine, model, [StatisticsRequest(channel_layout(["x"], True), batch_size=2),
-                                                           StatisticsRequest({"y": layout}, batch_size=2)])
+    specs = _specs(aggregator)
+    channel, measured = collect_statistics(engine, model, [StatisticsRequest(channel_specs(["x"], True), batch_size=2),
+                                                           StatisticsRequest(specs, batch_size=2)])
     # in a changed model the same output holds the image; here ``y`` holds the image of ``x``
-    derived = derive({"y": layout}, {"y": ChannelAffine(SHIFT, SCALE, rank=4)}, {"y": channel["x"]})["y"]
+    derived = derive(specs, {"y": ChannelAffine(SHIFT, SCALE, rank=4)}, {"y": channel["x"]})["y"]
     assert "quantile" not in derived  # quantiles do not follow: measured again by the caller
-    assert set(derived) == set(layout) - {"quantile"}
-    for name, values in derived.items():
-        assert len(values) == len(measured["y"][name])  # as the engine returns them: per batch, or one row
-        np.testing.assert_allclose(aggregate("mean", values), aggregate("mean", measured["y"][name]),
+    assert set(derived) == {spec.name for spec in specs} - {"quantile"}
+    for name, value in derived.items():
+        # as collect_statistics gives them: aggregated, or per batch without an aggregator
+        np.testing.assert_allclose(np.asarray(value, np.float64), np.asarray(measured["y"][name], np.float64),
                                    rtol=1e-6, atol=1e-6, err_msg=name)
 
 
 def test_nothing_is_derived_without_an_affine_or_its_channel_statistics():
-    layout = {"y": _layout(False)}
-    assert derive(layout, {}, {"y": {}}) == {}
-    assert derive(layout, {"y": ChannelAffine(SHIFT, SCALE, rank=4)}, {}) == {}
-    per_channel_other_axis = {"y": {"max": make_reducer("max", per_channel=True, channel_axis=2)}}
-    channel = {"y": {name: [np.zeros((1, 4))] for name in channel_layout(["y"], False)["y"]}}
+    specs = _specs("mean")
+    assert derive(specs, {}, {"y": {}}) == {}
+    assert derive(specs, {"y": ChannelAffine(SHIFT, SCALE, rank=4)}, {}) == {}
+    per_channel_other_axis = [StatisticSpec("y", "max", make_reducer("max", per_channel=True, channel_axis=2), "max")]
+    channel = {"y": {name: [np.zeros((1, 4))] for name in CHANNEL_STATS.values()}}
     assert derive(per_channel_other_axis, {"y": ChannelAffine(SHIFT, SCALE, rank=4)}, channel) == {}

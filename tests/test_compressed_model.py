@@ -150,11 +150,12 @@ def test_replace_model():
 def test_statistics_on_an_op_name_two_cascade_members_share_are_refused():
     from pot_torch.engines.ie_engine import IEEngine
     from pot_torch.statistics.collector import StatisticsRequest, collect_statistics
+    from pot_torch.statistics.spec import layout_specs
     from pot_torch.statistics.reducers import make_reducer
 
     model = cascade(pnet=conv_model(), rnet=conv_model(seed=1))
     name = next(op.get_friendly_name() for op in conv_model().get_ops() if op.get_type_name() == "Convolution")
-    request = StatisticsRequest({name: {"max": make_reducer("max", False)}})
+    request = StatisticsRequest(layout_specs({name: {"max": make_reducer("max", False)}}))
     with pytest.raises(ValueError, match=rf"cascade members \['pnet', 'rnet'\] each have an op named '{name}': "
                                          r"statistics are keyed by op name, so theirs would mix\. Give each "
                                          r"member's ops unique names"):

@@ -11,9 +11,8 @@ from pot_torch.algorithms.params import resolve_params, sub_params
 from pot_torch.algorithms.quantization.default import DefaultQuantization
 from pot_torch.engines import IEEngine
 from pot_torch.graph.editor import fake_quantize_ops, fake_quantize_ranges, find_op
-from pot_torch.statistics.aggregators import aggregate
 from pot_torch.statistics.collector import StatisticsRequest, collect_statistics
-from pot_torch.statistics.online import stream_into
+from pot_torch.statistics.spec import StatisticSpec
 from pot_torch.statistics.reducers import make_reducer
 from tests.model_builders import conv_model, reference_infer
 from tests.test_minmax import HIGHS, ArrayLoader, fq, images, quantize
@@ -220,19 +219,21 @@ def test_a_request_on_the_first_batches_of_another_shares_its_pass_with_the_same
     data = [np.random.default_rng(i).standard_normal((1, 3, 16, 16)).astype(np.float32) for i in range(8)]
     engine = CountingEngine({"device": "CPU"}, ArrayLoader(data))
     model = CompressedModel(conv_model())
-    long = StatisticsRequest({"input": {"max": stream_into(make_reducer("max", False, inplace=True), "max")}},
+    long = StatisticsRequest([StatisticSpec("input", "max", make_reducer("max", False, inplace=True), "max")],
                              list(range(8)), 1)
-    short = StatisticsRequest({"input": {"mean": stream_into(make_reducer("mean", True, inplace=True), "mean"),
-                                         "raw": lambda x: x}}, list(range(3)), 1)
+    short = StatisticsRequest([StatisticSpec("input", "mean", make_reducer("mean", True, inplace=True), "mean"),
+                               StatisticSpec("input", "raw", lambda x: x)], list(range(3)), 1)
     together = collect_statistics(engine, model, [long, short])
     assert engine.passes == 1
     alone = collect_statistics(engine, model, [short])[0]
     assert len(together[1]["input"]["raw"]) == 3  # its three batches, not the long pass's eight
     np.testing.assert_array_equal(np.concatenate(together[1]["input"]["raw"]), np.concatenate(alone["input"]["raw"]))
-    np.testing.assert_allclose(aggregate("mean", together[1]["input"]["mean"]), aggregate("mean", alone["input"]["mean"]),
-                               rtol=1e-6)
-    assert aggregate("max", together[0]["input"]["max"]) == max(float(x.max()) for x in data)
-    other_order = StatisticsRequest(short.layout, [1, 2, 3], 1)  # not the long pass's first samples: own pass
+    np.testing.assert_allclose(together[1]["input"]["mean"], alone["input"]["mean"], rtol=1e-6)
+    # cut to its batches, then aggregated: the mean of the first three samples only
+    np.testing.assert_allclose(together[1]["input"]["mean"], np.mean(np.concatenate(data[:3]), axis=(0, 2, 3)),
+                               rtol=1e-5)
+    assert together[0]["input"]["max"] == max(float(x.max()) for x in data)
+    other_order = StatisticsRequest(short.specs, [1, 2, 3], 1)  # not the long pass's first samples: own pass
     engine.passes = 0
     collect_statistics(engine, model, [long, other_order])
     assert engine.passes == 2

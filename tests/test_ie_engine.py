@@ -405,6 +405,7 @@ def test_pot_style_overrides_of_process_batch_and_fill_input():
 
 def test_collect_statistics_frees_the_statistics_models_and_keeps_the_plain_one():
     from pot_torch.statistics.collector import StatisticsRequest, collect_statistics
+    from pot_torch.statistics.spec import layout_specs
 
     model, images = conv_model(), _images(2)
     engine = _engine(model, [(x, None) for x in images])
@@ -412,7 +413,7 @@ def test_collect_statistics_frees_the_statistics_models_and_keeps_the_plain_one(
     original = engine._ie.compile_model
     engine._ie.compile_model = lambda *a, **k: compiles.append(1) or original(*a, **k)
     layout = {"relu1": {"max": make_reducer("max", False, inplace=True)}}
-    stats = collect_statistics(engine, CompressedModel(model), [StatisticsRequest(layout)])[0]
+    stats = collect_statistics(engine, CompressedModel(model), [StatisticsRequest(layout_specs(layout))])[0]
     assert len(stats["relu1"]["max"]) == 2 and len(compiles) == 1
     assert len(engine._compiled) == 0  # the statistics model does not outlive the collection
     engine.predict()

@@ -16,6 +16,7 @@ from pot_torch.engines import IEEngine
 from pot_torch.graph.editor import fake_quantize_ops, fake_quantize_ranges, find_op
 from pot_torch.graph.layer_patterns import find_bias_add
 from pot_torch.statistics.collector import StatisticsRequest, collect_statistics
+from pot_torch.statistics.spec import layout_specs
 from pot_torch.statistics.padding import report_mask_input
 from pot_torch.statistics.reducers import make_reducer
 from tests.test_minmax import ArrayLoader  # items (data, None); here data is a dict by input name
@@ -84,7 +85,7 @@ def _layout() -> Dict[str, Dict[str, object]]:
 
 def _collect(items: List[Dict[str, np.ndarray]], real_tokens: bool, model: Optional[ov.Model] = None) -> Dict:
     engine = IEEngine({"device": "CPU"}, ArrayLoader(items))
-    request = StatisticsRequest(_layout(), list(range(len(items))), 1, real_tokens=real_tokens)
+    request = StatisticsRequest(layout_specs(_layout()), list(range(len(items))), 1, real_tokens=real_tokens)
     return collect_statistics(engine, CompressedModel(model or encoder()), [request])[0]
 
 
@@ -111,7 +112,7 @@ def test_masked_reductions_stay_per_sample_in_batches_of_several_sentences():
     layout = {"ln": {kind: make_reducer(kind, True, channel_axis=-1, inplace=True)
                      for kind in ("min", "max", "abs_max", "mean")}}
     measured = collect_statistics(engine, CompressedModel(encoder(batch=-1)),
-                                  [StatisticsRequest(layout, list(range(4)), 2, real_tokens=True)])[0]
+                                  [StatisticsRequest(layout_specs(layout), list(range(4)), 2, real_tokens=True)])[0]
     expected = _collect([unpadded(x) for x in real], real_tokens=False, model=encoder(batch=-1))
     for kind in ("min", "max", "abs_max", "mean"):
         np.testing.assert_allclose(np.concatenate(measured["ln"][kind]),
@@ -219,6 +220,26 @@ def test_activations_not_shaped_batch_seq_keep_their_statistics_over_all_positio
     layout = {"tokens_first": {"max": make_reducer("max", False, inplace=True)}}
     with caplog.at_level(logging.WARNING):
         measured = collect_statistics(engine, CompressedModel(model),
-                                      [StatisticsRequest(layout, [0, 1], 1, real_tokens=True)])[0]
+                                      [StatisticsRequest(layout_specs(layout), [0, 1], 1, real_tokens=True)])[0]
     assert any("tokens_first" in r.getMessage() and "over all positions" in r.getMessage() for r in caplog.records)
     assert np.all(np.concatenate(measured["tokens_first"]["max"]) >= 40.0)  # the padding is in
+
+
+def test_samples_without_padding_are_measured_by_plain_reductions(caplog):
+    """A dynamic-shape model fed unpadded sentences (every mask all ones, as minilm_dynamic's calibration) gets the
+    plain statistics, bit for bit, without building the masked reductions; one padded sentence brings them back."""
+    real = sentences()
+    with caplog.at_level(logging.INFO):
+        skipped = _collect([unpadded(x) for x in real], real_tokens=True)
+    assert "all real tokens" in caplog.text
+    plain = _collect([unpadded(x) for x in real], real_tokens=False)
+    for key, stats in plain.items():
+        for name, values in stats.items():
+            np.testing.assert_array_equal(np.concatenate(skipped[key][name]), np.concatenate(values), err_msg=name)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        mixed = _collect([unpadded(x) for x in real[1:]] + [padded(real[0])], real_tokens=True)
+    assert "all real tokens" not in caplog.text
+    expected = _collect([unpadded(x) for x in real[1:] + real[:1]], real_tokens=False)
+    np.testing.assert_allclose(np.concatenate(mixed["ln"]["max_tensor"]), np.concatenate(expected["ln"]["max_tensor"]),
+                               rtol=1e-5)

@@ -7,6 +7,7 @@ from model_builders import conv_model, reference_infer
 from pot_torch import CompressedModel, DataLoader, IEEngine, Metric, Pipeline, create_pipeline
 from pot_torch.algorithms import Algorithm
 from pot_torch.statistics.collector import StatisticsRequest
+from pot_torch.statistics.spec import layout_specs
 
 
 class Images(DataLoader):
@@ -42,7 +43,7 @@ class Recorder(Algorithm):
         self.node, self.change_original_model, self.received = node, changes, None
 
     def statistics_requests(self, model):
-        return [StatisticsRequest({self.node: {"max": lambda x: np.max(x)}}, subset_indices=[0, 1])]
+        return [StatisticsRequest(layout_specs({self.node: {"max": lambda x: np.max(x)}}), subset_indices=[0, 1])]
 
     def run(self, model, statistics=None):
         self.received = statistics

@@ -14,6 +14,7 @@ from pot_torch.graph.editor import ops_by_name
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.graph.node_key import output_key
 from pot_torch.statistics.collector import StatisticsRequest, collect_statistics
+from pot_torch.statistics.spec import StatisticSpec
 
 
 def sqnr_db(engine: Engine, fp_model: ov.Model, int8_model: ov.Model, groups: Sequence[QuantizerGroup],
@@ -49,14 +50,14 @@ def range_shapes(engine: Engine, fp_model: ov.Model, int8_model: ov.Model, group
     ``GroupRow``), from the per-channel absolute maxima over ``indices`` in the FP model; ``None``s for a group
     without activation quantizers."""
     per_group = [activation_keys(int8_model, group) for group in groups]
-    layout = {key: {"channel_abs_max": _channel_abs_max} for keys in per_group for key in keys}
+    specs = [StatisticSpec(key, "channel_abs_max", _channel_abs_max, "max") for keys in per_group for key in keys]
     stats = collect_statistics(statistics_engine(engine), CompressedModel(fp_model.clone()),
-                               [StatisticsRequest(layout, list(indices), tag="report")])[0] if layout else {}
+                               [StatisticsRequest(specs, list(indices), tag="report")])[0] if specs else {}
     shapes = []
     for keys in per_group:
         best: Tuple[Optional[float], Optional[float], Optional[int]] = (None, None, None)
         for key in keys:
-            maxima = np.max(np.concatenate([np.asarray(v) for v in stats[key]["channel_abs_max"]], axis=0), axis=0)
+            maxima = stats[key]["channel_abs_max"]
             median = float(np.median(maxima))
             nonzero = maxima[maxima > 0]
             ratio = float(maxima.max() / median) if median > 0 else float("inf")

@@ -13,12 +13,12 @@ so what a second pass would measure differs by float32 rounding (relative ~1e-7)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Hashable, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Hashable, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from pot_torch.statistics.online import engine_values
 from pot_torch.statistics.reducers import make_reducer
+from pot_torch.statistics.spec import StatisticSpec
 
 #: Names of the per-sample, per-channel statistics of ``x`` (kept per batch).
 CHANNEL_STATS = {"min": "affine_channel_min", "max": "affine_channel_max", "mean": "affine_channel_mean"}
@@ -40,25 +40,25 @@ class ChannelAffine:
         return (np.asarray(values, np.float64) - self.shift) / self.scale
 
 
-def channel_layout(keys: Iterable[Hashable], inplace: bool, channel_axis: int = 1) -> Dict[Hashable, Dict[str, Any]]:
-    """The per-sample, per-channel ``min``, ``max`` and ``mean`` of each output of ``keys`` (a statistics layout)."""
-    return {key: {name: make_reducer(kind, per_channel=True, channel_axis=channel_axis, inplace=inplace)
-                  for kind, name in CHANNEL_STATS.items()} for key in keys}
+def channel_specs(keys: Iterable[Hashable], inplace: bool, channel_axis: int = 1) -> List[StatisticSpec]:
+    """The per-sample, per-channel ``min``, ``max`` and ``mean`` of each output of ``keys`` (kept per batch)."""
+    return [StatisticSpec(key, name, make_reducer(kind, per_channel=True, channel_axis=channel_axis, inplace=inplace))
+            for key in keys for kind, name in CHANNEL_STATS.items()]
 
 
-def derive(layout: Mapping[Hashable, Mapping[str, Any]], affines: Mapping[Hashable, ChannelAffine],
-           channel_stats: Mapping[Hashable, Mapping[str, List[Any]]]) -> Dict[Hashable, Dict[str, List[Any]]]:
-    """The statistics of ``layout`` on the outputs of ``affines`` that follow from ``channel_stats`` (measured by
-    :func:`channel_layout` before the change), as an engine returns them."""
-    derived: Dict[Hashable, Dict[str, List[Any]]] = {}
-    for key, stats in layout.items():
-        affine, measured = affines.get(key), channel_stats.get(key, {})
+def derive(specs: Sequence[StatisticSpec], affines: Mapping[Hashable, ChannelAffine],
+           channel_stats: Mapping[Hashable, Mapping[str, List[Any]]]) -> Dict[Hashable, Dict[str, Any]]:
+    """The collected values of the ``specs`` on the outputs of ``affines`` that follow from ``channel_stats``
+    (measured by :func:`channel_specs` before the change), ``{node: {name: value}}`` as ``collect_statistics``
+    gives them."""
+    derived: Dict[Hashable, Dict[str, Any]] = {}
+    for spec in specs:
+        affine, measured = affines.get(spec.node), channel_stats.get(spec.node, {})
         if affine is None or not all(measured.get(name) for name in CHANNEL_STATS.values()):
             continue
-        for stat_name, fn in stats.items():
-            batches = _per_batch(fn, affine, measured)
-            if batches is not None:
-                derived.setdefault(key, {})[stat_name] = engine_values(fn, batches)
+        batches = _per_batch(spec.reducer, affine, measured)
+        if batches is not None:
+            derived.setdefault(spec.node, {})[spec.name] = spec.aggregate_computed(batches)
     return derived
 
 

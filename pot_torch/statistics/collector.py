@@ -1,39 +1,72 @@
-"""Collecting the statistics that algorithms ask for, with as few passes over the data as possible."""
+"""Collecting the statistics that algorithms declare, with as few passes over the data as possible.
+
+A :class:`StatisticsRequest` holds :class:`~pot_torch.statistics.spec.StatisticSpec` s; ``collect_statistics``
+turns them into the layout POT's ``Engine.predict`` takes (``{node_key: {stat_name: fn}}``, reducers of online
+aggregators marked for ``IEEngine``, see :mod:`~pot_torch.statistics.online`), runs the passes, and hands back per
+request ``{node_key: {stat_name: value}}``: each spec's aggregated array (its per-batch list without an aggregator).
+The list-returning ``Engine.predict`` is the boundary for custom engines: whatever they return is aggregated here.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple
 
 from pot_torch.api.engine import Engine
 from pot_torch.graph.node_key import split_node_key
 from pot_torch.samplers.batch_sampler import BatchSampler
-from pot_torch.statistics.online import kept_per_batch
-from pot_torch.statistics.padding import find_mask_input, other_mask_inputs, real_tokens, report_mask_input
+from pot_torch.statistics.online import stream_into
+from pot_torch.statistics.padding import (
+    every_token_real, find_mask_input, other_mask_inputs, real_tokens, report_mask_input)
+from pot_torch.statistics.spec import StatisticSpec
+from pot_torch.utils.logger import get_logger
+
+logger = get_logger(__name__)
 
 #: A statistics layout as POT's ``Engine.predict`` takes it: ``{node_key: {stat_name: fn}}``. ``node_key`` is
 #: an op's friendly name (its output 0) or ``(friendly_name, output_index)``; ``fn`` maps the batch output
 #: (numpy, batch first) to a value.
 StatsLayout = Dict[Hashable, Dict[str, Callable[[Any], Any]]]
-#: Collected statistics as ``Engine.predict`` returns them: ``{node_key: {stat_name: [value per batch]}}``.
-Statistics = Dict[Hashable, Dict[str, List[Any]]]
+#: Collected statistics of one request: ``{node_key: {stat_name: value}}``, the value being the spec's aggregate
+#: (``None``: the op produced no values on the data) or, for a spec without an aggregator, the per-batch list.
+Statistics = Dict[Hashable, Dict[str, Any]]
 
 
 @dataclass
 class StatisticsRequest:
     """What one algorithm needs collected on a model.
 
-    :param layout: the statistics layout.
+    :param specs: the statistics (a later spec with the node and name of an earlier one replaces it).
     :param subset_indices: data set indices to run over (``None``: the whole data set).
     :param batch_size: items per inference batch.
     :param real_tokens: measure activations ``[batch, seq, ...]`` on the positions where the model's mask input
         is non-zero only (``padding_aware_statistics``, see :mod:`pot_torch.statistics.padding`).
     """
 
-    layout: StatsLayout
+    specs: Sequence[StatisticSpec]
     subset_indices: Optional[Sequence[int]] = None
     batch_size: int = 1
     tag: str = field(default="", compare=False)
     real_tokens: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.specs, Mapping) or not all(isinstance(spec, StatisticSpec) for spec in self.specs):
+            raise TypeError(f"StatisticsRequest {self.tag!r}: specs must be a sequence of StatisticSpec, got "
+                            f"{type(self.specs).__name__}; declare each statistic as StatisticSpec(node, name, "
+                            "reducer, aggregator), or convert a layout {node: {name: reducer}} with "
+                            "pot_torch.statistics.spec.layout_specs(layout, aggregator)")
+        self.specs = tuple({(spec.node, spec.name): spec for spec in self.specs}.values())
+
+    @property
+    def layout(self) -> StatsLayout:
+        """The specs' reducers as a POT statistics layout, ``{node: {name: reducer}}`` (a view)."""
+        layout: StatsLayout = {}
+        for spec in self.specs:
+            layout.setdefault(spec.node, {})[spec.name] = spec.reducer
+        return layout
+
+    def nodes(self) -> List[Hashable]:
+        """The op outputs the specs read, each once, in order."""
+        return list(dict.fromkeys(spec.node for spec in self.specs))
 
     def sampling_key(self) -> Tuple[Optional[Tuple[int, ...]], int]:
         """Requests with equal keys are served by one pass over the data."""
@@ -43,7 +76,10 @@ class StatisticsRequest:
 
 def collect_statistics(engine: Engine, model: Any, requests: Sequence[StatisticsRequest],
                        print_progress: bool = False) -> List[Statistics]:
-    """Run ``model`` through ``engine`` and return the statistics of each request, in request order.
+    """Run ``model`` through ``engine`` and return the statistics of each request, in request order:
+    ``{node_key: {stat_name: value}}`` with each spec's aggregate of the per-batch values the engine returned
+    (``None`` if it returned none: the op never ran on the data; the list itself for a spec without an
+    aggregator). A statistic the engine did not return at all is absent.
 
     Requests that read the same samples in the same batches share one ``engine.predict`` call, and so does a
     request whose samples are the first whole batches of another's (BiasCorrection's first 20 % of the
@@ -57,27 +93,24 @@ def collect_statistics(engine: Engine, model: Any, requests: Sequence[Statistics
     passes = _plan_passes(requests)
     if not passes:
         return results
-    _check_cascade_keys(model, [key for request in requests for key in request.layout])
+    _check_cascade_keys(model, [node for request in requests for node in request.nodes()])
     engine.set_model(model)
-    mask_input = _mask_input(model) if any(request.real_tokens for request in requests) else None
+    mask_input = _mask_input(model, engine, passes) if any(request.real_tokens for request in requests) else None
     for (subset, batch_size), members in passes.items():
         merged: StatsLayout = {}
         for index, batches in members.items():
-            for node_key, stats in requests[index].layout.items():
-                for stat_name, fn in stats.items():
-                    if requests[index].real_tokens and mask_input is not None:
-                        fn = real_tokens(fn, mask_input)
-                    merged.setdefault(node_key, {})[f"{index}/{stat_name}"] = \
-                        fn if batches is None else kept_per_batch(fn)
+            for spec in requests[index].specs:
+                merged.setdefault(spec.node, {})[f"{index}/{spec.name}"] = _engine_fn(
+                    spec, batches is None, mask_input if requests[index].real_tokens else None)
         sampler = BatchSampler(engine.data_loader, batch_size=batch_size,
                                subset_indices=list(subset) if subset is not None else None)
         _, collected = engine.predict(stats_layout=merged, sampler=sampler, print_progress=print_progress)
-        for node_key, stats in (collected or {}).items():
-            for merged_name, values in stats.items():
-                index_text, stat_name = merged_name.split("/", 1)
-                batches = members[int(index_text)]
-                results[int(index_text)].setdefault(node_key, {})[stat_name] = \
-                    values if batches is None else values[:batches]
+        for index, batches in members.items():
+            for spec in requests[index].specs:
+                values = (collected or {}).get(spec.node, {}).get(f"{index}/{spec.name}")
+                if values is not None:
+                    results[index].setdefault(spec.node, {})[spec.name] = \
+                        spec.aggregate(values if batches is None else values[:batches])
     release = getattr(engine, "release_statistics_models", None)  # IEEngine's; POT's Engine API has none
     if callable(release):
         release()
@@ -87,13 +120,30 @@ def collect_statistics(engine: Engine, model: Any, requests: Sequence[Statistics
 SamplingKey = Tuple[Optional[Tuple[int, ...]], int]
 
 
-def _mask_input(model: Any) -> Optional[str]:
-    """The friendly name of the mask input of ``model``'s members (the first found), reported once per model."""
+def _engine_fn(spec: StatisticSpec, online: bool, mask_input: Optional[str]) -> Any:
+    """The statistic function the engine gets for ``spec``: its reducer, marked for online aggregation when
+    ``online`` (its values are not cut to a request's leading batches), measured on real tokens only when a
+    ``mask_input`` is given (:func:`~pot_torch.statistics.padding.real_tokens` keeps the mark)."""
+    fn = stream_into(spec.reducer, spec.aggregator) if online else spec.reducer
+    return fn if mask_input is None else real_tokens(fn, mask_input)
+
+
+def _mask_input(model: Any, engine: Engine, passes: Dict[SamplingKey, Any]) -> Optional[str]:
+    """The friendly name of the mask input of ``model``'s members (the first found), reported once per model;
+    ``None`` also when every sample the ``passes`` read has no padding (the masked statistics would equal the plain
+    ones: skipped, and said)."""
     members = [entry["model"] for entry in getattr(model, "models", None) or [{"model": model}]]
     found = [mask.get_friendly_name() for member in members for mask in [find_mask_input(member)] if mask is not None]
     mask_input = found[0] if found else None
     others = tuple(name for member in members for name in other_mask_inputs(member))
     report_mask_input(members[0].get_friendly_name(), mask_input, others)
+    subsets = [subset for subset, _ in passes]
+    indices = None if None in subsets else sorted({index for subset in subsets for index in subset})
+    if mask_input is not None and every_token_real(engine.data_loader, indices, mask_input):
+        logger.info("padding-aware statistics: every calibration sample of model '%s' is all real tokens (its '%s' "
+                    "is non-zero everywhere), so plain statistics are the same and are taken instead",
+                    members[0].get_friendly_name(), mask_input)
+        return None
     return mask_input
 
 
@@ -102,7 +152,7 @@ def _plan_passes(requests: Sequence[StatisticsRequest]) -> Dict[SamplingKey, Dic
     the request reads (it rides on a longer pass whose subset starts with its own)}}``."""
     passes: Dict[SamplingKey, Dict[int, Optional[int]]] = {}
     for index, request in enumerate(requests):
-        if request.layout:
+        if request.specs:
             passes.setdefault(request.sampling_key(), {})[index] = None
     for key in sorted(passes, key=lambda k: -1 if k[0] is None else len(k[0])):
         subset, batch_size = key

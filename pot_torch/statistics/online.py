@@ -1,16 +1,16 @@
 """Online aggregation: fold per-batch reducer values into a running result as batches arrive.
 
-``Engine.predict`` returns ``{node: {stat: [value per batch]}}`` and the algorithms aggregate afterwards; kept
-per batch, that list grows with the calibration set. For the aggregators that can be computed exactly from
-a running value (``'min'``, ``'max'``, ``'mean'`` as sum and count) an algorithm marks its reducer with
-:func:`stream_into` and ``IEEngine`` keeps one :class:`OnlineAccumulator` per statistic instead of the list.
-The engine then returns a one-element list, ``[accumulator.result()]``, one row (``[1]`` or ``[1, C]``) that
-the same aggregator passes through unchanged: ``min([x]) == x``, ``mean([x]) == x``.
+``Engine.predict`` returns ``{node: {stat: [value per batch]}}``; kept per batch, that list grows with the
+calibration set. For the aggregators that can be computed exactly from a running value (``'min'``, ``'max'``,
+``'mean'`` as sum and count) ``collect_statistics`` hands the engine each such statistic's reducer marked with
+:func:`stream_into` (derived from its ``StatisticSpec``), and ``IEEngine`` keeps one :class:`OnlineAccumulator` per
+statistic instead of the list. The engine then returns a one-element list, ``[accumulator.result()]``, one row
+(``[1]`` or ``[1, C]``) that the same aggregator passes through unchanged: ``min([x]) == x``, ``mean([x]) == x``.
 
 The results equal the list-then-aggregate ones exactly for ``'min'`` and ``'max'``; for ``'mean'`` the sum
 is kept in float64 in data set order (deterministic), so it differs at most by float64 rounding before the
 final float32 cast. Engines that return per-batch lists (custom ``Engine`` subclasses) still work: the
-algorithms aggregate whatever list they get.
+collector aggregates whatever list it gets.
 
 A batch is folded row by row (:func:`fold_rows`: one elementwise operation per sample, the sum starting from
 0.0 like ``numpy.sum``), so a statistic's aggregate does not depend on how its values are laid out:
@@ -27,7 +27,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 
 __all__ = ["ONLINE_AGGREGATORS", "OnlineAccumulator", "GroupAccumulator", "stream_into", "online_aggregator_of",
-           "kept_per_batch", "engine_values", "fold_rows"]
+           "engine_values", "fold_rows"]
 
 #: Aggregators with an exact online form.
 ONLINE_AGGREGATORS = ("min", "max", "mean")
@@ -35,27 +35,17 @@ ONLINE_AGGREGATORS = ("min", "max", "mean")
 ONLINE_ATTRIBUTE = "online_aggregate"
 
 
-def stream_into(fn: Any, aggregator: str) -> Any:
-    """Mark the statistic function ``fn`` (a reducer) as aggregated by ``aggregator``; returns ``fn``.
-
-    Only aggregators of :data:`ONLINE_AGGREGATORS` are marked; others leave ``fn`` unmarked (per-batch lists).
-    """
-    if aggregator in ONLINE_AGGREGATORS:
-        setattr(fn, ONLINE_ATTRIBUTE, aggregator)
-    return fn
-
-
-def kept_per_batch(fn: Any) -> Any:
-    """``fn`` itself if it is not marked by :func:`stream_into`, else a copy of it without the mark (its values
-    are then returned per batch, e.g. to be cut to a prefix of the samples)."""
-    if online_aggregator_of(fn) is None:
+def stream_into(fn: Any, aggregator: Optional[str]) -> Any:
+    """``fn`` (a statistic function) marked as aggregated by ``aggregator``: a copy carrying the mark, or ``fn``
+    itself when ``aggregator`` is not one of :data:`ONLINE_AGGREGATORS` (its values are kept per batch)."""
+    if aggregator not in ONLINE_AGGREGATORS:
         return fn
     if isinstance(fn, types.FunctionType):
-        copied: Any = functools.wraps(fn)(lambda *args, **kwargs: fn(*args, **kwargs))
+        marked: Any = functools.wraps(fn)(lambda *args, **kwargs: fn(*args, **kwargs))
     else:
-        copied = copy.copy(fn)
-    copied.__dict__.pop(ONLINE_ATTRIBUTE, None)
-    return copied
+        marked = copy.copy(fn)
+    setattr(marked, ONLINE_ATTRIBUTE, aggregator)
+    return marked
 
 
 def online_aggregator_of(fn: Any) -> Optional[str]:
@@ -64,12 +54,12 @@ def online_aggregator_of(fn: Any) -> Optional[str]:
     return name if name in ONLINE_AGGREGATORS else None
 
 
-def engine_values(fn: Any, batches: List[Any]) -> List[Any]:
-    """What ``IEEngine`` returns for statistic ``fn`` whose per-batch values are ``batches``: the list itself, or
-    for a function marked by :func:`stream_into` the one-row list ``[accumulator.result()]`` (used where values
-    are computed rather than measured, e.g. derived from statistics taken before a model change)."""
-    aggregator = online_aggregator_of(fn)
-    if aggregator is None:
+def engine_values(aggregator: Optional[str], batches: List[Any]) -> List[Any]:
+    """What ``IEEngine`` returns for a statistic aggregated by ``aggregator`` whose per-batch values are
+    ``batches``: the list itself, or for an aggregator of :data:`ONLINE_AGGREGATORS` the one-row list
+    ``[accumulator.result()]`` (used where values are computed rather than measured, e.g. derived from statistics
+    taken before a model change)."""
+    if aggregator not in ONLINE_AGGREGATORS:
         return list(batches)
     accumulator = OnlineAccumulator(aggregator)
     for batch in batches:

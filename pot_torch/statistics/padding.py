@@ -19,7 +19,7 @@ as fed.
 from __future__ import annotations
 
 import functools
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import openvino as ov
@@ -36,7 +36,7 @@ logger = get_logger(__name__)
 
 __all__ = ["MASK_INPUT", "MASKED_KINDS", "find_mask_input", "real_token_mask", "masked_reduce_output",
            "RealTokenStatistic", "RealTokenReduction", "RealTokenRows", "real_tokens",
-           "real_rows", "report_mask_input", "other_mask_inputs"]
+           "real_rows", "report_mask_input", "other_mask_inputs", "every_token_real"]
 
 #: The model input taken as the padding mask (by tensor or friendly name): Hugging Face's convention, non-zero on
 #: real tokens. Other inputs named like masks are not guessed at: PyTorch's ``key_padding_mask`` is non-zero on the
@@ -220,6 +220,21 @@ def real_rows(value: np.ndarray) -> np.ndarray:
 def _warn_all_positions(what: str, shape: str, mask_input: str) -> None:
     logger.warning("padding-aware statistics: %s of shape %s is not [batch, seq, ...] like the mask input '%s', so "
                    "its statistics are taken over all positions, padding included", what, shape, mask_input)
+
+
+def every_token_real(data_loader: Any, indices: Optional[Sequence[int]], mask_input: str) -> bool:
+    """Whether every calibration item of ``data_loader`` (at ``indices``; all when ``None``) gives the mask as a
+    dict entry (``mask_input``'s friendly name or :data:`MASK_INPUT`) that is non-zero everywhere. Then padding-aware
+    statistics equal plain ones (a dynamic-shape model fed unpadded samples), and ``collect_statistics`` skips the
+    masked reductions. ``False`` at the first item that does not: padded, or its data is not such a dict."""
+    for index in range(len(data_loader)) if indices is None else indices:
+        item = data_loader[index]
+        parts = item[:2] if isinstance(item, (tuple, list)) else (item,)  # (data, annotation) or POT's older format
+        masks = [part[key] for part in parts if isinstance(part, Mapping)
+                 for key in (mask_input, MASK_INPUT) if key in part]
+        if not masks or not np.all(np.asarray(masks[0]) != 0):
+            return False
+    return True
 
 
 @functools.lru_cache(maxsize=None)

@@ -25,7 +25,7 @@ the levels' CPU time from ~6.2 s to ~4.7 s, with a byte-identical IR.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Hashable, List, Mapping, Optional, Set
+from typing import Dict, Hashable, List, Mapping, Optional, Set
 
 import numpy as np
 import openvino as ov
@@ -34,7 +34,7 @@ import openvino.opset13 as ops
 from pot_torch.algorithms.params import calibration_indices
 from pot_torch.algorithms.quantization.bias_correction_base import (BiasedLayer, BiasShiftAlgorithm, apply_bias_shift,
                                                                     compile_f32_for_throughput, find_biased_layers,
-                                                                    mean_layout, mean_of)
+                                                                    mean_of, mean_specs)
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.constants import constant_ops, constant_source
 from pot_torch.graph.editor import fake_quantize_ops, ops_by_name, remove_fake_quantize
@@ -42,9 +42,10 @@ from pot_torch.graph.layer_patterns import find_bias_add
 from pot_torch.graph.node_key import output_key, split_node_key
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.aggregators import aggregate
-from pot_torch.statistics.collector import StatisticsRequest
+from pot_torch.statistics.collector import Statistics, StatisticsRequest
 from pot_torch.statistics.padding import find_mask_input, masked_reduce_output, real_token_mask
 from pot_torch.statistics.reducers import make_reducer
+from pot_torch.statistics.spec import StatisticSpec
 from pot_torch.utils.logger import get_logger
 
 logger = get_logger(__name__)
@@ -91,22 +92,21 @@ class BiasCorrection(BiasShiftAlgorithm):
 
     def statistics_requests(self, model: CompressedModel) -> List[StatisticsRequest]:
         """Per-channel means of every biased layer's output and the raw model inputs (FP model)."""
-        layout: Dict[Hashable, Dict[str, Any]] = {}
+        specs: List[StatisticSpec] = []
         for member in model.models:
             ov_model = member["model"]
             layers = find_biased_layers(ov_model, quantized_only=False)
             if not layers:
                 continue
-            for key, stats in mean_layout(ov_model, layers, self.config.inplace_statistics, "output").items():
-                layout.setdefault(key, {}).update(stats)
-            for parameter in ov_model.get_parameters():
-                layout.setdefault(output_key(parameter.output(0)), {})[RAW_STAT] = raw_value
-        if not layout:
+            specs += mean_specs(ov_model, layers, self.config.inplace_statistics, "output")
+            specs += [StatisticSpec(output_key(parameter.output(0)), RAW_STAT, raw_value)
+                      for parameter in ov_model.get_parameters()]
+        if not specs:
             return []
-        return [StatisticsRequest(layout, self.subset_indices(), self.config.stat_batch_size, tag=self.name,
+        return [StatisticsRequest(specs, self.subset_indices(), self.config.stat_batch_size, tag=self.name,
                                   real_tokens=bool(self.config.padding_aware_statistics))]
 
-    def _correct(self, model: ov.Model, stats: Mapping[Hashable, Dict[str, list]]) -> None:
+    def _correct(self, model: ov.Model, stats: Statistics) -> None:
         work = model.clone()
         for fq in fake_quantize_ops(work):
             if constant_source(fq.input_value(0)) is None:
@@ -143,8 +143,7 @@ def _by_level(layers: List[BiasedLayer], levels: Mapping[str, int]) -> List[List
     return [grouped[level] for level in sorted(grouped)]
 
 
-def _model_inputs(model: ov.Model, stats: Mapping[Hashable, Dict[str, list]]
-                  ) -> Optional[Dict[Hashable, List[np.ndarray]]]:
+def _model_inputs(model: ov.Model, stats: Statistics) -> Optional[Dict[Hashable, List[np.ndarray]]]:
     """The model inputs as collected, per batch, by statistics key (``None`` if one is missing)."""
     inputs = {}
     for parameter in model.get_parameters():

@@ -3,7 +3,7 @@
 Both correct the bias of each quantized layer (Convolution, GroupConvolution, ConvolutionBackpropData, MatMul
 followed by a bias ``Add``) so that the per-channel mean of its output matches the floating-point model's.
 They share: finding those layers (:func:`find_biased_layers`), the floating-point statistics they ask for
-(:func:`mean_layout`), POT's rule deciding whether a shift is applied (:func:`apply_bias_shift`), f32
+(:func:`mean_specs`), POT's rule deciding whether a shift is applied (:func:`apply_bias_shift`), f32
 compilation of the small models they run, and their common ``run`` (:class:`BiasShiftAlgorithm`), which
 collects the statistics on the floating-point reference of a quantized model (:func:`fp_reference`) when they
 are run on their own.
@@ -14,7 +14,7 @@ import copy
 import functools
 from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Any, Dict, Hashable, List, Mapping, Optional
+from typing import Any, Hashable, List, Optional
 
 import numpy as np
 import openvino as ov
@@ -28,10 +28,9 @@ from pot_torch.graph.layer_patterns import (LAYERS_WITH_BIAS, activation_port, a
                                             find_bias_add, has_quantized_weights, input_channel_axis, output_channel_axis)
 from pot_torch.graph.node_key import output_key
 from pot_torch.graph.nx_model import CompressedModel
-from pot_torch.statistics.aggregators import aggregate
-from pot_torch.statistics.collector import Statistics, StatsLayout, collect_statistics
-from pot_torch.statistics.online import stream_into
+from pot_torch.statistics.collector import Statistics, collect_statistics
 from pot_torch.statistics.reducers import make_reducer
+from pot_torch.statistics.spec import StatisticSpec
 from pot_torch.utils.logger import get_logger
 
 logger = get_logger(__name__)
@@ -110,25 +109,23 @@ def batch_shape(batch_output: np.ndarray) -> np.ndarray:
     return np.asarray(np.shape(batch_output), dtype=np.int64)[None]
 
 
-def mean_layout(model: ov.Model, layers: List[BiasedLayer], inplace: bool, side: str) -> StatsLayout:
-    """Per-channel means of each layer's activation input (``side`` ``'input'``) or bias Add output
-    (``'output'``).
+def mean_specs(model: ov.Model, layers: List[BiasedLayer], inplace: bool, side: str) -> List[StatisticSpec]:
+    """Per-channel means over the data set of each layer's activation input (``side`` ``'input'``) or bias Add
+    output (``'output'``).
 
-    Where an input's shape is not static beyond the batch axis its shape is asked too (``SHAPE_STAT``). The
-    means are marked for online aggregation (``mean_of`` aggregates with ``'mean'``).
+    Where an input's shape is not static beyond the batch axis its shape is asked too (``SHAPE_STAT``, per batch).
     """
     if side not in ("input", "output"):
-        raise ValueError(f"mean_layout: side must be 'input' or 'output', got {side!r}")
-    layout: Dict[Hashable, Dict[str, Any]] = {}
+        raise ValueError(f"mean_specs: side must be 'input' or 'output', got {side!r}")
+    specs = []
     ops = ops_by_name(model)
     for layer in layers:
         key, axis = (layer.input_key, layer.input_axis) if side == "input" else (layer.bias_key, layer.output_axis)
-        stats = layout.setdefault(key, {})
-        stats[mean_stat_name(axis)] = stream_into(make_reducer(
-            "mean", per_channel=True, channel_axis=axis, inplace=inplace), "mean")
+        specs.append(StatisticSpec(key, mean_stat_name(axis), make_reducer(
+            "mean", per_channel=True, channel_axis=axis, inplace=inplace), "mean"))
         if side == "input" and static_input_shape(ops[layer.name], layer.port) is None:
-            stats[SHAPE_STAT] = batch_shape
-    return layout
+            specs.append(StatisticSpec(key, SHAPE_STAT, batch_shape))
+    return specs
 
 
 def static_input_shape(layer: ov.Node, port: int) -> Optional[List[int]]:
@@ -144,8 +141,8 @@ def static_input_shape(layer: ov.Node, port: int) -> Optional[List[int]]:
 
 def mean_of(statistics: Statistics, key: Hashable, axis: int) -> Optional[np.ndarray]:
     """The per-channel mean over all samples of the statistic collected for ``key``, or ``None``."""
-    values = statistics.get(key, {}).get(mean_stat_name(axis))
-    return None if not values else np.asarray(aggregate("mean", values), dtype=np.float32)
+    mean = statistics.get(key, {}).get(mean_stat_name(axis))
+    return None if mean is None else np.asarray(mean, dtype=np.float32)
 
 
 def shift_magnitude(bias: np.ndarray, shift: np.ndarray) -> float:
@@ -228,5 +225,5 @@ class BiasShiftAlgorithm(Algorithm):
         return model
 
     @abstractmethod
-    def _correct(self, model: ov.Model, stats: Mapping[Hashable, Dict[str, list]]) -> None:
+    def _correct(self, model: ov.Model, stats: Statistics) -> None:
         """Correct the biases of one ``openvino.Model`` given the floating-point statistics."""

@@ -19,7 +19,7 @@ later statistics from per-channel ones measured before alignment (:mod:`pot_torc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Hashable, List, Optional
+from typing import Any, Hashable, List, Optional
 
 import numpy as np
 import openvino as ov
@@ -31,9 +31,9 @@ from pot_torch.graph.editor import ops_by_name, replace_constant
 from pot_torch.graph.layer_patterns import ConvPair, conv_weight_constant, find_bias_add, find_conv_pairs
 from pot_torch.graph.node_key import output_key, split_node_key
 from pot_torch.graph.nx_model import CompressedModel
-from pot_torch.statistics.aggregators import aggregate
 from pot_torch.statistics.collector import Statistics, StatisticsRequest
 from pot_torch.statistics.reducers import make_reducer
+from pot_torch.statistics.spec import StatisticSpec
 from pot_torch.utils.logger import get_logger
 
 logger = get_logger(__name__)
@@ -61,20 +61,20 @@ class ActivationChannelAlignment(Algorithm):
     def statistics_requests(self, model: CompressedModel) -> List[StatisticsRequest]:
         """Per-channel quantile ranges of the activation of every pair; ``[]`` when the model has no pair. They are
         computed in-graph (``inplace_statistics``) where the activation's spatial sizes are static."""
-        layout: Dict[Hashable, Dict[str, Any]] = {}
+        specs = []
         for member in model.models:
             by_name = ops_by_name(member["model"])
             for pair in find_conv_pairs(member["model"]):
                 name, port = split_node_key(pair.activation_key)
                 output = by_name[name].output(port)
-                layout[pair.activation_key] = {side: make_reducer("quantile", per_channel=True, quantile=q)
-                                               for side, q in ((RANGE_MIN, QUANTILE), (RANGE_MAX, 1.0 - QUANTILE))}
-                for reducer in layout[pair.activation_key].values():
+                for side, q in ((RANGE_MIN, QUANTILE), (RANGE_MAX, 1.0 - QUANTILE)):
+                    reducer = make_reducer("quantile", per_channel=True, quantile=q)
                     reducer.inplace = bool(self.config.inplace_statistics) and reducer.can_graph_reduce(output)
-        if not layout:
+                    specs.append(StatisticSpec(pair.activation_key, side, reducer, "median"))
+        if not specs:
             return []
         indices = calibration_indices(self.config, len(self.engine.data_loader))
-        return [StatisticsRequest(layout, list(indices), self.config.stat_batch_size, tag=self.name)]
+        return [StatisticsRequest(specs, list(indices), self.config.stat_batch_size, tag=self.name)]
 
     def run(self, model: CompressedModel, statistics: Optional[List[Statistics]] = None) -> CompressedModel:
         """Align the pairs of ``model`` in place and return it."""
@@ -91,9 +91,8 @@ class ActivationChannelAlignment(Algorithm):
         for member in model.models:
             for pair in find_conv_pairs(member["model"]):
                 ranges = stats.get(pair.activation_key, {})
-                if ranges.get(RANGE_MIN) and ranges.get(RANGE_MAX):
-                    alignment = alignment_of(member["model"], pair, aggregate("median", ranges[RANGE_MIN]),
-                                             aggregate("median", ranges[RANGE_MAX]))
+                if ranges.get(RANGE_MIN) is not None and ranges.get(RANGE_MAX) is not None:
+                    alignment = alignment_of(member["model"], pair, ranges[RANGE_MIN], ranges[RANGE_MAX])
                     if alignment is not None:
                         apply_alignment(member["model"], alignment)
                         applied.append(alignment)

@@ -33,8 +33,8 @@ from pot_torch.algorithms.quantization.channel_alignment import ActivationChanne
 from pot_torch.algorithms.quantization.smooth_quant import SmoothQuant, smooth_quant_enabled
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.statistics import channel_affine
-from pot_torch.statistics.collector import (Statistics, StatisticsRequest, StatsLayout, collect_statistics,
-                                            leading_batches)
+from pot_torch.statistics.collector import Statistics, StatisticsRequest, collect_statistics, leading_batches
+from pot_torch.statistics.spec import StatisticSpec
 from pot_torch.utils.logger import get_logger
 
 logger = get_logger(__name__)
@@ -97,7 +97,7 @@ def _flat(requests: Sequence[Sequence[StatisticsRequest]]) -> List[StatisticsReq
 
 def _skippable(step: Step, requests: Sequence[Sequence[StatisticsRequest]]) -> bool:
     """A step of model-changing parts that need no statistics (found nothing to change) is skipped."""
-    return all(part.change_original_model for part in step) and not any(r.layout for r in _flat(requests))
+    return all(part.change_original_model for part in step) and not any(r.specs for r in _flat(requests))
 
 
 def _no_statistics(steps: Sequence[Step], model: Any) -> bool:
@@ -116,9 +116,9 @@ def _run_step(step: Step, requests: Sequence[Sequence[StatisticsRequest]], colle
     return model
 
 
-#: Given a later request's layout and the per-channel statistics measured before the change on that request's
-#: samples, the statistics of the layout that follow from them.
-Derive = Callable[[StatsLayout, Statistics], Statistics]
+#: Given a later request's specs and the per-channel statistics measured before the change on that request's
+#: samples, the collected values of the specs that follow from them.
+Derive = Callable[[Sequence[StatisticSpec], Statistics], Statistics]
 
 
 class _Derivation(ABC):
@@ -133,7 +133,7 @@ class _Derivation(ABC):
         self.part = part
 
     @abstractmethod
-    def channel_layout(self) -> StatsLayout:
+    def channel_specs(self) -> List[StatisticSpec]:
         """The per-channel statistics to measure on the model before the change."""
 
     @abstractmethod
@@ -149,14 +149,14 @@ class _Smoothing(_Derivation):
         super().__init__(part)
         self.groups = [group for _, member_groups in part.groups(model) for group in member_groups]
 
-    def channel_layout(self) -> StatsLayout:
-        return smoothed_statistics.channel_range_layout(self.groups, bool(self.part.config.inplace_statistics))
+    def channel_specs(self) -> List[StatisticSpec]:
+        return smoothed_statistics.channel_range_specs(self.groups, bool(self.part.config.inplace_statistics))
 
     def run(self, model: Any, statistics: List[Statistics]) -> Tuple[Any, Derive, Set[Hashable]]:
         model = self.part.run(model, statistics)
         smoothed = {key: value for ov_model in {id(m["model"]): m["model"] for m in model.models}.values()
                     for key, value in smoothed_statistics.smoothed_activations(ov_model, self.groups).items()}
-        return model, lambda layout, channel: smoothed_statistics.derive(layout, smoothed, channel), set()
+        return model, lambda specs, channel: smoothed_statistics.derive(specs, smoothed, channel), set()
 
 
 class _Aligning(_Derivation):
@@ -164,17 +164,17 @@ class _Aligning(_Derivation):
 
     def __init__(self, part: ActivationChannelAlignment, model: Any) -> None:
         super().__init__(part)
-        self.keys = [key for request in part.statistics_requests(model) for key in request.layout]
+        self.keys = [key for request in part.statistics_requests(model) for key in request.nodes()]
 
-    def channel_layout(self) -> StatsLayout:
-        return channel_affine.channel_layout(self.keys, bool(self.part.config.inplace_statistics))
+    def channel_specs(self) -> List[StatisticSpec]:
+        return channel_affine.channel_specs(self.keys, bool(self.part.config.inplace_statistics))
 
     def run(self, model: Any, statistics: List[Statistics]) -> Tuple[Any, Derive, Set[Hashable]]:
         alignments = self.part.align(model, statistics)
         affines = {item.pair.activation_key: channel_affine.ChannelAffine(item.shift, item.scale, item.rank)
                    for item in alignments}
         changed = {key for item in alignments for key in (item.pair.activation_key, item.producer_key)}
-        return model, lambda layout, channel: channel_affine.derive(layout, affines, channel), changed
+        return model, lambda specs, channel: channel_affine.derive(specs, affines, channel), changed
 
 
 def _derivation(step: Step, model: Any) -> Optional[_Derivation]:
@@ -191,8 +191,8 @@ def _derived_last_step(engine: Any, derivation: _Derivation, step_requests: List
     what cannot be derived). The per-channel statistics are measured on the samples of the last step's first
     request; a request reading its first batches gets them cut to its own."""
     early = _flat([part.statistics_requests(model) for part in last])
-    host = next((request for request in early if request.layout), None)
-    channel_request = StatisticsRequest(derivation.channel_layout() if host else {},
+    host = next((request for request in early if request.specs), None)
+    channel_request = StatisticsRequest(derivation.channel_specs() if host else (),
                                         host.subset_indices if host else None, host.batch_size if host else 1,
                                         tag=f"{derivation.what} channel statistics",
                                         real_tokens=bool(host and host.real_tokens))
@@ -206,12 +206,12 @@ def _derived_last_step(engine: Any, derivation: _Derivation, step_requests: List
     known: List[Statistics] = []
     for request, before in zip(flat, _matching(flat, early, early_stats)):
         batches = leading_batches(channel_request, request)
-        derived = {} if batches is None else derive(request.layout, {
+        derived = {} if batches is None else derive(request.specs, {
             key: {name: values[:batches] for name, values in stats.items()} for key, stats in channel_stats.items()})
         kept = {key: value for key, value in before.items() if key not in changed}
-        known.append({key: {**kept.get(key, {}), **derived.get(key, {})} for key in request.layout
+        known.append({key: {**kept.get(key, {}), **derived.get(key, {})} for key in request.nodes()
                       if key in kept or key in derived})
-    missing = [StatisticsRequest(smoothed_statistics.missing_layout(request.layout, have), request.subset_indices,
+    missing = [StatisticsRequest(smoothed_statistics.missing_specs(request.specs, have), request.subset_indices,
                                  request.batch_size, tag=request.tag, real_tokens=request.real_tokens)
                for request, have in zip(flat, known)]
     for request in missing:

@@ -29,7 +29,7 @@ at f32, so the algorithm costs one compilation and one inference; a model with m
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Hashable, List, Mapping, Optional, Sequence, TypeVar
+from typing import List, Optional, Sequence, TypeVar
 
 import numpy as np
 import openvino as ov
@@ -38,13 +38,13 @@ import openvino.opset13 as ops
 from pot_torch.algorithms.params import calibration_indices
 from pot_torch.algorithms.quantization.bias_correction_base import (SHAPE_STAT, BiasedLayer, BiasShiftAlgorithm,
                                                           apply_bias_shift, compile_f32, find_biased_layers,
-                                                          mean_layout, mean_of, static_input_shape)
+                                                          mean_of, mean_specs, static_input_shape)
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.constants import constant_source
 from pot_torch.graph.editor import copy_node, fake_quantize_linear_map, ops_by_name
 from pot_torch.graph.layer_patterns import weight_port
 from pot_torch.graph.nx_model import CompressedModel
-from pot_torch.statistics.collector import StatisticsRequest
+from pot_torch.statistics.collector import Statistics, StatisticsRequest
 from pot_torch.statistics.reducers import make_reducer
 from pot_torch.utils.logger import get_logger
 
@@ -70,18 +70,15 @@ class FastBiasCorrection(BiasShiftAlgorithm):
 
     def statistics_requests(self, model: CompressedModel) -> List[StatisticsRequest]:
         """Per-channel means of the input of every layer with a bias (FP model)."""
-        layout: Dict[Hashable, Dict[str, Any]] = {}
-        for member in model.models:
-            ov_model = member["model"]
-            layers = find_biased_layers(ov_model, quantized_only=False)
-            for key, stats in mean_layout(ov_model, layers, self.config.inplace_statistics, "input").items():
-                layout.setdefault(key, {}).update(stats)
-        if not layout:
+        specs = [spec for member in model.models
+                 for spec in mean_specs(member["model"], find_biased_layers(member["model"], quantized_only=False),
+                                        self.config.inplace_statistics, "input")]
+        if not specs:
             return []
         indices = calibration_indices(self.config, len(self.engine.data_loader))
-        return [StatisticsRequest(layout, list(indices), self.config.stat_batch_size, tag=self.name)]
+        return [StatisticsRequest(specs, list(indices), self.config.stat_batch_size, tag=self.name)]
 
-    def _correct(self, model: ov.Model, stats: Mapping[Hashable, Dict[str, list]]) -> None:
+    def _correct(self, model: ov.Model, stats: Statistics) -> None:
         layers = find_biased_layers(model, quantized_only=True)
         if self.config.apply_for_all_nodes:
             _warn_apply_for_all_nodes(len(find_biased_layers(model, quantized_only=False)) - len(layers))
@@ -113,8 +110,7 @@ class _Probe:
         self.input_blob = input_blob
 
 
-def _input_shape(layer_op: ov.Node, layer: BiasedLayer, stats: Mapping[Hashable, Dict[str, list]]
-                 ) -> Optional[List[int]]:
+def _input_shape(layer_op: ov.Node, layer: BiasedLayer, stats: Statistics) -> Optional[List[int]]:
     shape = static_input_shape(layer_op, layer.port)
     if shape is None:
         shapes = stats.get(layer.input_key, {}).get(SHAPE_STAT)
@@ -125,8 +121,7 @@ def _input_shape(layer_op: ov.Node, layer: BiasedLayer, stats: Mapping[Hashable,
     return shape
 
 
-def probe_input(layer_op: ov.Node, layer: BiasedLayer, stats: Mapping[Hashable, Dict[str, list]]
-                ) -> Optional[np.ndarray]:
+def probe_input(layer_op: ov.Node, layer: BiasedLayer, stats: Statistics) -> Optional[np.ndarray]:
     """The probe input of ``layer`` (op ``layer_op``): its input's shape (batch 1) holding the floating-point
     mean of each channel (from ``stats``, FastBiasCorrection's statistics) everywhere; ``None`` (logged) when
     its statistics are missing or do not fit."""

@@ -15,7 +15,7 @@ from pot_torch.algorithms.params import calibration_indices, ignored_for_member,
 from pot_torch.algorithms.quantization.quantizer_ranges import (SATURATION_SCALE, activation_fq_range,
                                                              per_channel_shape, saturation_fix_layers, weight_fq_range)
 from pot_torch.algorithms.quantization.plan import MemberPlan, PlanCache, plan_member
-from pot_torch.algorithms.quantization.range_estimator import activation_range, activation_reducers, weight_statistics
+from pot_torch.algorithms.quantization.range_estimator import activation_range, activation_specs, weight_statistics
 from pot_torch.algorithms.quantization.sites import ActivationSite, WeightSite
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.constants import constant_source
@@ -67,16 +67,14 @@ class MinMaxQuantization(Algorithm):
     # ----------------------------------------------------------------------------------------- statistics
     def statistics_requests(self, model: Any) -> List[StatisticsRequest]:
         """One request: the activation statistics of every activation FakeQuantize site."""
-        layout: Dict[Any, Dict[str, Any]] = {}
-        for plan in self.plan(model):
-            for planned in plan.activations:
-                layout[planned.site.stat_key] = activation_reducers(
-                    planned.estimator, bool(self.config.inplace_statistics), planned.site.channel_axis)
+        specs = [spec for plan in self.plan(model) for planned in plan.activations
+                 for spec in activation_specs(planned.site.stat_key, planned.estimator,
+                                              bool(self.config.inplace_statistics), planned.site.channel_axis)]
         data_loader = self.engine.data_loader if self.engine is not None else None
         if data_loader is None:
             raise ValueError(f"{self.name} needs an engine with a data_loader to collect activation statistics")
         indices = calibration_indices(self.config, len(data_loader))
-        return [StatisticsRequest(layout, list(indices), int(self.config.stat_batch_size), tag=self.name,
+        return [StatisticsRequest(specs, list(indices), int(self.config.stat_batch_size), tag=self.name,
                                   real_tokens=bool(self.config.padding_aware_statistics))]
 
     # ---------------------------------------------------------------------------------------------- apply

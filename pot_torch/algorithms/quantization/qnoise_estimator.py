@@ -41,6 +41,7 @@ from pot_torch.graph.hardware.config import load_hardware_config
 from pot_torch.graph.layer_patterns import find_bias_add
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.statistics.collector import Statistics, StatisticsRequest, collect_statistics
+from pot_torch.statistics.spec import layout_specs
 from pot_torch.utils.atomic import atomic_output_files
 from pot_torch.utils.logger import get_logger
 
@@ -167,7 +168,8 @@ def layer_noise(engine: Engine, fp_model: ov.Model, quantized_model: ov.Model, l
         layout[f"{name}/qnoise_diff"] = {"noise": _energy, "noise_per_channel": _energy_per_channel}
         layout[f"{name}/qnoise_ratio"] = {"eltwise": _mean}
     stats = collect_statistics(statistics_engine(engine), composite,
-                               [StatisticsRequest(layout, list(indices), batch_size, tag="QuantNoiseEstimator")])[0]
+                               [StatisticsRequest(layout_specs(layout), list(indices), batch_size,
+                                                  tag="QuantNoiseEstimator")])[0]
 
     def values(key: str, stat: str) -> np.ndarray:
         return np.concatenate([np.asarray(v).reshape(len(v), -1) if np.ndim(v) > 1 else np.atleast_1d(v)

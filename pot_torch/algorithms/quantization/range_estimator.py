@@ -1,20 +1,19 @@
 """POT's range estimators: which statistic and aggregator give each side (``min``/``max``) of a range.
 
 ``estimator_config`` returns POT's preset for a tensor kind, granularity and mode with the user's
-``range_estimator`` overrides applied; ``activation_reducers`` turns it into the statistics layout entries of
-one quantized output and ``activation_range`` aggregates the collected values; ``weight_statistics`` measures
-a weight constant directly.
+``range_estimator`` overrides applied; ``activation_specs`` turns it into the statistics of one quantized output
+(reducer and aggregator of each side) and ``activation_range`` reads their collected values; ``weight_statistics``
+measures a weight constant directly.
 """
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from pot_torch.statistics.aggregators import aggregate
-from pot_torch.statistics.online import stream_into
-from pot_torch.statistics.reducers import Reducer, make_reducer, pot_quantile
+from pot_torch.statistics.reducers import make_reducer, pot_quantile
+from pot_torch.statistics.spec import StatisticSpec
 
 _SIDES = ("min", "max")
 _OUTLIER_PROB = 1e-4
@@ -82,26 +81,23 @@ def stat_name(side_config: Mapping[str, Any], side: str) -> str:
     return "_".join(parts)
 
 
-def activation_reducers(estimator: Mapping[str, Any], inplace: bool, channel_axis: int = 1) -> Dict[str, Reducer]:
-    """``{stat_name: reducer}`` measuring ``estimator``'s sides on one activation.
-
-    Reducers whose side is aggregated by ``'min'``, ``'max'`` or ``'mean'`` are marked for online aggregation
-    (:func:`pot_torch.statistics.online.stream_into`): the engine keeps a running value, not one per batch.
-    """
-    reducers = {}
+def activation_specs(node: Hashable, estimator: Mapping[str, Any], inplace: bool,
+                     channel_axis: int = 1) -> List[StatisticSpec]:
+    """The statistics measuring ``estimator``'s sides on the activation ``node``, each with its side's aggregator."""
+    specs = []
     for side in _SIDES:
         if side in estimator:
             side_config = estimator[side]
             reducer = make_reducer(
                 side_config["type"], side_config["granularity"] == "perchannel", channel_axis=channel_axis,
                 inplace=inplace, outlier_prob=side_config.get("outlier_prob"), side=side)
-            reducers[stat_name(side_config, side)] = stream_into(reducer, side_config["aggregator"])
-    return reducers
+            specs.append(StatisticSpec(node, stat_name(side_config, side), reducer, side_config["aggregator"]))
+    return specs
 
 
-def activation_range(estimator: Mapping[str, Any], stats: Mapping[str, Sequence[Any]],
+def activation_range(estimator: Mapping[str, Any], stats: Mapping[str, Any],
                      what: str, member: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """Aggregate the collected per-batch values of both sides into ``(min, max)``.
+    """The collected (aggregated) values of both sides, ``(min, max)``.
 
     :param what: the quantized output, for the errors.
     :param member: the cascade member that holds it (``None`` for a single model), for the errors.
@@ -114,9 +110,9 @@ def activation_range(estimator: Mapping[str, Any], stats: Mapping[str, Sequence[
         if name not in stats:
             raise KeyError(f"statistic '{name}' of {what} was not collected (collected: {sorted(stats)}); the "
                            "engine's predict must return every statistic of the layout it was given")
-        if len(stats[name]) == 0:
+        if stats[name] is None:
             raise ValueError(_no_values_message(what, member))
-        values[side] = aggregate(estimator[side]["aggregator"], list(stats[name]))
+        values[side] = stats[name]
     return values["min"], values["max"]
 
 

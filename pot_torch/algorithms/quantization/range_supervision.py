@@ -9,7 +9,7 @@ beyond what the data set ever did (a hardware fault, an out-of-distribution inpu
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Hashable, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import openvino as ov
@@ -23,9 +23,9 @@ from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.editor import ordered_consumers
 from pot_torch.graph.node_key import output_key
 from pot_torch.graph.nx_model import CompressedModel
-from pot_torch.statistics.aggregators import aggregate
 from pot_torch.statistics.collector import Statistics, StatisticsRequest
 from pot_torch.statistics.reducers import make_reducer
+from pot_torch.statistics.spec import StatisticSpec
 from pot_torch.utils.logger import get_logger
 
 logger = get_logger(__name__)
@@ -70,18 +70,17 @@ class RangeSupervision(Algorithm):
     def statistics_requests(self, model: CompressedModel) -> List[StatisticsRequest]:
         """Per-sample, per-tensor min and max of every activation's output."""
         inplace = bool(self.config.inplace_statistics)
-        layout: Dict[Hashable, Dict[str, Any]] = {}
-        for member in model.models:
-            for op in supervised_activations(member["model"], self._ignored(model, member["name"])):
-                layout[output_key(op.output(0))] = {
-                    "min_per_tensor": make_reducer("min", per_channel=False, inplace=inplace),
-                    "max_per_tensor": make_reducer("max", per_channel=False, inplace=inplace)}
-        if not layout:
+        specs = [StatisticSpec(output_key(op.output(0)), f"{side}_per_tensor",
+                               make_reducer(side, per_channel=False, inplace=inplace), side)
+                 for member in model.models
+                 for op in supervised_activations(member["model"], self._ignored(model, member["name"]))
+                 for side in ("min", "max")]
+        if not specs:
             return []
         if self.engine is None or self.engine.data_loader is None:
             raise ValueError(f"{NAME} needs an engine with a data_loader to measure the activation ranges")
         indices = calibration_indices(self.config, len(self.engine.data_loader))
-        return [StatisticsRequest(layout, list(indices), int(self.config.stat_batch_size), tag=NAME)]
+        return [StatisticsRequest(specs, list(indices), int(self.config.stat_batch_size), tag=NAME)]
 
     def _ignored(self, model: CompressedModel, member: str) -> Optional[Dict[str, Any]]:
         return ignored_for_member(self.config.ignored, member if model.is_cascade else None, model.member_names)
@@ -96,12 +95,11 @@ class RangeSupervision(Algorithm):
             ov_model = member["model"]
             for op in supervised_activations(ov_model, self._ignored(model, member["name"])):
                 stats = collected.get(output_key(op.output(0)))
-                if not stats or not stats.get("min_per_tensor"):
+                if not stats or stats.get("min_per_tensor") is None or stats.get("max_per_tensor") is None:
                     logger.warning("%s: no statistics for '%s' (it produced no values on the calibration data); "
                                    "it gets no Clamp", NAME, op.get_friendly_name())
                     continue
-                low = float(np.min(aggregate("min", stats["min_per_tensor"])))
-                high = float(np.max(aggregate("max", stats["max_per_tensor"])))
+                low, high = float(np.min(stats["min_per_tensor"])), float(np.max(stats["max_per_tensor"]))
                 insert_clamp(ov_model, op.output(0), low, high)
                 inserted += 1
             ov_model.validate_nodes_and_infer_types()

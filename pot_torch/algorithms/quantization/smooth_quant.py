@@ -26,7 +26,7 @@ and its constant ``.../scale``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Hashable, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import openvino as ov
@@ -43,10 +43,9 @@ from pot_torch.graph.editor import ops_by_name, ordered_consumers, replace_const
 from pot_torch.graph.hardware.config import load_hardware_config
 from pot_torch.graph.node_key import NodeKey, node_key
 from pot_torch.graph.nx_model import CompressedModel
-from pot_torch.statistics.aggregators import aggregate
 from pot_torch.statistics.collector import Statistics, StatisticsRequest
-from pot_torch.statistics.online import stream_into
 from pot_torch.statistics.reducers import make_reducer
+from pot_torch.statistics.spec import StatisticSpec
 from pot_torch.utils.logger import get_logger
 
 logger = get_logger(__name__)
@@ -260,20 +259,18 @@ class SmoothQuant(Algorithm):
         """Per-channel ``max |x|`` of every smoothed activation and, with ``'auto'`` alpha, a second request for
         some rows of each on a few samples (:func:`smooth_alpha.search_indices`); ``[]`` when there is none (or it
         is off)."""
-        layout: Dict[Hashable, Dict[str, Any]] = {}
-        rows: Dict[Hashable, Dict[str, Any]] = {}
-        for _, groups in self.groups(model):
-            for group in groups:
-                layout[group.stat_key] = {ABS_MAX: stream_into(make_reducer(
-                    "abs_max", per_channel=True, channel_axis=group.channel_axis,
-                    inplace=bool(self.config.inplace_statistics)), "max")}
-                rows[group.stat_key] = {ROWS: smooth_alpha.ActivationRows(group.channel_axis)}
-        if not layout:
+        groups = [group for _, member_groups in self.groups(model) for group in member_groups]
+        abs_max = [StatisticSpec(group.stat_key, ABS_MAX, make_reducer(
+            "abs_max", per_channel=True, channel_axis=group.channel_axis,
+            inplace=bool(self.config.inplace_statistics)), "max") for group in groups]
+        rows = [StatisticSpec(group.stat_key, ROWS, smooth_alpha.ActivationRows(group.channel_axis))
+                for group in groups]
+        if not groups:
             return []
         indices = list(calibration_indices(self.config, len(self.engine.data_loader)))
         batch = int(self.config.stat_batch_size)
         real_tokens = bool(self.config.padding_aware_statistics)
-        requests = [StatisticsRequest(layout, indices, batch, tag=self.name, real_tokens=real_tokens)]
+        requests = [StatisticsRequest(abs_max, indices, batch, tag=self.name, real_tokens=real_tokens)]
         if self.config.smooth_quant_alpha == smooth_alpha.AUTO:
             requests.append(StatisticsRequest(rows, smooth_alpha.search_indices(indices), batch,
                                               tag=f"{self.name} alpha search", real_tokens=real_tokens))
@@ -299,10 +296,9 @@ class SmoothQuant(Algorithm):
         for ov_model, groups in self.groups(model):
             chosen: Dict[float, int] = {}
             for group in groups:
-                values = stats.get(group.stat_key, {}).get(ABS_MAX)
-                if not values:
+                act_abs_max = stats.get(group.stat_key, {}).get(ABS_MAX)
+                if act_abs_max is None:
                     continue
-                act_abs_max = aggregate("max", values)
                 weights = list(group_weights(ov_model, group).values())
                 alpha = self._alpha(group, act_abs_max, weights, rows)
                 if smooth_group(ov_model, group, group_scale(act_abs_max, weights, alpha)):

@@ -18,22 +18,21 @@ import openvino as ov
 
 from pot_torch.algorithms.quantization.smooth_quant import SmoothGroup, multiply_name
 from pot_torch.graph.editor import ops_by_name
-from pot_torch.statistics.collector import Statistics, StatsLayout
 from pot_torch.statistics.channel_affine import from_channel_extremes
-from pot_torch.statistics.online import engine_values
+from pot_torch.statistics.collector import Statistics
 from pot_torch.statistics.reducers import make_reducer
+from pot_torch.statistics.spec import StatisticSpec
 
 #: Names of the per-sample, per-channel statistics of the activation before smoothing.
 CHANNEL_MIN, CHANNEL_MAX = "smoothed_channel_min", "smoothed_channel_max"
 _DERIVABLE = ("min", "max", "abs_max")
 
 
-def channel_range_layout(groups: Sequence[SmoothGroup], inplace: bool) -> StatsLayout:
+def channel_range_specs(groups: Sequence[SmoothGroup], inplace: bool) -> List[StatisticSpec]:
     """Per-sample, per-channel ``min`` and ``max`` of every activation SmoothQuant may smooth (kept per batch)."""
-    return {group.stat_key: {name: make_reducer(kind, per_channel=True, channel_axis=group.channel_axis,
-                                                inplace=inplace)
-                             for name, kind in ((CHANNEL_MIN, "min"), (CHANNEL_MAX, "max"))}
-            for group in groups}
+    return [StatisticSpec(group.stat_key, name, make_reducer(kind, per_channel=True, channel_axis=group.channel_axis,
+                                                             inplace=inplace))
+            for group in groups for name, kind in ((CHANNEL_MIN, "min"), (CHANNEL_MAX, "max"))]
 
 
 @dataclass(frozen=True)
@@ -59,48 +58,41 @@ def smoothed_activations(model: ov.Model, groups: Sequence[SmoothGroup]) -> Dict
     return found
 
 
-def derive(layout: Mapping[Hashable, Mapping[str, Any]], smoothed: Mapping[Hashable, SmoothedActivation],
+def derive(specs: Sequence[StatisticSpec], smoothed: Mapping[Hashable, SmoothedActivation],
            channel_stats: Statistics) -> Statistics:
-    """The statistics of ``layout`` (MinMax's, on the smoothed model) that follow from ``channel_stats``.
+    """The collected values of the ``specs`` (MinMax's, on the smoothed model) that follow from ``channel_stats``.
 
-    A statistic is derived when its node is a smoothing Multiply and its function is a ``min``, ``max`` or
-    ``abs_max`` reducer, per tensor or per channel along the smoothing axis. Online-aggregated reducers get a
-    one-value list as ``IEEngine`` returns them (the same accumulator over the same batches).
+    A statistic is derived when its node is a smoothing Multiply and its reducer is a ``min``, ``max`` or
+    ``abs_max`` reducer, per tensor or per channel along the smoothing axis; it is aggregated as
+    ``collect_statistics`` aggregates measured ones (``StatisticSpec.aggregate_computed``).
     """
     derived: Statistics = {}
-    for key, stats in layout.items():
-        source = smoothed.get(key)
+    for spec in specs:
+        source = smoothed.get(spec.node)
         if source is None:
             continue
         lows = channel_stats.get(source.source_key, {}).get(CHANNEL_MIN)
         highs = channel_stats.get(source.source_key, {}).get(CHANNEL_MAX)
         if not lows or not highs:
             continue
-        for stat_name, fn in stats.items():
-            values = _derived_values(fn, source, lows, highs)
-            if values is not None:
-                derived.setdefault(key, {})[stat_name] = values
+        batches = _derived_batches(spec.reducer, source, lows, highs)
+        if batches is not None:
+            derived.setdefault(spec.node, {})[spec.name] = spec.aggregate_computed(batches)
     return derived
 
 
-def _derived_values(fn: Any, source: SmoothedActivation, lows: List[np.ndarray],
-                    highs: List[np.ndarray]) -> Optional[List[np.ndarray]]:
+def _derived_batches(fn: Any, source: SmoothedActivation, lows: List[np.ndarray],
+                     highs: List[np.ndarray]) -> Optional[List[np.ndarray]]:
     kind = getattr(fn, "stat_type", None)
     if kind not in _DERIVABLE:
         return None
     if fn.per_channel and fn.channel_axis % source.rank != source.channel_axis % source.rank:
         return None
     # factor > 0: exact images of the smoothed channel extremes
-    return engine_values(fn, [from_channel_extremes(kind, fn.per_channel, np.asarray(low) * source.factor,
-                                                    np.asarray(high) * source.factor)
-                              for low, high in zip(lows, highs)])
+    return [from_channel_extremes(kind, fn.per_channel, np.asarray(low) * source.factor,
+                                  np.asarray(high) * source.factor) for low, high in zip(lows, highs)]
 
 
-def missing_layout(layout: Mapping[Hashable, Mapping[str, Any]], *have: Statistics) -> StatsLayout:
-    """The part of ``layout`` none of ``have`` holds."""
-    missing: StatsLayout = {}
-    for key, stats in layout.items():
-        for stat_name, fn in stats.items():
-            if not any(stat_name in source.get(key, {}) for source in have):
-                missing.setdefault(key, {})[stat_name] = fn
-    return missing
+def missing_specs(specs: Sequence[StatisticSpec], *have: Statistics) -> List[StatisticSpec]:
+    """The ``specs`` none of ``have`` holds."""
+    return [spec for spec in specs if not any(spec.name in source.get(spec.node, {}) for source in have)]

@@ -10,7 +10,7 @@ at most FastBiasCorrection's ``PROBE_WEIGHT_BYTES`` of removed weights each, to 
 from __future__ import annotations
 
 import math
-from typing import Dict, Hashable, List, Mapping, Sequence, Tuple
+from typing import List, Mapping, Sequence, Tuple
 
 import numpy as np
 import openvino as ov
@@ -21,11 +21,12 @@ from pot_torch.algorithms.quantization.bias_correction_base import (BiasedLayer,
 from pot_torch.algorithms.quantization.fast_bias_correction import PROBE_WEIGHT_BYTES, probe_input, runs_within_bytes
 from pot_torch.graph.editor import copy_node, ops_by_name
 from pot_torch.graph.layer_patterns import weight_port
+from pot_torch.statistics.collector import Statistics
 from pot_torch.statistics.reducers import make_reducer
 
 
 def correct_sparse_biases(model: ov.Model, removed: Mapping[str, np.ndarray],
-                          stats: Mapping[Hashable, Dict[str, list]]) -> int:
+                          stats: Statistics) -> int:
     """Shift the bias of each layer of ``model`` named in ``removed`` (``{layer: dense - sparse weights}``) by
     the mean output of those weights on the layer's FastBiasCorrection probe; returns how many were shifted.
 
