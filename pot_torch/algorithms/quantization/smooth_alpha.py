@@ -15,7 +15,7 @@ A group with no kept rows (e.g. a member of a cascade the samples do not reach) 
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -52,9 +52,16 @@ class ActivationRows:
         return np.ascontiguousarray(flat[keep])
 
 
-def _fake_quantize(values: np.ndarray, low: np.ndarray, high: np.ndarray, levels: int) -> np.ndarray:
+def _fake_quantize_inplace(values: np.ndarray, low: np.ndarray, high: np.ndarray, levels: int) -> np.ndarray:
+    """Fake-quantize ``values`` (float32) to ``levels`` levels over ``[low, high]`` in place; returns them."""
     step = np.maximum((high - low) / (levels - 1), np.finfo(np.float32).tiny)
-    return np.clip(np.round((values - low) / step), 0, levels - 1) * step + low
+    np.subtract(values, low, out=values)
+    np.divide(values, step, out=values)
+    np.round(values, out=values)
+    np.clip(values, 0, levels - 1, out=values)
+    np.multiply(values, step, out=values)
+    np.add(values, low, out=values)
+    return values
 
 
 def _activation_range(samples: Sequence[np.ndarray], symmetric: bool) -> Tuple[float, float]:
@@ -67,6 +74,36 @@ def _activation_range(samples: Sequence[np.ndarray], symmetric: bool) -> Tuple[f
             max(float(np.mean([x.max() for x in samples])), 0.0))
 
 
+class _Search:
+    """What every alpha of one group's search reuses: the activation rows ``X``, where each sample's rows end, and
+    per weight ``W`` its ``|W|``, the floating-point product ``X @ W^T`` (``references``: computed when not
+    given) and that product's squared norm."""
+
+    def __init__(self, samples: Sequence[np.ndarray], weights: Sequence[np.ndarray],
+                 references: Optional[Sequence[np.ndarray]] = None) -> None:
+        self.rows = np.concatenate(samples)
+        self.ends = np.cumsum([len(x) for x in samples])[:-1]
+        self.weights = list(weights)
+        self.abs_weights = [np.abs(weight) for weight in weights]
+        self.references = [self.rows @ weight.T for weight in weights] if references is None else list(references)
+        self.norms = [max(float(np.sum(reference ** 2)), np.finfo(np.float32).tiny) for reference in self.references]
+
+    def error(self, scale: np.ndarray, symmetric: bool) -> float:
+        """:func:`quantized_output_error` for the smoothing scale ``scale``."""
+        smoothed = self.rows / scale
+        low, high = _activation_range(np.split(smoothed, self.ends), symmetric)
+        quantized = _fake_quantize_inplace(smoothed, np.float32(low), np.float32(high), 256)
+        error = 0.0
+        for weight, abs_weight, reference, norm in zip(self.weights, self.abs_weights, self.references, self.norms):
+            # |W * s| is |W| * s exactly (s > 0): the per-output-channel bound without another pass over W * s
+            bound = np.maximum((abs_weight * scale).max(axis=1, keepdims=True), np.finfo(np.float32).tiny)
+            product = quantized @ _fake_quantize_inplace(weight * scale, -bound, bound, 255).T
+            product -= reference
+            np.square(product, out=product)
+            error += float(np.sum(product) / norm)
+        return error
+
+
 def quantized_output_error(samples: Sequence[np.ndarray], weights: Sequence[np.ndarray],
                            references: Sequence[np.ndarray], scale: np.ndarray, symmetric: bool) -> float:
     """Relative squared error of ``sum over weights W`` of ``Q(X / s) @ Q(W * s)^T`` against ``X @ W^T``.
@@ -76,27 +113,20 @@ def quantized_output_error(samples: Sequence[np.ndarray], weights: Sequence[np.n
     :param references: per weight, ``X @ W^T`` of the concatenated rows.
     :param scale: the smoothing scale ``s`` ``[C]``.
     """
-    smoothed = [x / scale for x in samples]
-    low, high = _activation_range(smoothed, symmetric)
-    quantized = _fake_quantize(np.concatenate(smoothed), np.float32(low), np.float32(high), 256)
-    error = 0.0
-    for weight, reference in zip(weights, references):
-        scaled = weight * scale
-        bound = np.maximum(np.abs(scaled).max(axis=1, keepdims=True), np.finfo(np.float32).tiny)
-        difference = quantized @ _fake_quantize(scaled, -bound, bound, 255).T - reference
-        error += float(np.sum(difference ** 2) / max(float(np.sum(reference ** 2)), np.finfo(np.float32).tiny))
-    return error
+    return _Search(samples, weights, references).error(scale, symmetric)
 
 
 def choose_alpha(samples: List[np.ndarray], weights: Sequence[np.ndarray], scale_for, symmetric: bool) -> float:
     """The alpha of :data:`ALPHA_GRID` with the smallest :func:`quantized_output_error`.
 
+    The rows, ``|W|``, the floating-point products and their norms are computed once for all alphas; each alpha
+    then fake-quantizes the smoothed rows and each smoothed weight in place and takes one product per weight
+    (float32 throughout, the same numbers as computing every alpha afresh).
+
     :param scale_for: ``alpha -> smoothing scale [C]`` of the group.
     """
     if not samples:
         return FALLBACK_ALPHA
-    rows = np.concatenate(samples)
-    references = [rows @ weight.T for weight in weights]
-    errors = [quantized_output_error(samples, weights, references, scale_for(alpha), symmetric)
-              for alpha in ALPHA_GRID]
+    search = _Search(samples, weights)
+    errors = [search.error(scale_for(alpha), symmetric) for alpha in ALPHA_GRID]
     return ALPHA_GRID[int(np.argmin(errors))]
