@@ -27,15 +27,28 @@ activations (attention scores) whose inputs are FakeQuantized, followed by a sca
    computed wrongly (-2.9 dB on a small model). :func:`shifted_after_matmul_sites` finds those sites (the same
    walk); they stay in floating point.
 
-The same fusion makes a per-channel FakeQuantize directly on such a MatMul's output (a depthwise convolution
-reading the scores, per-channel input on the CPU) fail to compile: :func:`per_tensor_after_matmul` makes those
-sites per tensor. :func:`drop_cpu_plugin_failures` removes the four bugs' sites from a placement (before anything
-is inserted), with a warning naming them. The walks see the graph as it will be once the placement is
-inserted: an input a planned FakeQuantize feeds is not read directly.
+5. with a dynamic input dimension, an INT8 convolution (FakeQuantized input and weights; depthwise or not, any
+   kernel or stride) whose output map is 1x1 is computed wrongly (off by up to 15 on outputs of size ~1) with some
+   chains of ops the plugin fuses into it: without a bias, a ReLU then a ReLU, an Add of a constant or a residual
+   Add; after a bias, an activation then an Add or Multiply of a per-channel constant or a per-channel FakeQuantize
+   (a depthwise convolution's input). The same model reshaped static is right; 1xN, Nx1 and 2x2 maps are right; a
+   dynamic spatial model whose map is 1x1 at run time is wrong too, which no rule can see.
+   :func:`one_pixel_conv_sites` finds the input sites of such convolutions with a static 1x1 output map in models
+   with a dynamic input when :func:`post_ops_at_risk` says their chain is (a superset of the measured wrong chains;
+   a bias, a ReLU and a per-tensor FakeQuantize is not); they stay in floating point. Such convolutions with a
+   dynamic output map are named in a warning (:func:`warn_dynamic_map_convolutions`).
+
+The fusion of bugs 1 and 2 makes a per-channel FakeQuantize directly on such a MatMul's output (a depthwise
+convolution reading the scores, per-channel input on the CPU) fail to compile: :func:`per_tensor_after_matmul`
+makes those sites per tensor. :func:`drop_cpu_plugin_failures` removes the five bugs' sites from a placement
+(before anything is inserted), with a warning naming them. The walks see the graph as it will be once the
+placement is inserted: an input a planned FakeQuantize feeds is not read directly.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, List, Optional, Set, Tuple
+import math
+import re
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 import openvino as ov
 
@@ -180,6 +193,122 @@ def dynamic_row_scaled_sites(model: ov.Model, placement: Placement) -> List[str]
     return _sites_feeding_scaled_matmuls(model, placement, _weight_matmul_input, _scales_rows)
 
 
+#: Unary ops the CPU plugin may fuse into a convolution as post-ops (bug 5; a longer list only drops more sites).
+_FUSED_ACTIVATIONS = ("Relu", "Clamp", "Sigmoid", "HSigmoid", "HardSigmoid", "HSwish", "Swish", "Mish", "Elu", "Selu",
+                      "Gelu", "Tanh", "SoftPlus", "SoftSign", "PRelu", "Abs", "Exp", "Log", "Sqrt", "Round", "Floor",
+                      "Negative", "Erf")
+_ELEMENTWISE = ("Add", "Multiply", "Subtract", "Divide")
+
+
+def _several_values(value: ov.Output) -> bool:
+    shape = value.get_partial_shape()
+    return shape.is_static and math.prod(shape.to_shape()) > 1
+
+
+def _post_op_letter(node: ov.Node, shape: ov.PartialShape) -> Optional[str]:
+    """``node`` as a post-op of a convolution with output ``shape``: ``a``/``A`` an Add of a constant of one/more
+    values, ``m``/``M`` another elementwise op of a constant, ``N`` an activation, ``F``/``P`` a FakeQuantize per
+    tensor/channel, ``R`` an elementwise op of two activations; ``None`` when the plugin does not fuse it (another
+    op, or an elementwise op that broadcasts to another shape)."""
+    kind = node.get_type_name()
+    if kind == "FakeQuantize":
+        return "P" if any(_several_values(value) for value in node.input_values()[1:]) else "F"
+    if kind in _FUSED_ACTIVATIONS:
+        return "N"
+    if kind not in _ELEMENTWISE or node.get_output_partial_shape(0) != shape:
+        return None
+    constants = [value for value in node.input_values() if _is_constant(value)]
+    if len(constants) != 1:
+        return "R"
+    letter = "a" if kind == "Add" else "m"
+    return letter.upper() if _several_values(constants[0]) else letter
+
+
+def post_ops_at_risk(letters: str) -> bool:
+    """Whether the post-ops ``letters`` (see ``_post_op_letter``) of an INT8 convolution with a 1x1 output map are
+    computed wrongly under dynamic shapes (bug 5), as measured: with a per-channel FakeQuantize; after a bias (an
+    Add of a constant first), when an activation, FakeQuantize or Add of an activation is followed by a constant of
+    several values; without one, unless only constants, at most one activation and at most one FakeQuantize follow,
+    in that order."""
+    if "P" in letters:
+        return True
+    if letters[:1] in ("a", "A"):
+        return re.search("[NFR].*[AM]", letters) is not None
+    return re.fullmatch("[aAmM]*N?F?", letters) is None
+
+
+def _post_ops(conv: ov.Node, planned: Dict[Tuple[str, int], ActivationSite]) -> str:
+    """The letters of the chain of single readers of ``conv``'s output the plugin fuses into it, with the
+    FakeQuantize ops of the ``planned`` sites (by the inputs they feed) where they will be."""
+    targets, letters, shape = list(conv.output(0).get_target_inputs()), "", conv.get_output_partial_shape(0)
+    through_site = False
+    while True:
+        keys = [(target.get_node().get_friendly_name(), target.get_index()) for target in targets]
+        if not through_site and any(key in planned for key in keys):
+            if not all(key in planned for key in keys):
+                return letters  # a quantized and a float reader: the chain branches
+            perchannel = any(option["granularity"] == "perchannel" for option in planned[keys[0]].options)
+            letters, through_site = letters + ("P" if perchannel else "F"), True
+            continue
+        letter = _post_op_letter(targets[0].get_node(), shape) if len(targets) == 1 else None
+        if letter is None:
+            return letters
+        letters, through_site = letters + letter, False
+        targets = list(targets[0].get_node().output(0).get_target_inputs())
+
+
+def _output_map(node: ov.Node) -> Optional[Tuple[ov.Dimension, ov.Dimension]]:
+    """The spatial dimensions of a 2D convolution's output, ``None`` for any other op."""
+    shape = node.get_output_partial_shape(0)
+    if node.get_type_name() not in ("Convolution", "GroupConvolution") or shape.rank.is_dynamic \
+            or shape.rank.get_length() != 4:
+        return None
+    return shape[2], shape[3]
+
+
+def _int8_conv_at_risk(node: ov.Node, placement: Placement, quantized: Inputs,
+                       planned: Dict[Tuple[str, int], ActivationSite]) -> bool:
+    """Whether the convolution ``node`` has a quantized input and weights and post-ops of bug 5."""
+    weights = (node.get_friendly_name(), 1)
+    return ((node.get_friendly_name(), 0) in quantized
+            and (weights in quantized or weights in placement.compressed_weights
+                 or node.input_value(1).get_node().get_type_name() == "FakeQuantize")
+            and post_ops_at_risk(_post_ops(node, planned)))
+
+
+def _bug5_convolutions(model: ov.Model, placement: Placement,
+                       output_map: Callable[[Tuple[ov.Dimension, ov.Dimension]], bool]) -> List[ov.Node]:
+    """The convolutions of bug 5's kind whose output map satisfies ``output_map`` (a model with a dynamic input;
+    none otherwise)."""
+    if not any(port.get_partial_shape().is_dynamic for port in model.inputs):
+        return []
+    quantized = placement.quantized_inputs()
+    planned = {consumer: site for site in placement.activations for consumer in site.consumers}
+    return [node for node in model.get_ordered_ops() for spatial in [_output_map(node)]
+            if spatial is not None and output_map(spatial) and _int8_conv_at_risk(node, placement, quantized, planned)]
+
+
+def one_pixel_conv_sites(model: ov.Model, placement: Placement) -> List[str]:
+    """Names of the activation sites on the input of the convolutions in the position of bug 5: a static 1x1 output
+    map in a model with a dynamic input."""
+    one_pixel = lambda spatial: all(d.is_static and d.get_length() == 1 for d in spatial)  # noqa: E731
+    by_input = {consumer: site.name for site in placement.activations for consumer in site.consumers}
+    return list(dict.fromkeys(by_input[(node.get_friendly_name(), 0)]
+                              for node in _bug5_convolutions(model, placement, one_pixel)))
+
+
+def warn_dynamic_map_convolutions(model: ov.Model, placement: Placement) -> None:
+    """Warn about the INT8 convolutions of bug 5's kind whose output map is dynamic: computed wrongly on inputs small
+    enough to make it 1x1, which no rule can see before the model runs."""
+    names = [node.get_friendly_name() for node in _bug5_convolutions(
+        model, placement, lambda spatial: any(d.is_dynamic for d in spatial))]
+    if names:
+        logger.warning("The OpenVINO CPU plugin computes an INT8 convolution with a 1x1 output map and the ops it fuses "
+                       "after it wrongly under dynamic shapes; these convolutions have a dynamic output map and would "
+                       "be wrong on inputs small enough to make it 1x1 (docs/cpu-plugin-bugs.md): %s. Reshape the "
+                       "model to static shapes before quantization if such inputs occur", ", ".join(names))
+
+
 def _probe_compiles(model: ov.Model, placement: Placement) -> bool:
     """Whether a copy of ``model`` with the activation FakeQuantize ops of ``placement`` (unit ranges) compiles
     on the CPU."""
@@ -195,7 +324,7 @@ def _probe_compiles(model: ov.Model, placement: Placement) -> bool:
     return True
 
 
-#: The bugs whose sites always stay in floating point (2, 3, 4): how to find them, what the warning says.
+#: The bugs whose sites always stay in floating point (2, 3, 4, 5): how to find them, what the warning says.
 _MISCOMPUTED = (
     (miscomputed_sites, "a rank-4 activation MatMul with quantized inputs whose output is scaled along the last axis"),
     (dynamic_row_scaled_sites, "an INT8 MatMul whose output is scaled per row (a Multiply by a constant varying along "
@@ -203,11 +332,14 @@ _MISCOMPUTED = (
                                "to quantize these)"),
     (shifted_after_matmul_sites, "a FakeQuantize after an activation MatMul whose output is shifted or scaled per row "
                                  "(an Add or Multiply of a constant varying along a non-last axis, ReLUs between)"),
+    (one_pixel_conv_sites, "an INT8 convolution with a 1x1 output map and the ops it fuses after it (a second "
+                           "activation, a residual Add, a per-channel constant after an activation) in a model with "
+                           "dynamic input shapes (reshape it to static shapes to quantize these)"),
 )
 
 
 def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_check: bool = False) -> Placement:
-    """``placement`` without the activation sites of bugs 1 to 4 (see the module docstring), with a warning
+    """``placement`` without the activation sites of bugs 1 to 5 (see the module docstring), with a warning
     naming them.
 
     :param compile_check: keep the sites of bug 1 when a probe of the model with them compiles on the CPU.
@@ -218,6 +350,7 @@ def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_chec
             logger.warning("The OpenVINO CPU plugin computes %s wrongly; left in floating point: %s", what,
                            ", ".join(names))
             placement = placement.without_activations(set(names))
+    warn_dynamic_map_convolutions(model, placement)
     at_risk = uncompilable_sites(model, placement)
     if at_risk and not (compile_check and _probe_compiles(model, placement)):
         logger.warning("The OpenVINO CPU plugin cannot compile FakeQuantize ops after a rank-4 activation MatMul "
