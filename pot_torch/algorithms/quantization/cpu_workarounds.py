@@ -360,19 +360,19 @@ def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_chec
 
 
 def per_tensor_after_matmul(model: ov.Model, sites: Iterable[ActivationSite]) -> List[str]:
-    """Make the per-channel activation ``sites`` on a MatMul's output (or a ReLU's of it) per tensor, with a warning
-    naming them; returns their names.
+    """Make the per-channel activation ``sites`` on a MatMul's output (or on activations of it, e.g. ReLU then GELU)
+    per tensor, with a warning naming them; returns their names.
 
     The OpenVINO CPU plugin fuses such a FakeQuantize into the MatMul, whose output channels are its last axis,
-    and ``compile_model`` fails on a scale per axis-1 channel (``Check 'any_of(scale.size(), OC, 1U)'``) or, through a
-    ReLU, sometimes compiles and computes wrongly; seen with a depthwise convolution (per-channel input, cpu.json)
+    and ``compile_model`` fails on a scale per axis-1 channel (``Check 'any_of(scale.size(), OC, 1U)'``) or, through
+    activations, sometimes compiles and computes wrongly; seen with a depthwise convolution (per-channel input, cpu.json)
     reading rank-4 attention scores, directly or after ReLUs.
     """
     by_name = ops_by_name(model)
     changed = []
     for site in sites:
         producer = by_name[site.producer]
-        while producer.get_type_name() == "Relu":  # fused as a post-op on the way (found by the nightly run)
+        while producer.get_type_name() in _FUSED_ACTIVATIONS:  # post-ops on the way (found by the nightly runs)
             producer = producer.input_value(0).get_node()
         if producer.get_type_name() == "MatMul" and any(o["granularity"] == "perchannel" for o in site.options):
             site.options = [{**o, "granularity": "pertensor"} for o in site.options]
