@@ -359,21 +359,33 @@ def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_chec
     return placement
 
 
+def _before_post_ops(node: ov.Node) -> ov.Node:
+    """The op ``node``'s output comes from through a chain of ops the CPU plugin may fuse into it as post-ops:
+    activations, and elementwise ops of a constant that keep the shape (``node`` itself without such ops)."""
+    while True:
+        if node.get_type_name() in _FUSED_ACTIVATIONS:
+            node = node.input_value(0).get_node()
+            continue
+        activations = [value for value in node.input_values() if not _is_constant(value)]
+        if node.get_type_name() not in _ELEMENTWISE or len(activations) != 1 \
+                or activations[0].get_partial_shape() != node.get_output_partial_shape(0):
+            return node
+        node = activations[0].get_node()
+
+
 def per_tensor_after_matmul(model: ov.Model, sites: Iterable[ActivationSite]) -> List[str]:
-    """Make the per-channel activation ``sites`` on a MatMul's output (or on activations of it, e.g. ReLU then GELU)
-    per tensor, with a warning naming them; returns their names.
+    """Make the per-channel activation ``sites`` on a MatMul's output (or on post-ops of it: activations, e.g. ReLU
+    then GELU, and elementwise ops of a constant) per tensor, with a warning naming them; returns their names.
 
     The OpenVINO CPU plugin fuses such a FakeQuantize into the MatMul, whose output channels are its last axis,
     and ``compile_model`` fails on a scale per axis-1 channel (``Check 'any_of(scale.size(), OC, 1U)'``) or, through
-    activations, sometimes compiles and computes wrongly; seen with a depthwise convolution (per-channel input, cpu.json)
-    reading rank-4 attention scores, directly or after ReLUs.
+    post-ops, sometimes compiles and computes wrongly; seen with a depthwise convolution (per-channel input, cpu.json)
+    reading rank-4 attention scores, directly or after ReLUs, a GELU, an Add of a scalar (nightly runs).
     """
     by_name = ops_by_name(model)
     changed = []
     for site in sites:
-        producer = by_name[site.producer]
-        while producer.get_type_name() in _FUSED_ACTIVATIONS:  # post-ops on the way (found by the nightly runs)
-            producer = producer.input_value(0).get_node()
+        producer = _before_post_ops(by_name[site.producer])
         if producer.get_type_name() == "MatMul" and any(o["granularity"] == "perchannel" for o in site.options):
             site.options = [{**o, "granularity": "pertensor"} for o in site.options]
             changed.append(site.name)
