@@ -66,6 +66,10 @@ KNOWN_CPU_PLUGIN_BUG = "rank-4 activation MatMul, Multiply by [1,C,1,1], FakeQua
 #: Multiply by a last-axis vector [W] feeds a convolution (tests/test_regressions.py), so the FP32 reference
 #: of such a model is wrong and the generator does not put a convolution right after that Multiply.
 KNOWN_CPU_PLUGIN_FP_BUG = "Multiply by a last-axis vector, then Convolution: wrong f32 results on CPU"
+#: Some floating-point models do not compile at all (the session 7 nightly run: concat -> relu x3 -> linear [1, 4, 1]
+#: -> softmax -> linear fails in the snippets code with "Layout rank can't be larger than tensor rank", at f32, no
+#: quantizer anywhere): there is no reference to compare with, so such a drawn model is rejected (``assume``).
+KNOWN_CPU_PLUGIN_FP_COMPILE_BUG = "floating-point model does not compile on CPU"
 #: With dynamic shapes the CPU plugin mishandles an elementwise constant that has more than one value along an
 #: axis declared dynamic (which pins that axis to the constant's size): an activation MatMul whose dynamic last
 #: axis gets a constant [N] added does not compile even in FP32 ("Check 'data.size() == OC' failed"), and an
@@ -468,7 +472,10 @@ def check_round_trip(model: ov.Model, inputs: List[dict], preset: str, folder,
                      recipe: str = "default") -> Optional[List[float]]:
     """Quantize, save, reload, infer: outputs must be finite, of the FP32 shapes and within the recipe's
     SQNR bound (``SQNR_BOUNDS_DB``). Returns the SQNRs, ``None`` on a documented error."""
-    expected = infer_all(model, inputs)
+    try:
+        expected = infer_all(model, inputs)
+    except RuntimeError:  # KNOWN_CPU_PLUGIN_FP_COMPILE_BUG: no reference
+        assume(False)
     try:
         quantized = quantize(model, inputs, preset, recipe)
     except DOCUMENTED_ERRORS:
@@ -511,7 +518,11 @@ def cancellation_db(model: ov.Model, inputs: List[dict]) -> float:
       leading values are close (no 1/sqrt(d) scaling, unlike attention) move weight between those entries on an
       error that is small relative to the logits; the excess is the SQNR lost through the softmax by noise
       :data:`SOFTMAX_PROBE_DB` below the logits' RMS (seeded, on the FP logits). The nightly run drew one with logits
-      of RMS 35: 38.9 dB at the logits, 19.7 dB after the softmax.
+      of RMS 35: 38.9 dB at the logits, 19.7 dB after the softmax;
+    - a ReLU that keeps little of its input's power: the error of the kept values stays the size of the input's
+      quantization error, so the output's SQNR drops by the power it cuts beyond the half a centred input loses
+      (:data:`RELU_CUT_DB`). The nightly run drew a final ReLU of a linear layer's output that kept 43 dB less than
+      its input (linear output 42.9 dB, ReLU output 10.4 dB).
 
     Ill-conditioned models, not quantizer bugs: the model's outputs are held to the recipe's bound less this excess.
     """
@@ -521,14 +532,16 @@ def cancellation_db(model: ov.Model, inputs: List[dict]) -> float:
     norms = [op for op in clone.get_ordered_ops()
              if op.get_type_name() == "MVN" and op.input_value(1).get_node().get_type_name() == "Constant"]
     softmaxes = [op for op in clone.get_ordered_ops() if op.get_type_name() == "Softmax"]
-    if not products and not norms and not softmaxes:
+    relus = [op for op in clone.get_ordered_ops() if op.get_type_name() == "Relu"]
+    if not products and not norms and not softmaxes and not relus:
         return 0.0
     # a model of its own: add_outputs skips an operand that already is a model output, misaligning the list
-    read = ([value for op in products for value in op.input_values()] + [op.input_value(0) for op in norms]
-            + [op.input_value(0) for op in softmaxes])
+    read = ([value for op in products for value in op.input_values()]
+            + [op.input_value(0) for op in norms + softmaxes + relus])
     values = infer_all(ov.Model([ops.result(value) for value in read], clone.get_parameters(), "operands"), inputs)
     operands, rest = values[:2 * len(products)], values[2 * len(products):]
-    normalized, logits = rest[:len(norms)], rest[len(norms):]
+    normalized, logits, rectified = rest[:len(norms)], rest[len(norms):len(norms) + len(softmaxes)], \
+        rest[len(norms) + len(softmaxes):]
     excess = [0.0]
     for op, a, b in zip(products, operands[0::2], operands[1::2]):
         terms = a.shape[-2] if op.get_transpose_a() else a.shape[-1]
@@ -545,7 +558,15 @@ def cancellation_db(model: ov.Model, inputs: List[dict]) -> float:
     for op, z in zip(softmaxes, logits):
         rank = op.get_input_partial_shape(0).rank.get_length()
         excess.append(_softmax_loss_db(z.astype(np.float64), int(op.get_axis()) % rank + 1))  # +1: stacked samples
+    for x in rectified:
+        kept = float(np.mean(np.square(np.maximum(x, 0.0), dtype=np.float64)))
+        if kept > 0.0:
+            excess.append(10.0 * np.log10(float(np.mean(np.square(x, dtype=np.float64))) / kept) - RELU_CUT_DB)
     return max(excess)
+
+
+#: The power a ReLU cuts from a centred input (half of it, dB): the models the bounds were measured on have such ReLUs.
+RELU_CUT_DB = 10.0 * np.log10(2.0)
 
 
 #: The noise level, below the logits' RMS, at which ``_softmax_loss_db`` probes a softmax (dB).
@@ -683,3 +704,14 @@ def test_cancellation_db_finds_a_softmax_of_spread_logits():
     ordered = np.sort(spread, axis=-1)
     near_tie = np.where(spread == ordered[..., -2:-1], ordered[..., -1:] - 1.0, spread)  # the runner-up 1.0 behind
     assert cancellation_db(model, [{"a": value} for value in near_tie]) > 8.0
+
+
+def test_cancellation_db_finds_a_relu_that_keeps_little_of_its_input():
+    """The nightly run's 10.4 dB example: a final ReLU of a linear layer's output kept 43 dB less power than it got."""
+    x = ops.parameter([1, 2, 8], np.float32, name="a")
+    model = ov.Model([ops.result(ops.relu(x))], [x], "relu")
+    rng = np.random.default_rng(0)
+    centred = [{"a": rng.standard_normal((1, 2, 8)).astype(np.float32)} for _ in range(CALIBRATION_SAMPLES)]
+    assert cancellation_db(model, centred) < 2.0
+    mostly_cut = [{"a": item["a"] - 1.5} for item in centred]
+    assert cancellation_db(model, mostly_cut) > 10.0

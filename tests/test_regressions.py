@@ -641,7 +641,7 @@ def test_activation_matmul_shifted_per_row_before_a_fake_quantize_quantizes_clos
     assert sqnr_db(infer_all(model, inputs)[0], infer_all(quantized, inputs)[0]) >= 15.0
 
 
-@pytest.mark.parametrize("activations", [("relu",), ("relu", "gelu"), ("add_scalar",)])
+@pytest.mark.parametrize("activations", [("relu",), ("relu", "gelu"), ("add_scalar",), ("transpose",)])
 def test_depthwise_convolution_of_rectified_attention_scores_compiles_and_stays_close(activations):
     """Found by the nightly property runs (session 6: ReLU; session 7: ReLU then GELU, an Add of a scalar): scores =
     (x @ W) @ x^T -> post-ops -> depthwise convolution (per-channel input on the CPU). The per-channel FakeQuantize on the last
@@ -653,7 +653,8 @@ def test_depthwise_convolution_of_rectified_attention_scores_compiles_and_stays_
     scores = ops.matmul(query, x, False, True)
     for activation in activations:
         scores = {"relu": lambda: ops.relu(scores), "gelu": lambda: ops.gelu(scores, "erf"),
-                  "add_scalar": lambda: ops.add(scores, ops.constant(np.float32(0.3)))}[activation]()
+                  "add_scalar": lambda: ops.add(scores, ops.constant(np.float32(0.3))),
+                  "transpose": lambda: ops.transpose(scores, ops.constant(np.array([0, 1, 3, 2], np.int64)))}[activation]()
     model = ov.Model([ops.result(_depthwise(scores))], [x], "rectified_scores")
     calibration = [{"input": RNG.standard_normal((1, 2, 3, 3)).astype(np.float32)} for _ in range(4)]
     quantized = quantize(model, calibration, "performance", "minmax_covering").get_model()

@@ -360,10 +360,10 @@ def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_chec
 
 
 def _before_post_ops(node: ov.Node) -> ov.Node:
-    """The op ``node``'s output comes from through a chain of ops the CPU plugin may fuse into it as post-ops:
-    activations, and elementwise ops of a constant that keep the shape (``node`` itself without such ops)."""
+    """The op ``node``'s output comes from through a chain of ops the CPU plugin may fuse into it: activations,
+    elementwise ops of a constant that keep the shape, transposes (``node`` itself without such ops)."""
     while True:
-        if node.get_type_name() in _FUSED_ACTIVATIONS:
+        if node.get_type_name() in _FUSED_ACTIVATIONS + ("Transpose",):
             node = node.input_value(0).get_node()
             continue
         activations = [value for value in node.input_values() if not _is_constant(value)]
@@ -374,13 +374,14 @@ def _before_post_ops(node: ov.Node) -> ov.Node:
 
 
 def per_tensor_after_matmul(model: ov.Model, sites: Iterable[ActivationSite]) -> List[str]:
-    """Make the per-channel activation ``sites`` on a MatMul's output (or on post-ops of it: activations, e.g. ReLU
-    then GELU, and elementwise ops of a constant) per tensor, with a warning naming them; returns their names.
+    """Make the per-channel activation ``sites`` on a MatMul's output (or on ops fused into it: activations, e.g. ReLU
+    then GELU, elementwise ops of a constant, transposes) per tensor, with a warning naming them; returns their
+    names.
 
     The OpenVINO CPU plugin fuses such a FakeQuantize into the MatMul, whose output channels are its last axis,
     and ``compile_model`` fails on a scale per axis-1 channel (``Check 'any_of(scale.size(), OC, 1U)'``) or, through
     post-ops, sometimes compiles and computes wrongly; seen with a depthwise convolution (per-channel input, cpu.json)
-    reading rank-4 attention scores, directly or after ReLUs, a GELU, an Add of a scalar (nightly runs).
+    reading rank-4 attention scores, directly or after ReLUs, a GELU, an Add of a scalar, a transpose (nightly runs).
     """
     by_name = ops_by_name(model)
     changed = []
