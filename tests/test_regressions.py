@@ -659,3 +659,17 @@ def test_depthwise_convolution_of_rectified_attention_scores_compiles_and_stays_
     calibration = [{"input": RNG.standard_normal((1, 2, 3, 3)).astype(np.float32)} for _ in range(4)]
     quantized = quantize(model, calibration, "performance", "minmax_covering").get_model()
     assert sqnr_db(infer_all(model, calibration)[0], infer_all(quantized, calibration)[0]) >= 15.0
+
+
+def test_depthwise_convolution_of_a_transposed_convolution_output_compiles_and_stays_close():
+    """Found by the nightly property run (session 7): depthwise convolution -> transpose (channels moved off axis 1)
+    -> depthwise convolution (per-channel input on the CPU) did not compile ("Check 'any_of(scale.size(), OC, 1U)'"):
+    the FakeQuantize is fused through the transpose into the first convolution. It is quantized per tensor."""
+    x = ops.parameter([1, 1, 2, 2], np.float32, name="input")
+    first = ops.group_convolution(x, ops.constant(RNG.standard_normal((1, 1, 1, 3, 3)).astype(np.float32) * 0.5),
+                                  [1, 1], [1, 1], [1, 1], [1, 1])
+    moved = ops.transpose(first, ops.constant(np.array([0, 2, 1, 3], np.int64)))  # [1, 2, 1, 2]
+    model = ov.Model([ops.result(_depthwise(moved))], [x], "transposed_depthwise")
+    calibration = [{"input": RNG.standard_normal((1, 1, 2, 2)).astype(np.float32)} for _ in range(4)]
+    quantized = quantize(model, calibration, "performance", "minmax_covering").get_model()
+    assert sqnr_db(infer_all(model, calibration)[0], infer_all(quantized, calibration)[0]) >= 15.0

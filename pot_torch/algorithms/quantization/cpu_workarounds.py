@@ -359,17 +359,20 @@ def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_chec
     return placement
 
 
-def _before_post_ops(node: ov.Node) -> ov.Node:
-    """The op ``node``'s output comes from through a chain of ops the CPU plugin may fuse into it: activations,
-    elementwise ops of a constant that keep the shape, transposes (``node`` itself without such ops)."""
+def _fused_producer(node: ov.Node) -> Tuple[ov.Node, bool]:
+    """The op ``node``'s output comes from through a chain of ops the CPU plugin may fuse into it (activations,
+    elementwise ops of a constant that keep the shape, transposes), and whether a transpose is on the way (``node``
+    itself and False without such ops)."""
+    transposed = False
     while True:
         if node.get_type_name() in _FUSED_ACTIVATIONS + ("Transpose",):
+            transposed = transposed or node.get_type_name() == "Transpose"
             node = node.input_value(0).get_node()
             continue
         activations = [value for value in node.input_values() if not _is_constant(value)]
         if node.get_type_name() not in _ELEMENTWISE or len(activations) != 1 \
                 or activations[0].get_partial_shape() != node.get_output_partial_shape(0):
-            return node
+            return node, transposed
         node = activations[0].get_node()
 
 
@@ -381,16 +384,19 @@ def per_tensor_after_matmul(model: ov.Model, sites: Iterable[ActivationSite]) ->
     The OpenVINO CPU plugin fuses such a FakeQuantize into the MatMul, whose output channels are its last axis,
     and ``compile_model`` fails on a scale per axis-1 channel (``Check 'any_of(scale.size(), OC, 1U)'``) or, through
     post-ops, sometimes compiles and computes wrongly; seen with a depthwise convolution (per-channel input, cpu.json)
-    reading rank-4 attention scores, directly or after ReLUs, a GELU, an Add of a scalar, a transpose (nightly runs).
+    reading rank-4 attention scores, directly or after ReLUs, a GELU, an Add of a scalar, a transpose (nightly runs);
+    also a convolution's output transposed (its channels moved off axis 1) into a depthwise convolution.
     """
     by_name = ops_by_name(model)
     changed = []
     for site in sites:
-        producer = _before_post_ops(by_name[site.producer])
-        if producer.get_type_name() == "MatMul" and any(o["granularity"] == "perchannel" for o in site.options):
+        producer, transposed = _fused_producer(by_name[site.producer])
+        fused_off_axis = producer.get_type_name() == "MatMul" or (
+            transposed and producer.get_type_name() in ("Convolution", "GroupConvolution"))
+        if fused_off_axis and any(o["granularity"] == "perchannel" for o in site.options):
             site.options = [{**o, "granularity": "pertensor"} for o in site.options]
             changed.append(site.name)
     if changed:
-        logger.warning("The OpenVINO CPU plugin cannot compile a per-channel FakeQuantize on a MatMul's output; "
-                       "quantized per tensor instead: %s", ", ".join(changed))
+        logger.warning("The OpenVINO CPU plugin cannot compile a per-channel FakeQuantize on a MatMul's output or a "
+                       "transposed convolution output; quantized per tensor instead: %s", ", ".join(changed))
     return changed
