@@ -38,22 +38,30 @@ activations (attention scores) whose inputs are FakeQuantized, followed by a sca
    a bias, a ReLU and a per-tensor FakeQuantize is not); they stay in floating point. Such convolutions with a
    dynamic output map are named in a warning (:func:`warn_dynamic_map_convolutions`).
 
+6. static or dynamic, a rank-3 or rank-4 MatMul of two FakeQuantized activations whose fused post-ops have an
+   activation followed by an Add or Multiply of a constant with several values (``relu -> multiply`` by a last-axis
+   vector: off by 5.6-9.5; ``relu -> relu -> add -> relu -> relu``: 7.5 dB instead of 25.7 dB, nightly run) is computed
+   wrongly, depending on the ranges and data; without either input FakeQuantize it is right.
+   :func:`rectified_matmul_sites` finds the site on such a MatMul's first quantized input; the MatMul then runs in
+   floating point.
+
 The fusion of bugs 1 and 2 makes a per-channel FakeQuantize directly on such a MatMul's output (a depthwise
 convolution reading the scores, per-channel input on the CPU) fail to compile: :func:`per_tensor_after_matmul`
-makes those sites per tensor. :func:`drop_cpu_plugin_failures` removes the five bugs' sites from a placement
+makes those sites per tensor. :func:`drop_cpu_plugin_failures` removes the six bugs' sites from a placement
 (before anything is inserted), with a warning naming them. The walks see the graph as it will be once the
 placement is inserted: an input a planned FakeQuantize feeds is not read directly.
 """
 from __future__ import annotations
 
-import math
 import re
 from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 import openvino as ov
 
+from pot_torch.algorithms.quantization.fused_post_ops import (
+    fused_producer, is_constant, post_ops)
 from pot_torch.algorithms.quantization.sites import ActivationSite, Placement
-from pot_torch.graph.constants import constant_ops, constant_source
+from pot_torch.graph.constants import constant_ops
 from pot_torch.graph.editor import insert_fake_quantize, ops_by_name
 from pot_torch.utils.logger import get_logger
 
@@ -61,14 +69,7 @@ logger = get_logger(__name__)
 
 #: Elementwise ops with a constant operand the CPU plugin fuses into a MatMul as post-ops.
 _SCALE_OPS = ("Multiply", "Add", "Subtract")
-#: Ops whose value is a constant once the plugin folds them.
-_FOLDED = ("Convert", "FakeQuantize")
-
 Inputs = Set[Tuple[str, int]]
-
-
-def _is_constant(output: ov.Output) -> bool:
-    return constant_source(output, _FOLDED) is not None
 
 
 def _varies_off_last_axis(constant: ov.Output, rank: int) -> bool:
@@ -80,7 +81,7 @@ def _varies_off_last_axis(constant: ov.Output, rank: int) -> bool:
 
 def _activation_matmul(node: ov.Node, ranks: Tuple[int, ...] = (4,)) -> bool:
     """Whether ``node`` is a MatMul of two activations whose output rank is one of ``ranks``."""
-    if node.get_type_name() != "MatMul" or any(_is_constant(value) for value in node.input_values()):
+    if node.get_type_name() != "MatMul" or any(is_constant(value) for value in node.input_values()):
         return False
     rank = node.get_output_partial_shape(0).rank
     return rank.is_static and rank.get_length() in ranks
@@ -97,13 +98,13 @@ def _activation_matmul_behind(output: ov.Output, quantized: Inputs, shifted: boo
         if node.get_type_name() in ("BatchNormInference", "Relu"):
             scaled, port = scaled or node.get_type_name() == "BatchNormInference", 0
         else:
-            variable = [p for p, value in enumerate(node.input_values()) if not _is_constant(value)]
+            variable = [p for p, value in enumerate(node.input_values()) if not is_constant(value)]
             if len(variable) != 1:
                 return None
             rank = node.get_output_partial_shape(0).rank
             if node.get_type_name() in counted and rank.is_static:
                 scaled = scaled or any(_varies_off_last_axis(value, rank.get_length())
-                                       for value in node.input_values() if _is_constant(value))
+                                       for value in node.input_values() if is_constant(value))
             port = variable[0]
         if (node.get_friendly_name(), port) in quantized:
             return None
@@ -173,7 +174,7 @@ def miscomputed_sites(model: ov.Model, placement: Placement) -> List[str]:
 
 def _weight_matmul_input(matmul: ov.Node) -> List[int]:
     """The activation input port of a MatMul with constant weights and a static output rank, as a list."""
-    ports = [port for port, value in enumerate(matmul.input_values()) if not _is_constant(value)]
+    ports = [port for port, value in enumerate(matmul.input_values()) if not is_constant(value)]
     return ports if len(ports) == 1 and matmul.get_output_partial_shape(0).rank.is_static else []
 
 
@@ -193,68 +194,17 @@ def dynamic_row_scaled_sites(model: ov.Model, placement: Placement) -> List[str]
     return _sites_feeding_scaled_matmuls(model, placement, _weight_matmul_input, _scales_rows)
 
 
-#: Unary ops the CPU plugin may fuse into a convolution as post-ops (bug 5; a longer list only drops more sites).
-_FUSED_ACTIVATIONS = ("Relu", "Clamp", "Sigmoid", "HSigmoid", "HardSigmoid", "HSwish", "Swish", "Mish", "Elu", "Selu",
-                      "Gelu", "Tanh", "SoftPlus", "SoftSign", "PRelu", "Abs", "Exp", "Log", "Sqrt", "Round", "Floor",
-                      "Negative", "Erf")
-_ELEMENTWISE = ("Add", "Multiply", "Subtract", "Divide")
-
-
-def _several_values(value: ov.Output) -> bool:
-    shape = value.get_partial_shape()
-    return shape.is_static and math.prod(shape.to_shape()) > 1
-
-
-def _post_op_letter(node: ov.Node, shape: ov.PartialShape) -> Optional[str]:
-    """``node`` as a post-op of a convolution with output ``shape``: ``a``/``A`` an Add of a constant of one/more
-    values, ``m``/``M`` another elementwise op of a constant, ``N`` an activation, ``F``/``P`` a FakeQuantize per
-    tensor/channel, ``R`` an elementwise op of two activations; ``None`` when the plugin does not fuse it (another
-    op, or an elementwise op that broadcasts to another shape)."""
-    kind = node.get_type_name()
-    if kind == "FakeQuantize":
-        return "P" if any(_several_values(value) for value in node.input_values()[1:]) else "F"
-    if kind in _FUSED_ACTIVATIONS:
-        return "N"
-    if kind not in _ELEMENTWISE or node.get_output_partial_shape(0) != shape:
-        return None
-    constants = [value for value in node.input_values() if _is_constant(value)]
-    if len(constants) != 1:
-        return "R"
-    letter = "a" if kind == "Add" else "m"
-    return letter.upper() if _several_values(constants[0]) else letter
-
-
 def post_ops_at_risk(letters: str) -> bool:
-    """Whether the post-ops ``letters`` (see ``_post_op_letter``) of an INT8 convolution with a 1x1 output map are
-    computed wrongly under dynamic shapes (bug 5), as measured: with a per-channel FakeQuantize; after a bias (an
-    Add of a constant first), when an activation, FakeQuantize or Add of an activation is followed by a constant of
-    several values; without one, unless only constants, at most one activation and at most one FakeQuantize follow,
-    in that order."""
+    """Whether the post-ops ``letters`` (see :func:`~pot_torch.algorithms.quantization.fused_post_ops.post_ops`) of an
+    INT8 convolution with a 1x1 output map are computed wrongly under dynamic shapes (bug 5), as measured: with a
+    per-channel FakeQuantize; after a bias (an Add of a constant first), when an activation, FakeQuantize or Add of an
+    activation is followed by a constant of several values; without one, unless only constants, at most one
+    activation and at most one FakeQuantize follow, in that order."""
     if "P" in letters:
         return True
     if letters[:1] in ("a", "A"):
         return re.search("[NFR].*[AM]", letters) is not None
     return re.fullmatch("[aAmM]*N?F?", letters) is None
-
-
-def _post_ops(conv: ov.Node, planned: Dict[Tuple[str, int], ActivationSite]) -> str:
-    """The letters of the chain of single readers of ``conv``'s output the plugin fuses into it, with the
-    FakeQuantize ops of the ``planned`` sites (by the inputs they feed) where they will be."""
-    targets, letters, shape = list(conv.output(0).get_target_inputs()), "", conv.get_output_partial_shape(0)
-    through_site = False
-    while True:
-        keys = [(target.get_node().get_friendly_name(), target.get_index()) for target in targets]
-        if not through_site and any(key in planned for key in keys):
-            if not all(key in planned for key in keys):
-                return letters  # a quantized and a float reader: the chain branches
-            perchannel = any(option["granularity"] == "perchannel" for option in planned[keys[0]].options)
-            letters, through_site = letters + ("P" if perchannel else "F"), True
-            continue
-        letter = _post_op_letter(targets[0].get_node(), shape) if len(targets) == 1 else None
-        if letter is None:
-            return letters
-        letters, through_site = letters + letter, False
-        targets = list(targets[0].get_node().output(0).get_target_inputs())
 
 
 def _output_map(node: ov.Node) -> Optional[Tuple[ov.Dimension, ov.Dimension]]:
@@ -273,7 +223,7 @@ def _int8_conv_at_risk(node: ov.Node, placement: Placement, quantized: Inputs,
     return ((node.get_friendly_name(), 0) in quantized
             and (weights in quantized or weights in placement.compressed_weights
                  or node.input_value(1).get_node().get_type_name() == "FakeQuantize")
-            and post_ops_at_risk(_post_ops(node, planned)))
+            and post_ops_at_risk(post_ops(node, planned)))
 
 
 def _bug5_convolutions(model: ov.Model, placement: Placement,
@@ -303,10 +253,27 @@ def warn_dynamic_map_convolutions(model: ov.Model, placement: Placement) -> None
     names = [node.get_friendly_name() for node in _bug5_convolutions(
         model, placement, lambda spatial: any(d.is_dynamic for d in spatial))]
     if names:
-        logger.warning("The OpenVINO CPU plugin computes an INT8 convolution with a 1x1 output map and the ops it fuses "
-                       "after it wrongly under dynamic shapes; these convolutions have a dynamic output map and would "
-                       "be wrong on inputs small enough to make it 1x1 (docs/cpu-plugin-bugs.md): %s. Reshape the "
-                       "model to static shapes before quantization if such inputs occur", ", ".join(names))
+        logger.warning("The OpenVINO CPU plugin computes an INT8 convolution with a 1x1 output map and the ops it "
+                       "fuses after it wrongly under dynamic shapes; these convolutions have a dynamic output map and "
+                       "would be wrong on inputs small enough to make it 1x1 (docs/cpu-plugin-bugs.md): %s. Reshape "
+                       "the model to static shapes before quantization if such inputs occur", ", ".join(names))
+
+
+def rectified_matmul_sites(model: ov.Model, placement: Placement) -> List[str]:
+    """Names of the activation sites on the first quantized input of the activation MatMuls in the position of bug 6
+    (see the module docstring)."""
+    quantized = placement.quantized_inputs()
+    planned = {consumer: site for site in placement.activations for consumer in site.consumers}
+    names: List[str] = []
+    for node in model.get_ordered_ops():
+        inputs = [(node.get_friendly_name(), port) for port in (0, 1)]
+        if not (_activation_matmul(node, (3, 4)) and all(key in quantized for key in inputs)
+                and re.search("N.*[AM]", post_ops(node, planned))):
+            continue
+        site = next((planned[key] for key in inputs if key in planned), None)
+        if site is not None and site.name not in names:
+            names.append(site.name)
+    return names
 
 
 def _probe_compiles(model: ov.Model, placement: Placement) -> bool:
@@ -324,7 +291,7 @@ def _probe_compiles(model: ov.Model, placement: Placement) -> bool:
     return True
 
 
-#: The bugs whose sites always stay in floating point (2, 3, 4, 5): how to find them, what the warning says.
+#: The bugs whose sites always stay in floating point (2 to 6): how to find them, what the warning says.
 _MISCOMPUTED = (
     (miscomputed_sites, "a rank-4 activation MatMul with quantized inputs whose output is scaled along the last axis"),
     (dynamic_row_scaled_sites, "an INT8 MatMul whose output is scaled per row (a Multiply by a constant varying along "
@@ -332,6 +299,8 @@ _MISCOMPUTED = (
                                "to quantize these)"),
     (shifted_after_matmul_sites, "a FakeQuantize after an activation MatMul whose output is shifted or scaled per row "
                                  "(an Add or Multiply of a constant varying along a non-last axis, ReLUs between)"),
+    (rectified_matmul_sites, "an INT8 MatMul of two activations whose fused post-ops have an activation followed by "
+                             "an Add or Multiply of a constant with several values"),
     (one_pixel_conv_sites, "an INT8 convolution with a 1x1 output map and the ops it fuses after it (a second "
                            "activation, a residual Add, a per-channel constant after an activation) in a model with "
                            "dynamic input shapes (reshape it to static shapes to quantize these)"),
@@ -339,7 +308,7 @@ _MISCOMPUTED = (
 
 
 def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_check: bool = False) -> Placement:
-    """``placement`` without the activation sites of bugs 1 to 5 (see the module docstring), with a warning
+    """``placement`` without the activation sites of bugs 1 to 6 (see the module docstring), with a warning
     naming them.
 
     :param compile_check: keep the sites of bug 1 when a probe of the model with them compiles on the CPU.
@@ -359,23 +328,6 @@ def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_chec
     return placement
 
 
-def _fused_producer(node: ov.Node) -> Tuple[ov.Node, bool]:
-    """The op ``node``'s output comes from through a chain of ops the CPU plugin may fuse into it (activations,
-    elementwise ops of a constant that keep the shape, transposes), and whether a transpose is on the way (``node``
-    itself and False without such ops)."""
-    transposed = False
-    while True:
-        if node.get_type_name() in _FUSED_ACTIVATIONS + ("Transpose",):
-            transposed = transposed or node.get_type_name() == "Transpose"
-            node = node.input_value(0).get_node()
-            continue
-        activations = [value for value in node.input_values() if not _is_constant(value)]
-        if node.get_type_name() not in _ELEMENTWISE or len(activations) != 1 \
-                or activations[0].get_partial_shape() != node.get_output_partial_shape(0):
-            return node, transposed
-        node = activations[0].get_node()
-
-
 def per_tensor_after_matmul(model: ov.Model, sites: Iterable[ActivationSite]) -> List[str]:
     """Make the per-channel activation ``sites`` on a MatMul's output (or on ops fused into it: activations, e.g. ReLU
     then GELU, elementwise ops of a constant, transposes) per tensor, with a warning naming them; returns their
@@ -390,7 +342,7 @@ def per_tensor_after_matmul(model: ov.Model, sites: Iterable[ActivationSite]) ->
     by_name = ops_by_name(model)
     changed = []
     for site in sites:
-        producer, transposed = _fused_producer(by_name[site.producer])
+        producer, transposed = fused_producer(by_name[site.producer])
         fused_off_axis = producer.get_type_name() == "MatMul" or (
             transposed and producer.get_type_name() in ("Convolution", "GroupConvolution"))
         if fused_off_axis and any(o["granularity"] == "perchannel" for o in site.options):
