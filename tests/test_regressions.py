@@ -34,8 +34,8 @@ def _attention_scores_model(then) -> ov.Model:
     return ov.Model([ops.result(then(scores))], [x], "attention_scores")
 
 
-def _depthwise(value):
-    weights = ops.constant(RNG.standard_normal((2, 1, 1, 3, 3)).astype(np.float32) * 0.3)
+def _depthwise(value, channels: int = 2):
+    weights = ops.constant(RNG.standard_normal((channels, 1, 1, 3, 3)).astype(np.float32) * 0.3)
     node = ops.group_convolution(value, weights, [1, 1], [1, 1], [1, 1], [1, 1])
     node.set_friendly_name("depthwise")
     return node
@@ -642,9 +642,11 @@ def test_activation_matmul_shifted_per_row_before_a_fake_quantize_quantizes_clos
     assert sqnr_db(infer_all(model, inputs)[0], infer_all(quantized, inputs)[0]) >= 15.0
 
 
-@pytest.mark.parametrize("activations", [("relu",), ("relu", "gelu"), ("add_scalar",), ("transpose",)])
+@pytest.mark.parametrize("activations", [("relu",), ("relu", "gelu"), ("add_scalar",), ("transpose",),
+                                         ("relu", "concat")])
 def test_depthwise_convolution_of_rectified_attention_scores_compiles_and_stays_close(activations):
-    """Found by the nightly property runs (session 6: ReLU; session 7: ReLU then GELU, an Add of a scalar): scores =
+    """Found by the nightly property runs (session 6: ReLU; session 7: ReLU then GELU, an Add of a scalar, a transpose,
+    ReLU then a Concat with another tensor): scores =
     (x @ W) @ x^T -> post-ops -> depthwise convolution (per-channel input on the CPU). The per-channel FakeQuantize
     on the last post-op's output is fused through them into the MatMul as per-output-column scales: some models do
     not compile ("Check 'any_of(scale.size(), OC, 1U)'"), others compute wrongly (-4.7 dB). It is quantized per
@@ -656,8 +658,9 @@ def test_depthwise_convolution_of_rectified_attention_scores_compiles_and_stays_
         scores = {"relu": lambda: ops.relu(scores), "gelu": lambda: ops.gelu(scores, "erf"),
                   "add_scalar": lambda: ops.add(scores, ops.constant(np.float32(0.3))),
                   "transpose": lambda: ops.transpose(scores, ops.constant(np.array([0, 1, 3, 2], np.int64))),
+                  "concat": lambda: ops.concat([scores, x], 1),  # [1, 4, 3, 3]
                   }[activation]()
-    model = ov.Model([ops.result(_depthwise(scores))], [x], "rectified_scores")
+    model = ov.Model([ops.result(_depthwise(scores, 4 if "concat" in activations else 2))], [x], "rectified_scores")
     calibration = [{"input": RNG.standard_normal((1, 2, 3, 3)).astype(np.float32)} for _ in range(4)]
     quantized = quantize(model, calibration, "performance", "minmax_covering").get_model()
     assert sqnr_db(infer_all(model, calibration)[0], infer_all(quantized, calibration)[0]) >= 15.0

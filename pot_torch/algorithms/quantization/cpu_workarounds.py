@@ -328,6 +328,16 @@ def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_chec
     return placement
 
 
+def _fused_off_axis(node: ov.Node) -> bool:
+    """Whether a FakeQuantize on ``node``'s output may be fused into an op whose channels are not on axis 1: a MatMul,
+    or a convolution behind a transpose, through fused post-ops and the inputs of a Concat (computed in place)."""
+    if node.get_type_name() == "Concat":
+        return any(_fused_off_axis(value.get_node()) for value in node.input_values())
+    producer, transposed = fused_producer(node)
+    return producer.get_type_name() == "MatMul" or (
+        transposed and producer.get_type_name() in ("Convolution", "GroupConvolution"))
+
+
 def per_tensor_after_matmul(model: ov.Model, sites: Iterable[ActivationSite]) -> List[str]:
     """Make the per-channel activation ``sites`` on a MatMul's output (or on ops fused into it: activations, e.g. ReLU
     then GELU, elementwise ops of a constant, transposes) per tensor, with a warning naming them; returns their
@@ -336,16 +346,14 @@ def per_tensor_after_matmul(model: ov.Model, sites: Iterable[ActivationSite]) ->
     The OpenVINO CPU plugin fuses such a FakeQuantize into the MatMul, whose output channels are its last axis,
     and ``compile_model`` fails on a scale per axis-1 channel (``Check 'any_of(scale.size(), OC, 1U)'``) or, through
     post-ops, sometimes compiles and computes wrongly; seen with a depthwise convolution (per-channel input, cpu.json)
-    reading rank-4 attention scores, directly or after ReLUs, a GELU, an Add of a scalar, a transpose (nightly runs);
-    also a convolution's output transposed (its channels moved off axis 1) into a depthwise convolution.
+    reading rank-4 attention scores, directly or after ReLUs, a GELU, an Add of a scalar, a transpose, a Concat with
+    another tensor (nightly runs); also a convolution's output transposed (its channels moved off axis 1) into a
+    depthwise convolution.
     """
     by_name = ops_by_name(model)
     changed = []
     for site in sites:
-        producer, transposed = fused_producer(by_name[site.producer])
-        fused_off_axis = producer.get_type_name() == "MatMul" or (
-            transposed and producer.get_type_name() in ("Convolution", "GroupConvolution"))
-        if fused_off_axis and any(o["granularity"] == "perchannel" for o in site.options):
+        if any(o["granularity"] == "perchannel" for o in site.options) and _fused_off_axis(by_name[site.producer]):
             site.options = [{**o, "granularity": "pertensor"} for o in site.options]
             changed.append(site.name)
     if changed:
