@@ -87,10 +87,15 @@ def _activation_matmul(node: ov.Node, ranks: Tuple[int, ...] = (4,)) -> bool:
     return rank.is_static and rank.get_length() in ranks
 
 
-def _activation_matmul_behind(output: ov.Output, quantized: Inputs, shifted: bool = False) -> Optional[ov.Node]:
-    """The rank-4 MatMul of two activations that ``output`` is, after per-channel scale ops and with no
-    FakeQuantize of ``quantized`` in between; else ``None``. ``shifted`` (bug 4): also through ReLU, with an Add or
-    Subtract of such a constant counting as the scale, and for rank-3 MatMuls too."""
+def _activation_matmul_behind(output: ov.Output, quantized: Inputs, constant: Set[str],
+                              shifted: bool = False) -> Optional[ov.Node]:
+    """The rank-4 MatMul of two activations that ``output`` is, after per-channel scale ops (by constants: ``constant``
+    names the ops computed from Constants only, which the plugin folds) and with no FakeQuantize of ``quantized`` in
+    between; else ``None``. ``shifted`` (bug 4): also through ReLU, with an Add or Subtract of such a constant
+    counting as the scale, and for rank-3 MatMuls too."""
+    def folded(value: ov.Output) -> bool:
+        return is_constant(value) or value.get_node().get_friendly_name() in constant
+
     scaled = False
     counted = ("Multiply", "Add", "Subtract") if shifted else ("Multiply",)
     node = output.get_node()
@@ -98,13 +103,13 @@ def _activation_matmul_behind(output: ov.Output, quantized: Inputs, shifted: boo
         if node.get_type_name() in ("BatchNormInference", "Relu"):
             scaled, port = scaled or node.get_type_name() == "BatchNormInference", 0
         else:
-            variable = [p for p, value in enumerate(node.input_values()) if not is_constant(value)]
+            variable = [p for p, value in enumerate(node.input_values()) if not folded(value)]
             if len(variable) != 1:
                 return None
             rank = node.get_output_partial_shape(0).rank
             if node.get_type_name() in counted and rank.is_static:
                 scaled = scaled or any(_varies_off_last_axis(value, rank.get_length())
-                                       for value in node.input_values() if is_constant(value))
+                                       for value in node.input_values() if folded(value))
             port = variable[0]
         if (node.get_friendly_name(), port) in quantized:
             return None
@@ -115,9 +120,9 @@ def _activation_matmul_behind(output: ov.Output, quantized: Inputs, shifted: boo
 def uncompilable_sites(model: ov.Model, placement: Placement) -> List[str]:
     """Names of the activation sites of ``placement`` in the position of bug 1 (see the module docstring)."""
     by_name = ops_by_name(model)
-    quantized = placement.quantized_inputs()
+    quantized, constant = placement.quantized_inputs(), constant_ops(model.get_ordered_ops())
     return [site.name for site in placement.activations
-            if _activation_matmul_behind(by_name[site.producer].output(site.port), quantized) is not None]
+            if _activation_matmul_behind(by_name[site.producer].output(site.port), quantized, constant) is not None]
 
 
 def _scales_last_axis_only(multiply: ov.Node, matmul_output: ov.Output, constant: Set[str]) -> bool:
@@ -135,10 +140,10 @@ def shifted_after_matmul_sites(model: ov.Model, placement: Placement) -> List[st
     """Names of the activation sites of ``placement`` in the position of bug 4 and not of bug 1 (see the module
     docstring)."""
     by_name = ops_by_name(model)
-    quantized = placement.quantized_inputs()
+    quantized, constant = placement.quantized_inputs(), constant_ops(model.get_ordered_ops())
     uncompilable = set(uncompilable_sites(model, placement))
     return [site.name for site in placement.activations if site.name not in uncompilable and _activation_matmul_behind(
-        by_name[site.producer].output(site.port), quantized, shifted=True) is not None]
+        by_name[site.producer].output(site.port), quantized, constant, shifted=True) is not None]
 
 
 def _sites_feeding_scaled_matmuls(model: ov.Model, placement: Placement,
