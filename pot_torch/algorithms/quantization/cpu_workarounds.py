@@ -154,7 +154,7 @@ def _sites_feeding_scaled_matmuls(model: ov.Model, placement: Placement,
     ordered = model.get_ordered_ops()
     constant = constant_ops(ordered)
     quantized = placement.quantized_inputs()
-    feeding = {consumer: site.name for site in placement.activations for consumer in site.consumers}
+    feeding = placement.sites_by_input()
     names: List[str] = []
     for matmul in ordered:
         ports = ports_of(matmul) if matmul.get_type_name() == "MatMul" else []
@@ -164,9 +164,9 @@ def _sites_feeding_scaled_matmuls(model: ov.Model, placement: Placement,
                    for node in readers):
             continue
         for port in ports:
-            name = feeding.get((matmul.get_friendly_name(), port))
-            if name is not None and name not in names:
-                names.append(name)
+            site = feeding.get((matmul.get_friendly_name(), port))
+            if site is not None and site.name not in names:
+                names.append(site.name)
     return names
 
 
@@ -237,8 +237,7 @@ def _bug5_convolutions(model: ov.Model, placement: Placement,
     none otherwise)."""
     if not any(port.get_partial_shape().is_dynamic for port in model.inputs):
         return []
-    quantized = placement.quantized_inputs()
-    planned = {consumer: site for site in placement.activations for consumer in site.consumers}
+    quantized, planned = placement.quantized_inputs(), placement.sites_by_input()
     return [node for node in model.get_ordered_ops() for spatial in [_output_map(node)]
             if spatial is not None and output_map(spatial) and _int8_conv_at_risk(node, placement, quantized, planned)]
 
@@ -247,8 +246,8 @@ def one_pixel_conv_sites(model: ov.Model, placement: Placement) -> List[str]:
     """Names of the activation sites on the input of the convolutions in the position of bug 5: a static 1x1 output
     map in a model with a dynamic input."""
     one_pixel = lambda spatial: all(d.is_static and d.get_length() == 1 for d in spatial)  # noqa: E731
-    by_input = {consumer: site.name for site in placement.activations for consumer in site.consumers}
-    return list(dict.fromkeys(by_input[(node.get_friendly_name(), 0)]
+    by_input = placement.sites_by_input()
+    return list(dict.fromkeys(by_input[(node.get_friendly_name(), 0)].name
                               for node in _bug5_convolutions(model, placement, one_pixel)))
 
 
@@ -267,8 +266,7 @@ def warn_dynamic_map_convolutions(model: ov.Model, placement: Placement) -> None
 def rectified_matmul_sites(model: ov.Model, placement: Placement) -> List[str]:
     """Names of the activation sites on the first quantized input of the activation MatMuls in the position of bug 6
     (see the module docstring)."""
-    quantized = placement.quantized_inputs()
-    planned = {consumer: site for site in placement.activations for consumer in site.consumers}
+    quantized, planned = placement.quantized_inputs(), placement.sites_by_input()
     names: List[str] = []
     for node in model.get_ordered_ops():
         inputs = [(node.get_friendly_name(), port) for port in (0, 1)]

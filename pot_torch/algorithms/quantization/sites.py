@@ -67,8 +67,12 @@ class Placement:
 
     def quantized_inputs(self) -> Set[Tuple[str, int]]:
         """``(op name, input)`` of every input a FakeQuantize of this placement will feed."""
-        return ({consumer for site in self.activations for consumer in site.consumers}
-                | {(site.consumer, site.port) for site in self.weights})
+        return set(self.sites_by_input()) | {(site.consumer, site.port) for site in self.weights}
+
+    def sites_by_input(self) -> Dict[Tuple[str, int], ActivationSite]:
+        """``{(op name, input): activation site}`` for every input an activation FakeQuantize of this placement will
+        feed."""
+        return {consumer: site for site in self.activations for consumer in site.consumers}
 
     def without_activations(self, names: Set[str]) -> "Placement":
         """This placement without the activation sites named ``names`` (also taken out of the unified groups)."""
