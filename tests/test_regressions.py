@@ -5,7 +5,7 @@ to be un-marked.
 """
 from __future__ import annotations
 
-from typing import List
+from typing import List, Union
 
 import numpy as np
 import openvino as ov
@@ -16,8 +16,10 @@ from pot_torch import CompressedModel, IEEngine, Metric
 from pot_torch.algorithms.quantization.cpu_workarounds import (drop_cpu_plugin_failures, miscomputed_sites,
                                                                one_pixel_conv_sites, rectified_matmul_sites,
                                                                uncompilable_sites)
+from pot_torch.algorithms.quantization.fused_post_ops import post_ops
 from pot_torch.algorithms.quantization.placement import place_quantizers
-from pot_torch.graph.editor import fake_quantize_ops
+from pot_torch.graph.constants import constant_ops
+from pot_torch.graph.editor import fake_quantize_ops, ops_by_name
 from pot_torch.graph.hardware.config import load_hardware_config
 from tests.test_property_models import CORE, infer_all, quantize, sqnr_db
 
@@ -565,9 +567,9 @@ def test_dynamic_batch_convolution_of_one_pixel_quantizes_like_its_static_reshap
     assert "1x1 output map" in caplog.text
 
 
-def _one_pixel_block(bias: bool, tail: str, size: int = 2) -> ov.Model:
+def _one_pixel_block(bias: Union[bool, str], tail: str, size: int = 2) -> ov.Model:
     """x [?, 8, 2, 2] -> 3x3 convolution of stride 2 (a 1x1 output map; the CPU rules keep convolutions of 1x1 input
-    maps in floating point) + bias -> ReLU -> ``tail``: ``"relu"`` a ReLU, ``"depthwise"`` a 3x3 depthwise
+    maps in floating point) + bias (``"folded"``: computed by an Add of two Constants) -> ReLU -> ``tail``: ``"relu"`` a ReLU, ``"depthwise"`` a 3x3 depthwise
     convolution (INT8: the ReLU's output gets a per-channel FakeQuantize), ``"linear"`` flatten -> MatMul (INT8: a
     per-tensor FakeQuantize)."""
     rng = np.random.default_rng(3)
@@ -575,7 +577,9 @@ def _one_pixel_block(bias: bool, tail: str, size: int = 2) -> ov.Model:
     weights = lambda *shape: ops.constant((rng.standard_normal(shape) * 0.3).astype(np.float32))  # noqa: E731
     y = ops.convolution(x, weights(8, 8, 3, 3), [2, 2], [1, 1], [1, 1], [1, 1])
     y.set_friendly_name("conv")
-    y = ops.relu(ops.add(y, weights(1, 8, 1, 1)) if bias else y)
+    if bias:
+        y = ops.add(y, ops.add(weights(1, 8, 1, 1), weights(1, 8, 1, 1)) if bias == "folded" else weights(1, 8, 1, 1))
+    y = ops.relu(y)
     if tail == "relu":
         y = ops.relu(y)
     elif tail == "depthwise":
@@ -608,6 +612,16 @@ def test_one_pixel_convolutions_leave_out_only_the_chains_the_plugin_miscomputes
     with caplog.at_level("WARNING"):
         assert check_dynamic_matches_static(model, inputs, "performance", "minmax_covering") is not None
     assert ("1x1 output map" in caplog.text) == dropped
+
+
+@pytest.mark.parametrize("bias", [True, "folded"])
+def test_post_ops_read_a_bias_computed_from_constants_as_a_constant(bias):
+    """A bias computed by an Add of two Constants (the plugin folds it) is read as a bias, ``A`` (a constant of several
+    values), not as an Add of two activations, ``R``: bug 5's rule keeps a bias, ReLU, ReLU chain (before session 8
+    the folded bias read as ``RNN`` and its convolution's input was left in floating point)."""
+    model = _one_pixel_block(bias, "relu")
+    conv = ops_by_name(model)["conv"]
+    assert post_ops(conv, {}, constant_ops(model.get_ordered_ops())) == "ANN"
 
 
 @pytest.mark.parametrize("bias, warned", [(False, True), (True, False)])
@@ -670,8 +684,8 @@ def test_activation_matmul_scaled_per_row_by_folded_constants_before_a_fake_quan
     check_round_trip(model, inputs, "performance", tmp_path, "minmax_covering")
 
 
-@pytest.mark.parametrize("activations", [("relu",), ("relu", "gelu"), ("add_scalar",), ("transpose",),
-                                         ("relu", "concat")])
+@pytest.mark.parametrize("activations", [("relu",), ("relu", "gelu"), ("add_scalar",), ("add_folded_scalar",),
+                                         ("transpose",), ("relu", "concat")])
 def test_depthwise_convolution_of_rectified_attention_scores_compiles_and_stays_close(activations):
     """Found by the nightly property runs (session 6: ReLU; session 7: ReLU then GELU, an Add of a scalar, a transpose,
     ReLU then a Concat with another tensor): scores =
@@ -685,6 +699,8 @@ def test_depthwise_convolution_of_rectified_attention_scores_compiles_and_stays_
     for activation in activations:
         scores = {"relu": lambda: ops.relu(scores), "gelu": lambda: ops.gelu(scores, "erf"),
                   "add_scalar": lambda: ops.add(scores, ops.constant(np.float32(0.3))),
+                  "add_folded_scalar": lambda: ops.add(scores, ops.add(ops.constant(np.float32(0.2)),
+                                                                       ops.constant(np.float32(0.1)))),
                   "transpose": lambda: ops.transpose(scores, ops.constant(np.array([0, 1, 3, 2], np.int64))),
                   "concat": lambda: ops.concat([scores, x], 1),  # [1, 4, 3, 3]
                   }[activation]()
@@ -710,23 +726,28 @@ def test_depthwise_convolution_of_a_transposed_convolution_output_compiles_and_s
 
 def _rectified_scores(tail: str) -> ov.Model:
     """x [1, 3, 3] -> query (linear) -> scores = query @ x^T -> ``tail``: ``"relu_column"`` ReLU then a Multiply by a
-    last-axis vector, ``"relu_scalar"`` ReLU then a Multiply by a scalar, ``"column"`` the Multiply alone."""
+    last-axis vector, ``"relu_folded_column"`` the same vector computed by an Add of two Constants (folded by the
+    plugin), ``"relu_scalar"`` ReLU then a Multiply by a scalar, ``"column"`` the Multiply alone."""
     x = ops.parameter([1, 3, 3], np.float32, name="input")
     query = ops.matmul(x, ops.constant(np.random.default_rng(0).standard_normal((3, 3)).astype(np.float32)), False,
                        False)
     query.set_friendly_name("query")
     scores = ops.matmul(query, x, False, True)
     scale = np.float32([0.6, 0.7, -0.5]) if tail != "relu_scalar" else np.float32([0.6])
-    y = ops.multiply(scores if tail == "column" else ops.relu(scores), ops.constant(scale))
+    factor = ops.add(ops.constant(scale), ops.constant(np.float32(0.0))) if tail == "relu_folded_column" \
+        else ops.constant(scale)
+    y = ops.multiply(scores if tail == "column" else ops.relu(scores), factor)
     return ov.Model([ops.result(y)], [x], "rectified_scores")
 
 
-@pytest.mark.parametrize("tail, dropped", [("relu_column", True), ("relu_scalar", False), ("column", False)])
+@pytest.mark.parametrize("tail, dropped", [("relu_column", True), ("relu_folded_column", True), ("relu_scalar", False),
+                                           ("column", False)])
 def test_an_activation_matmul_whose_fused_activation_is_scaled_per_column_runs_in_floating_point(tail, dropped):
     """Bug 6 (nightly property run, session 7): an INT8 MatMul of two activations, then ReLU and an Add or Multiply
     of a constant of several values, is computed wrongly for some ranges (7.5 dB where numpy on the same values gives
     25.7 dB); ``rectified_matmul_sites`` leaves its first input in floating point. A scalar, or no activation between
-    (bug 2's pattern is rank 4 only), is not this bug."""
+    (bug 2's pattern is rank 4 only), is not this bug. A constant computed from Constants only counts as a constant
+    (the relu_folded_column case was missed before session 8)."""
     model = _rectified_scores(tail)
     placement = place_quantizers(model, load_hardware_config("CPU"), cpu_plugin=False)
     assert rectified_matmul_sites(model, placement) == (["query/fq_output_0"] if dropped else [])

@@ -49,7 +49,8 @@ The fusion of bugs 1 and 2 makes a per-channel FakeQuantize directly on such a M
 convolution reading the scores, per-channel input on the CPU) fail to compile: :func:`per_tensor_after_matmul`
 makes those sites per tensor. :func:`drop_cpu_plugin_failures` removes the six bugs' sites from a placement
 (before anything is inserted), with a warning naming them. The walks see the graph as it will be once the
-placement is inserted: an input a planned FakeQuantize feeds is not read directly.
+placement is inserted: an input a planned FakeQuantize feeds is not read directly, and an op computed from Constants
+only (``graph.constants.constant_ops``; the plugin folds it) is a constant.
 """
 from __future__ import annotations
 
@@ -58,8 +59,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 import openvino as ov
 
-from pot_torch.algorithms.quantization.fused_post_ops import (
-    fused_producer, is_constant, post_ops)
+from pot_torch.algorithms.quantization.fused_post_ops import Folded, fused_producer, is_constant, post_ops
 from pot_torch.algorithms.quantization.sites import ActivationSite, Placement
 from pot_torch.graph.constants import constant_ops
 from pot_torch.graph.editor import insert_fake_quantize, ops_by_name
@@ -72,6 +72,12 @@ _SCALE_OPS = ("Multiply", "Add", "Subtract")
 Inputs = Set[Tuple[str, int]]
 
 
+def _folded(model: ov.Model, constant: Optional[Folded]) -> Folded:
+    """``constant`` (the ops of ``model`` computed from Constants only, which the plugin folds), computed when not
+    given: every walk counts them as constants."""
+    return constant_ops(model.get_ordered_ops()) if constant is None else constant
+
+
 def _varies_off_last_axis(constant: ov.Output, rank: int) -> bool:
     """Whether ``constant``, broadcast to ``rank``, has more than one value along an axis other than the last."""
     shape = list(constant.get_partial_shape().to_shape())
@@ -79,23 +85,21 @@ def _varies_off_last_axis(constant: ov.Output, rank: int) -> bool:
     return any(dim > 1 for dim in dims[:-1])
 
 
-def _activation_matmul(node: ov.Node, ranks: Tuple[int, ...] = (4,)) -> bool:
-    """Whether ``node`` is a MatMul of two activations whose output rank is one of ``ranks``."""
-    if node.get_type_name() != "MatMul" or any(is_constant(value) for value in node.input_values()):
+def _activation_matmul(node: ov.Node, constant: Folded, ranks: Tuple[int, ...] = (4,)) -> bool:
+    """Whether ``node`` is a MatMul of two activations (neither in ``constant``) whose output rank is one of
+    ``ranks``."""
+    if node.get_type_name() != "MatMul" or any(is_constant(value, constant) for value in node.input_values()):
         return False
     rank = node.get_output_partial_shape(0).rank
     return rank.is_static and rank.get_length() in ranks
 
 
-def _activation_matmul_behind(output: ov.Output, quantized: Inputs, constant: Set[str],
+def _activation_matmul_behind(output: ov.Output, quantized: Inputs, constant: Folded,
                               shifted: bool = False) -> Optional[ov.Node]:
     """The rank-4 MatMul of two activations that ``output`` is, after per-channel scale ops (by constants: ``constant``
     names the ops computed from Constants only, which the plugin folds) and with no FakeQuantize of ``quantized`` in
     between; else ``None``. ``shifted`` (bug 4): also through ReLU, with an Add or Subtract of such a constant
     counting as the scale, and for rank-3 MatMuls too."""
-    def folded(value: ov.Output) -> bool:
-        return is_constant(value) or value.get_node().get_friendly_name() in constant
-
     scaled = False
     counted = ("Multiply", "Add", "Subtract") if shifted else ("Multiply",)
     node = output.get_node()
@@ -103,61 +107,61 @@ def _activation_matmul_behind(output: ov.Output, quantized: Inputs, constant: Se
         if node.get_type_name() in ("BatchNormInference", "Relu"):
             scaled, port = scaled or node.get_type_name() == "BatchNormInference", 0
         else:
-            variable = [p for p, value in enumerate(node.input_values()) if not folded(value)]
+            variable = [p for p, value in enumerate(node.input_values()) if not is_constant(value, constant)]
             if len(variable) != 1:
                 return None
             rank = node.get_output_partial_shape(0).rank
             if node.get_type_name() in counted and rank.is_static:
                 scaled = scaled or any(_varies_off_last_axis(value, rank.get_length())
-                                       for value in node.input_values() if folded(value))
+                                       for value in node.input_values() if is_constant(value, constant))
             port = variable[0]
         if (node.get_friendly_name(), port) in quantized:
             return None
         node = node.input_value(port).get_node()
-    return node if scaled and _activation_matmul(node, (3, 4) if shifted else (4,)) else None
+    return node if scaled and _activation_matmul(node, constant, (3, 4) if shifted else (4,)) else None
 
 
-def uncompilable_sites(model: ov.Model, placement: Placement) -> List[str]:
-    """Names of the activation sites of ``placement`` in the position of bug 1 (see the module docstring)."""
+def uncompilable_sites(model: ov.Model, placement: Placement, constant: Optional[Folded] = None) -> List[str]:
+    """Names of the activation sites of ``placement`` in the position of bug 1 (see the module docstring);
+    ``constant``: the model's ops computed from Constants only (computed when not given), as for every finder."""
     by_name = ops_by_name(model)
-    quantized, constant = placement.quantized_inputs(), constant_ops(model.get_ordered_ops())
+    quantized, constant = placement.quantized_inputs(), _folded(model, constant)
     return [site.name for site in placement.activations
             if _activation_matmul_behind(by_name[site.producer].output(site.port), quantized, constant) is not None]
 
 
-def _scales_last_axis_only(multiply: ov.Node, matmul_output: ov.Output, constant: Set[str]) -> bool:
+def _scales_last_axis_only(multiply: ov.Node, matmul_output: ov.Output, constant: Folded) -> bool:
     """Whether ``multiply`` scales ``matmul_output`` by a constant with several values along the last axis and
     one along every other axis."""
     others = [value for value in multiply.input_values() if value != matmul_output]
-    if (len(others) != 1 or others[0].get_node().get_friendly_name() not in constant
+    if (len(others) != 1 or not is_constant(others[0], constant)
             or not others[0].get_partial_shape().is_static):
         return False
     dims = list(others[0].get_partial_shape().to_shape())
     return len(dims) > 0 and dims[-1] > 1 and all(dim == 1 for dim in dims[:-1])
 
 
-def shifted_after_matmul_sites(model: ov.Model, placement: Placement) -> List[str]:
+def shifted_after_matmul_sites(model: ov.Model, placement: Placement, constant: Optional[Folded] = None) -> List[str]:
     """Names of the activation sites of ``placement`` in the position of bug 4 and not of bug 1 (see the module
     docstring)."""
     by_name = ops_by_name(model)
-    quantized, constant = placement.quantized_inputs(), constant_ops(model.get_ordered_ops())
-    uncompilable = set(uncompilable_sites(model, placement))
+    quantized, constant = placement.quantized_inputs(), _folded(model, constant)
+    uncompilable = set(uncompilable_sites(model, placement, constant))
     return [site.name for site in placement.activations if site.name not in uncompilable and _activation_matmul_behind(
         by_name[site.producer].output(site.port), quantized, constant, shifted=True) is not None]
 
 
-def _sites_feeding_scaled_matmuls(model: ov.Model, placement: Placement,
-                                  ports_of: Callable[[ov.Node], List[int]],
-                                  scales: Callable[[ov.Node, ov.Output, Set[str]], bool]) -> List[str]:
-    """Names of the activation sites on the input ports ``ports_of(matmul)`` of the MatMuls whose output a Multiply
-    reads (not through a planned FakeQuantize) that ``scales(multiply, matmul output, constant op names)``."""
+def _sites_feeding_scaled_matmuls(model: ov.Model, placement: Placement, constant: Folded,
+                                  ports_of: Callable[[ov.Node, Folded], List[int]],
+                                  scales: Callable[[ov.Node, ov.Output, Folded], bool]) -> List[str]:
+    """Names of the activation sites on the input ports ``ports_of(matmul, constant)`` of the MatMuls whose output a
+    Multiply reads (not through a planned FakeQuantize) that ``scales(multiply, matmul output, constant)``."""
     ordered = model.get_ordered_ops()
-    constant = constant_ops(ordered)
     quantized = placement.quantized_inputs()
     feeding = placement.sites_by_input()
     names: List[str] = []
     for matmul in ordered:
-        ports = ports_of(matmul) if matmul.get_type_name() == "MatMul" else []
+        ports = ports_of(matmul, constant) if matmul.get_type_name() == "MatMul" else []
         readers = [target.get_node() for target in matmul.output(0).get_target_inputs()
                    if (target.get_node().get_friendly_name(), target.get_index()) not in quantized] if ports else []
         if not any(node.get_type_name() == "Multiply" and scales(node, matmul.output(0), constant)
@@ -170,33 +174,38 @@ def _sites_feeding_scaled_matmuls(model: ov.Model, placement: Placement,
     return names
 
 
-def miscomputed_sites(model: ov.Model, placement: Placement) -> List[str]:
+def _both_matmul_inputs(matmul: ov.Node, constant: Folded) -> List[int]:
+    """Both input ports of a rank-4 MatMul of two activations; none of another MatMul."""
+    return list(range(matmul.get_input_size())) if _activation_matmul(matmul, constant) else []
+
+
+def miscomputed_sites(model: ov.Model, placement: Placement, constant: Optional[Folded] = None) -> List[str]:
     """Names of the activation sites on the inputs of rank-4 activation MatMuls in the position of bug 2."""
-    return _sites_feeding_scaled_matmuls(
-        model, placement, lambda matmul: list(range(matmul.get_input_size())) if _activation_matmul(matmul) else [],
-        _scales_last_axis_only)
+    return _sites_feeding_scaled_matmuls(model, placement, _folded(model, constant), _both_matmul_inputs,
+                                         _scales_last_axis_only)
 
 
-def _weight_matmul_input(matmul: ov.Node) -> List[int]:
+def _weight_matmul_input(matmul: ov.Node, constant: Folded) -> List[int]:
     """The activation input port of a MatMul with constant weights and a static output rank, as a list."""
-    ports = [port for port, value in enumerate(matmul.input_values()) if not is_constant(value)]
+    ports = [port for port, value in enumerate(matmul.input_values()) if not is_constant(value, constant)]
     return ports if len(ports) == 1 and matmul.get_output_partial_shape(0).rank.is_static else []
 
 
-def _scales_rows(multiply: ov.Node, matmul_output: ov.Output, constant: Set[str]) -> bool:
+def _scales_rows(multiply: ov.Node, matmul_output: ov.Output, constant: Folded) -> bool:
     """Whether ``multiply`` scales ``matmul_output`` by a constant with several values along a non-last axis."""
     rank = matmul_output.get_partial_shape().rank.get_length()
-    return any(value != matmul_output and value.get_node().get_friendly_name() in constant
+    return any(value != matmul_output and is_constant(value, constant)
                and value.get_partial_shape().is_static and _varies_off_last_axis(value, rank)
                for value in multiply.input_values())
 
 
-def dynamic_row_scaled_sites(model: ov.Model, placement: Placement) -> List[str]:
+def dynamic_row_scaled_sites(model: ov.Model, placement: Placement, constant: Optional[Folded] = None) -> List[str]:
     """Names of the activation sites on the input of weight MatMuls in the position of bug 3 (a model with a
     dynamic input; none otherwise)."""
     if not any(port.get_partial_shape().is_dynamic for port in model.inputs):
         return []
-    return _sites_feeding_scaled_matmuls(model, placement, _weight_matmul_input, _scales_rows)
+    return _sites_feeding_scaled_matmuls(model, placement, _folded(model, constant), _weight_matmul_input,
+                                         _scales_rows)
 
 
 def post_ops_at_risk(letters: str) -> bool:
@@ -222,40 +231,41 @@ def _output_map(node: ov.Node) -> Optional[Tuple[ov.Dimension, ov.Dimension]]:
 
 
 def _int8_conv_at_risk(node: ov.Node, placement: Placement, quantized: Inputs,
-                       planned: Dict[Tuple[str, int], ActivationSite]) -> bool:
+                       planned: Dict[Tuple[str, int], ActivationSite], constant: Folded) -> bool:
     """Whether the convolution ``node`` has a quantized input and weights and post-ops of bug 5."""
     weights = (node.get_friendly_name(), 1)
     return ((node.get_friendly_name(), 0) in quantized
             and (weights in quantized or weights in placement.compressed_weights
                  or node.input_value(1).get_node().get_type_name() == "FakeQuantize")
-            and post_ops_at_risk(post_ops(node, planned)))
+            and post_ops_at_risk(post_ops(node, planned, constant)))
 
 
-def _bug5_convolutions(model: ov.Model, placement: Placement,
+def _bug5_convolutions(model: ov.Model, placement: Placement, constant: Optional[Folded],
                        output_map: Callable[[Tuple[ov.Dimension, ov.Dimension]], bool]) -> List[ov.Node]:
     """The convolutions of bug 5's kind whose output map satisfies ``output_map`` (a model with a dynamic input;
     none otherwise)."""
     if not any(port.get_partial_shape().is_dynamic for port in model.inputs):
         return []
-    quantized, planned = placement.quantized_inputs(), placement.sites_by_input()
+    quantized, planned, constant = placement.quantized_inputs(), placement.sites_by_input(), _folded(model, constant)
     return [node for node in model.get_ordered_ops() for spatial in [_output_map(node)]
-            if spatial is not None and output_map(spatial) and _int8_conv_at_risk(node, placement, quantized, planned)]
+            if spatial is not None and output_map(spatial)
+            and _int8_conv_at_risk(node, placement, quantized, planned, constant)]
 
 
-def one_pixel_conv_sites(model: ov.Model, placement: Placement) -> List[str]:
+def one_pixel_conv_sites(model: ov.Model, placement: Placement, constant: Optional[Folded] = None) -> List[str]:
     """Names of the activation sites on the input of the convolutions in the position of bug 5: a static 1x1 output
     map in a model with a dynamic input."""
     one_pixel = lambda spatial: all(d.is_static and d.get_length() == 1 for d in spatial)  # noqa: E731
     by_input = placement.sites_by_input()
     return list(dict.fromkeys(by_input[(node.get_friendly_name(), 0)].name
-                              for node in _bug5_convolutions(model, placement, one_pixel)))
+                              for node in _bug5_convolutions(model, placement, constant, one_pixel)))
 
 
-def warn_dynamic_map_convolutions(model: ov.Model, placement: Placement) -> None:
+def warn_dynamic_map_convolutions(model: ov.Model, placement: Placement, constant: Optional[Folded] = None) -> None:
     """Warn about the INT8 convolutions of bug 5's kind whose output map is dynamic: computed wrongly on inputs small
     enough to make it 1x1, which no rule can see before the model runs."""
     names = [node.get_friendly_name() for node in _bug5_convolutions(
-        model, placement, lambda spatial: any(d.is_dynamic for d in spatial))]
+        model, placement, constant, lambda spatial: any(d.is_dynamic for d in spatial))]
     if names:
         logger.warning("The OpenVINO CPU plugin computes an INT8 convolution with a 1x1 output map and the ops it "
                        "fuses after it wrongly under dynamic shapes; these convolutions have a dynamic output map and "
@@ -263,15 +273,15 @@ def warn_dynamic_map_convolutions(model: ov.Model, placement: Placement) -> None
                        "the model to static shapes before quantization if such inputs occur", ", ".join(names))
 
 
-def rectified_matmul_sites(model: ov.Model, placement: Placement) -> List[str]:
+def rectified_matmul_sites(model: ov.Model, placement: Placement, constant: Optional[Folded] = None) -> List[str]:
     """Names of the activation sites on the first quantized input of the activation MatMuls in the position of bug 6
     (see the module docstring)."""
-    quantized, planned = placement.quantized_inputs(), placement.sites_by_input()
+    quantized, planned, constant = placement.quantized_inputs(), placement.sites_by_input(), _folded(model, constant)
     names: List[str] = []
     for node in model.get_ordered_ops():
         inputs = [(node.get_friendly_name(), port) for port in (0, 1)]
-        if not (_activation_matmul(node, (3, 4)) and all(key in quantized for key in inputs)
-                and re.search("N.*[AM]", post_ops(node, planned))):
+        if not (_activation_matmul(node, constant, (3, 4)) and all(key in quantized for key in inputs)
+                and re.search("N.*[AM]", post_ops(node, planned, constant))):
             continue
         site = next((planned[key] for key in inputs if key in planned), None)
         if site is not None and site.name not in names:
@@ -316,14 +326,15 @@ def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_chec
 
     :param compile_check: keep the sites of bug 1 when a probe of the model with them compiles on the CPU.
     """
+    constant = constant_ops(model.get_ordered_ops())
     for find, what in _MISCOMPUTED:
-        names = find(model, placement)
+        names = find(model, placement, constant)
         if names:
             logger.warning("The OpenVINO CPU plugin computes %s wrongly; left in floating point: %s", what,
                            ", ".join(names))
             placement = placement.without_activations(set(names))
-    warn_dynamic_map_convolutions(model, placement)
-    at_risk = uncompilable_sites(model, placement)
+    warn_dynamic_map_convolutions(model, placement, constant)
+    at_risk = uncompilable_sites(model, placement, constant)
     if at_risk and not (compile_check and _probe_compiles(model, placement)):
         logger.warning("The OpenVINO CPU plugin cannot compile FakeQuantize ops after a rank-4 activation MatMul "
                        "scaled per channel (batch norm); left in floating point: %s", ", ".join(at_risk))
@@ -331,12 +342,12 @@ def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_chec
     return placement
 
 
-def _fused_off_axis(node: ov.Node) -> bool:
+def _fused_off_axis(node: ov.Node, constant: Folded) -> bool:
     """Whether a FakeQuantize on ``node``'s output may be fused into an op whose channels are not on axis 1: a MatMul,
     or a convolution behind a transpose, through fused post-ops and the inputs of a Concat (computed in place)."""
     if node.get_type_name() == "Concat":
-        return any(_fused_off_axis(value.get_node()) for value in node.input_values())
-    producer, transposed = fused_producer(node)
+        return any(_fused_off_axis(value.get_node(), constant) for value in node.input_values())
+    producer, transposed = fused_producer(node, constant)
     return producer.get_type_name() == "MatMul" or (
         transposed and producer.get_type_name() in ("Convolution", "GroupConvolution"))
 
@@ -353,10 +364,11 @@ def per_tensor_after_matmul(model: ov.Model, sites: Iterable[ActivationSite]) ->
     another tensor (nightly runs); also a convolution's output transposed (its channels moved off axis 1) into a
     depthwise convolution.
     """
-    by_name = ops_by_name(model)
+    by_name, constant = ops_by_name(model), constant_ops(model.get_ordered_ops())
     changed = []
     for site in sites:
-        if any(o["granularity"] == "perchannel" for o in site.options) and _fused_off_axis(by_name[site.producer]):
+        if any(o["granularity"] == "perchannel" for o in site.options) \
+                and _fused_off_axis(by_name[site.producer], constant):
             site.options = [{**o, "granularity": "pertensor"} for o in site.options]
             changed.append(site.name)
     if changed:

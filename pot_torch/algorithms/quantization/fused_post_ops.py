@@ -9,20 +9,20 @@ the plugin's bugs on them.
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Tuple
+from typing import AbstractSet, Dict, Optional, Tuple
 
 import openvino as ov
 
 from pot_torch.algorithms.quantization.sites import ActivationSite
-from pot_torch.graph.constants import constant_source
 
-#: Ops whose value is a constant once the plugin folds them.
-_FOLDED = ("Convert", "FakeQuantize")
+#: Friendly names of a model's ops computed from Constants only (``graph.constants.constant_ops``), which the plugin
+#: folds into constants.
+Folded = AbstractSet[str]
 
 
-def is_constant(output: ov.Output) -> bool:
-    """Whether ``output`` is a constant once the plugin folds ``Convert`` and ``FakeQuantize`` ops."""
-    return constant_source(output, _FOLDED) is not None
+def is_constant(output: ov.Output, constant: Folded) -> bool:
+    """Whether ``output`` is a constant once the plugin folds the ops computed from Constants only (``constant``)."""
+    return output.get_node().get_friendly_name() in constant
 
 
 #: Unary ops the CPU plugin may fuse into a convolution or MatMul as post-ops (a longer list only matches more).
@@ -37,9 +37,10 @@ def _several_values(value: ov.Output) -> bool:
     return shape.is_static and math.prod(shape.to_shape()) > 1
 
 
-def _post_op_letter(node: ov.Node, shape: ov.PartialShape) -> Optional[str]:
+def _post_op_letter(node: ov.Node, shape: ov.PartialShape, constant: Folded) -> Optional[str]:
     """``node`` as a post-op of a convolution or MatMul with output ``shape``, as a letter of :func:`post_ops`;
-    ``None`` when the plugin does not fuse it (another op, or an elementwise op that broadcasts to another shape)."""
+    ``None`` when the plugin does not fuse it (another op, or an elementwise op that broadcasts to another shape).
+    ``constant``: the model's ops computed from Constants only."""
     kind = node.get_type_name()
     if kind == "FakeQuantize":
         return "P" if any(_several_values(value) for value in node.input_values()[1:]) else "F"
@@ -47,16 +48,17 @@ def _post_op_letter(node: ov.Node, shape: ov.PartialShape) -> Optional[str]:
         return "N"
     if kind not in ELEMENTWISE or node.get_output_partial_shape(0) != shape:
         return None
-    constants = [value for value in node.input_values() if is_constant(value)]
+    constants = [value for value in node.input_values() if is_constant(value, constant)]
     if len(constants) != 1:
         return "R"
     letter = "a" if kind == "Add" else "m"
     return letter.upper() if _several_values(constants[0]) else letter
 
 
-def post_ops(node: ov.Node, planned: Dict[Tuple[str, int], ActivationSite]) -> str:
+def post_ops(node: ov.Node, planned: Dict[Tuple[str, int], ActivationSite], constant: Folded) -> str:
     """The letters of the chain of single readers of ``node``'s output the plugin fuses into it, with the
-    FakeQuantize ops of the ``planned`` sites (by the inputs they feed) where they will be."""
+    FakeQuantize ops of the ``planned`` sites (by the inputs they feed) where they will be; ``constant``: the model's
+    ops computed from Constants only."""
     targets, letters, shape = list(node.output(0).get_target_inputs()), "", node.get_output_partial_shape(0)
     through_site = False
     while True:
@@ -67,24 +69,24 @@ def post_ops(node: ov.Node, planned: Dict[Tuple[str, int], ActivationSite]) -> s
             perchannel = any(option["granularity"] == "perchannel" for option in planned[keys[0]].options)
             letters, through_site = letters + ("P" if perchannel else "F"), True
             continue
-        letter = _post_op_letter(targets[0].get_node(), shape) if len(targets) == 1 else None
+        letter = _post_op_letter(targets[0].get_node(), shape, constant) if len(targets) == 1 else None
         if letter is None:
             return letters
         letters, through_site = letters + letter, False
         targets = list(targets[0].get_node().output(0).get_target_inputs())
 
 
-def fused_producer(node: ov.Node) -> Tuple[ov.Node, bool]:
+def fused_producer(node: ov.Node, constant: Folded) -> Tuple[ov.Node, bool]:
     """The op ``node``'s output comes from through a chain of ops the CPU plugin may fuse into it (activations,
     elementwise ops of a constant that keep the shape, transposes), and whether a transpose is on the way (``node``
-    itself and False without such ops)."""
+    itself and False without such ops); ``constant``: the model's ops computed from Constants only."""
     transposed = False
     while True:
         if node.get_type_name() in FUSED_ACTIVATIONS + ("Transpose",):
             transposed = transposed or node.get_type_name() == "Transpose"
             node = node.input_value(0).get_node()
             continue
-        activations = [value for value in node.input_values() if not is_constant(value)]
+        activations = [value for value in node.input_values() if not is_constant(value, constant)]
         if node.get_type_name() not in ELEMENTWISE or len(activations) != 1 \
                 or activations[0].get_partial_shape() != node.get_output_partial_shape(0):
             return node, transposed
