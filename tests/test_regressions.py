@@ -569,9 +569,9 @@ def test_dynamic_batch_convolution_of_one_pixel_quantizes_like_its_static_reshap
 
 def _one_pixel_block(bias: Union[bool, str], tail: str, size: int = 2) -> ov.Model:
     """x [?, 8, 2, 2] -> 3x3 convolution of stride 2 (a 1x1 output map; the CPU rules keep convolutions of 1x1 input
-    maps in floating point) + bias (``"folded"``: computed by an Add of two Constants) -> ReLU -> ``tail``: ``"relu"`` a ReLU, ``"depthwise"`` a 3x3 depthwise
-    convolution (INT8: the ReLU's output gets a per-channel FakeQuantize), ``"linear"`` flatten -> MatMul (INT8: a
-    per-tensor FakeQuantize)."""
+    maps in floating point) + bias (``"folded"``: computed by an Add of two Constants) -> ReLU -> ``tail``:
+    ``"relu"`` a ReLU, ``"depthwise"`` a 3x3 depthwise convolution (INT8: the ReLU's output gets a per-channel
+    FakeQuantize), ``"linear"`` flatten -> MatMul (INT8: a per-tensor FakeQuantize)."""
     rng = np.random.default_rng(3)
     x = ops.parameter([-1, 8, size, size], np.float32, name="input")
     weights = lambda *shape: ops.constant((rng.standard_normal(shape) * 0.3).astype(np.float32))  # noqa: E731
