@@ -202,6 +202,39 @@ def test_gather_of_constant_along_other_axis_is_not_an_embedding():
     assert weights == {"proj/fq_weights_1"}
 
 
+def _folded_model(folded: str) -> ov.Model:
+    """input -> conv (+ bias) -> relu -> conv2, with the bias (``folded="bias"``) or conv2's weights
+    (``folded="weights"``) computed by an Add of two Constants, as a hand-built graph may have them."""
+    rng = np.random.default_rng(2)
+    x = ops.parameter([1, 4, 8, 8], np.float32, name="input")
+    computed = lambda shape: ops.add(_w(rng, shape), _w(rng, shape))  # noqa: E731
+    bias = _named(ops.add(_conv(x, rng, 4, 4, "conv"), computed([1, 4, 1, 1]) if folded == "bias"
+                          else _w(rng, [1, 4, 1, 1])), "conv_bias")
+    relu = _named(ops.relu(bias), "relu")
+    weights = computed([4, 4, 3, 3]) if folded == "weights" else _w(rng, [4, 4, 3, 3])
+    conv2 = _named(ops.convolution(relu, weights, [1, 1], [1, 1], [1, 1], [1, 1]), "conv2")
+    return ov.Model([ops.result(conv2)], [x], "folded_constants")
+
+
+def test_a_bias_computed_from_constants_is_a_bias_not_a_residual_add():
+    """An Add of an activation and a value computed from Constants only (the plugin folds it) is a bias Add, as with
+    a Constant: no FakeQuantize on the convolution's output or on the computed bias (before session 8 it was a
+    residual Add of two activations, both inputs quantized)."""
+    plain, folded = (_sites(place_quantizers(_folded_model(kind), CPU)) for kind in ("none", "bias"))
+    assert folded == plain
+    assert set(folded[0]) == {"input/fq_output_0", "relu/fq_output_0"}
+
+
+def test_weights_computed_from_constants_are_left_in_floating_point_with_a_warning(caplog):
+    """A convolution whose weights are computed in the graph (an Add of two Constants) has no Constant to quantize:
+    it is left in floating point, named in a warning that says how to fold the constants."""
+    with caplog.at_level("WARNING"):
+        activations, weights = _sites(place_quantizers(_folded_model("weights"), CPU))
+    assert weights == {"conv/fq_weights_1"} and set(activations) == {"input/fq_output_0"}
+    assert "the weights of conv2 are computed in the graph from Constants" in caplog.text
+    assert "ConstantFolding" in caplog.text
+
+
 def test_ignored_scope_names_types_and_attributes():
     model = conv_model()
     activations, weights = _sites(place_quantizers(model, CPU, {"scope": ["conv2"]}))

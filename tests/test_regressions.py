@@ -592,6 +592,7 @@ def _one_pixel_block(bias: Union[bool, str], tail: str, size: int = 2) -> ov.Mod
 @pytest.mark.parametrize("bias, tail, dropped", [
     (False, "relu", True),  # ReLU then ReLU: computed wrongly with its input FakeQuantize
     (True, "relu", False),  # bias, ReLU, ReLU: right (measured), kept
+    ("folded", "relu", False),  # the same with a bias the plugin folds from two Constants
     (True, "depthwise", True),  # bias, ReLU, per-channel FakeQuantize: wrong (0.2 dB from the static reshape)
     (False, "depthwise", True),  # ReLU, per-channel FakeQuantize: right, left out all the same (the rule is wider)
     (True, "linear", False),  # bias, ReLU, FakeQuantize per tensor: right, kept

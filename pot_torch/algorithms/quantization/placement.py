@@ -34,7 +34,7 @@ from pot_torch.algorithms.quantization.cpu_workarounds import drop_cpu_plugin_fa
 from pot_torch.algorithms.quantization.ignored import ignored_op_names
 from pot_torch.algorithms.quantization.sites import (ActivationSite, Options, Placement, WeightSite, expand_options,
                                                      intersect_options)
-from pot_torch.graph.constants import constant_source
+from pot_torch.graph.constants import constant_ops, constant_source
 from pot_torch.graph.editor import compressed_weight_of, ops_by_name, ordered_consumers
 from pot_torch.graph.hardware.config import HardwareConfig, ModelTypeRules
 from pot_torch.graph.hardware.op_classes import classify_op
@@ -76,11 +76,18 @@ def _producer_type_behind(hw: HardwareConfig, output: ov.Output) -> str:
 class _Planner:
     def __init__(self, model: ov.Model, hw: HardwareConfig, ignored: Set[str], rules: ModelTypeRules):
         self.model, self.hw, self.ignored, self.rules = model, hw, ignored, rules
+        #: the ops computed from Constants only (the plugin folds them): constants, never activations
+        self.constant = constant_ops(model.get_ordered_ops())
+        #: ops with weights computed in the graph from Constants (not a Constant to quantize): left in floating point
+        self.computed_weights: List[str] = []
         self.sites: Dict[Tuple[str, int], ActivationSite] = {}
         self.weights: List[WeightSite] = []
         self.compressed: List[Tuple[str, int]] = []
         self.float_readers: List[Tuple[str, str]] = []
         self.links: List[Tuple[str, ...]] = []
+
+    def _is_constant(self, output: ov.Output) -> bool:
+        return constant_source(output) is not None or output.get_node().get_friendly_name() in self.constant
 
     def _sources(self, target: ov.Input, per_channel: bool) -> List[Tuple[ov.Output, ov.Input]]:
         """Where to quantize what reaches ``target``: moved up across agnostic ops; [] if already quantized."""
@@ -93,7 +100,7 @@ class _Planner:
                 or output.get_index() != 0 or len(output.get_target_inputs()) != 1
                 or any(node.output(i).get_target_inputs() for i in range(1, node.get_output_size()))):
             return [(output, target)]
-        constant = [constant_source(node.input_value(p)) is not None for p in range(node.get_input_size())]
+        constant = [self._is_constant(node.input_value(p)) for p in range(node.get_input_size())]
         if kind == "Concat":
             if any(constant):
                 return [(output, target)]
@@ -126,8 +133,10 @@ class _Planner:
             self.links.append(tuple(names))
 
     def visit(self, op: ov.Node) -> None:
+        if op.get_friendly_name() in self.constant:
+            return
         compressed = [compressed_weight_of(op, p) is not None for p in range(op.get_input_size())]
-        constant = [compressed[p] or constant_source(op.input_value(p)) is not None for p in range(op.get_input_size())]
+        constant = [compressed[p] or self._is_constant(op.input_value(p)) for p in range(op.get_input_size())]
         op_class = classify_op(op, constant)
         rule = self.hw.rule(op_class)
         if rule is None or not rule.quantizes or op.get_friendly_name() in self.ignored:
@@ -140,6 +149,10 @@ class _Planner:
                 return
             act_spec = None
         has_weights = bool(rule.weights) and any(constant)
+        if has_weights and any(constant[p] and not compressed[p] and constant_source(op.input_value(p)) is None
+                               for p in range(op.get_input_size())):
+            self.computed_weights.append(op.get_friendly_name())
+            return
         act_options = expand_options(self.hw.quantizer_options(act_spec))
         if op_class in self.rules.symmetric_activations_without_weights and not has_weights:
             act_options = [o for o in act_options if o["mode"] == "symmetric"] or act_options
@@ -305,6 +318,10 @@ def place_quantizers(model: ov.Model, hw: HardwareConfig, ignored: Optional[Mapp
             logger.warning("%s '%s' has subgraphs: its bodies are left in floating point",
                            op.get_type_name(), op.get_friendly_name())
         planner.visit(op)
+    if planner.computed_weights:
+        logger.warning("the weights of %s are computed in the graph from Constants, not stored as a Constant: left in "
+                       "floating point; fold the model's constants first (openvino.passes.ConstantFolding, as "
+                       "openvino.convert_model does) to quantize them", ", ".join(planner.computed_weights))
     planner.share_with_all_consumers()
     cpu_plugin = hw.cpu_plugin_workarounds if cpu_plugin is None else cpu_plugin
     if cpu_plugin:
