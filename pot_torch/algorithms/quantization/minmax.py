@@ -19,7 +19,7 @@ from pot_torch.algorithms.quantization.range_estimator import activation_range, 
 from pot_torch.algorithms.quantization.sites import ActivationSite, WeightSite
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.constants import constant_source
-from pot_torch.graph.editor import (constant_value, find_op, insert_fake_quantize, ops_by_name, replace_constant,
+from pot_torch.graph.editor import (constant_value, insert_fake_quantize, ops_by_name, replace_constant,
                                     weight_source_output)
 from pot_torch.graph.hardware.config import HardwareConfig, load_hardware_config
 from pot_torch.statistics.collector import Statistics, StatisticsRequest
@@ -125,9 +125,10 @@ class MinMaxQuantization(Algorithm):
                 any(op.get_type_name() == "Convolution" for op in ov_model.get_ordered_ops())):
             rescaled = saturation_fix_layers(ov_model, self.config.saturation_fix)
         weight_inserts = []
+        by_name = ops_by_name(ov_model)
         for planned in plan.weights:
             site: WeightSite = planned.site
-            consumer = find_op(ov_model, site.consumer)
+            consumer = by_name[site.consumer]
             source = weight_source_output(consumer, site.port)
             stats = weight_statistics(planned.estimator, constant_value(source), site.channel_axes)
             low, high = weight_fq_range(planned.quantizer, stats, planned.estimator)
@@ -137,7 +138,6 @@ class MinMaxQuantization(Algorithm):
                 replace_constant(constant, constant.get_data().astype(np.float32) / SATURATION_SCALE)
                 out_low, out_high = low * SATURATION_SCALE, high * SATURATION_SCALE
             weight_inserts.append((site, planned.levels, (low, high, out_low, out_high)))
-        by_name = ops_by_name(ov_model)
         for planned in plan.activations:
             site = planned.site
             low, high = ranges[site.name]
@@ -145,7 +145,7 @@ class MinMaxQuantization(Algorithm):
             insert_fake_quantize(ov_model, by_name[site.producer].output(site.port), planned.levels,
                                  (low, high, low, high), consumers, name=site.name)
         for site, levels, limits in weight_inserts:
-            consumer = find_op(ov_model, site.consumer)
+            consumer = by_name[site.consumer]
             insert_fake_quantize(ov_model, weight_source_output(consumer, site.port), levels, limits,
                                  [consumer.input(site.port)], name=site.name)
 
