@@ -473,9 +473,10 @@ def test_engine_evaluates_a_fused_int8_dense_chain_right():
     np.testing.assert_allclose(np.stack(metric.outputs).reshape(expected.shape), expected, rtol=1e-4, atol=1e-4)
 
 
-def _linear_then_row_scale(batch: int, fake_quantized: bool = True) -> ov.Model:
+def _linear_then_row_scale(batch: int, fake_quantized: bool = True, bias: bool = False) -> ov.Model:
     """x [batch, 4, 8] -> MatMul [8, 4] -> Multiply by a [1, 4, 1] constant (one scale per row, not per output
-    column); ``fake_quantized``: the input and the weights through FakeQuantize ops (an INT8 MatMul)."""
+    column); ``fake_quantized``: the input and the weights through FakeQuantize ops (an INT8 MatMul); ``bias``: an
+    Add of a [4] constant between the MatMul and the Multiply."""
     rng = np.random.default_rng(0)
     value = ops.parameter([batch, 4, 8], np.float32, name="input")
     x = _fq(value, -1.3142678, 1.304) if fake_quantized else value
@@ -484,34 +485,42 @@ def _linear_then_row_scale(batch: int, fake_quantized: bool = True) -> ov.Model:
     constant = lambda v: ops.constant(np.asarray(v, np.float32))  # noqa: E731
     w = (ops.fake_quantize(constant(weights), constant(-high), constant(high), constant(-high), constant(high), 255)
          if fake_quantized else constant(weights))
-    scaled = ops.multiply(ops.matmul(x, w, False, False), constant(rng.standard_normal((1, 4, 1)) + 1.5))
-    return ov.Model([ops.result(scaled)], [value], "linear_then_row_scale")
+    row_scale = constant(rng.standard_normal((1, 4, 1)) + 1.5)
+    linear = ops.matmul(x, w, False, False)
+    if bias:
+        linear = ops.add(linear, constant(rng.standard_normal(4) * 0.3))
+    return ov.Model([ops.result(ops.multiply(linear, row_scale))], [value], "linear_then_row_scale")
 
 
-def test_cpu_plugin_miscomputes_an_int8_linear_scaled_per_row_under_a_dynamic_batch():
+@pytest.mark.parametrize("bias", [False, True])
+def test_cpu_plugin_miscomputes_an_int8_linear_scaled_per_row_under_a_dynamic_batch(bias):
     """Found by the nightly property run (session 6): an INT8 MatMul (FakeQuantized input and weights) whose output
     is multiplied by a constant varying along a non-last axis is computed wrongly when the batch is dynamic (the
     same model with a static batch, or without the input FakeQuantize, is right): the plugin fuses the Multiply
-    as per-output-column scales. pot_torch leaves such a MatMul's input in floating point in dynamic-shape models
-    (``cpu_workarounds.dynamic_row_scaled_sites``). Skips when the plugin computes it right."""
+    as per-output-column scales. Also with a bias Add between (session 8 nightly run). pot_torch leaves such a
+    MatMul's input in floating point in dynamic-shape models (``cpu_workarounds.dynamic_row_scaled_sites``). Skips
+    when the plugin computes it right."""
     data = np.random.default_rng(1).standard_normal((4, 1, 4, 8)).astype(np.float32)
 
     def outputs(model):
         compiled = CORE.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         return np.stack([compiled(x)[0] for x in data])
 
-    np.testing.assert_allclose(outputs(_linear_then_row_scale(-1, fake_quantized=False)),
-                               outputs(_linear_then_row_scale(1, fake_quantized=False)), rtol=1e-5, atol=1e-5)
-    if np.allclose(outputs(_linear_then_row_scale(-1)), outputs(_linear_then_row_scale(1)), rtol=1e-5, atol=1e-5):
+    np.testing.assert_allclose(outputs(_linear_then_row_scale(-1, False, bias)),
+                               outputs(_linear_then_row_scale(1, False, bias)), rtol=1e-5, atol=1e-5)
+    if np.allclose(outputs(_linear_then_row_scale(-1, bias=bias)), outputs(_linear_then_row_scale(1, bias=bias)),
+                   rtol=1e-5, atol=1e-5):
         pytest.skip("the dynamic-batch INT8 MatMul scaled per row was computed right: the CPU plugin may be fixed")
 
 
-def test_dynamic_batch_linear_scaled_per_row_quantizes_like_its_static_reshape(caplog):
+@pytest.mark.parametrize("bias", [False, True])
+def test_dynamic_batch_linear_scaled_per_row_quantizes_like_its_static_reshape(bias, caplog):
     """The nightly property run's example (linear -> Multiply by a [1, C, 1] constant, dynamic batch): the INT8
-    model was 16.2 dB from itself reshaped static; the MatMul's input now stays in floating point, with a warning."""
+    model was 16.2 dB from itself reshaped static; the MatMul's input now stays in floating point, with a warning.
+    With a bias Add between (session 8 nightly run: a SmoothQuant Multiply after a linear layer's bias, 27.9 dB)."""
     from tests.test_property_models import check_dynamic_matches_static
 
-    model = _linear_then_row_scale(-1, fake_quantized=False)
+    model = _linear_then_row_scale(-1, fake_quantized=False, bias=bias)
     rng = np.random.default_rng(2)
     inputs = [{"input": rng.standard_normal((1, 4, 8)).astype(np.float32)} for _ in range(4)]
     with caplog.at_level("WARNING"):

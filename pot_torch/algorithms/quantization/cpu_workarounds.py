@@ -18,9 +18,10 @@ activations (attention scores) whose inputs are FakeQuantized, followed by a sca
    scalar.
 
 3. with a dynamic input dimension, a MatMul with constant weights and a FakeQuantized input (an INT8 linear layer)
-   whose output is multiplied by a constant varying along a non-last axis (one scale per row) is computed wrongly
-   (the same model reshaped static is right): :func:`dynamic_row_scaled_sites` finds the activation sites on such
-   MatMuls' inputs in models with a dynamic input (the MatMul then reads a floating-point input).
+   whose output is multiplied by a constant varying along a non-last axis (one scale per row), directly or after
+   elementwise ops of a constant (a bias Add), is computed wrongly (the same model reshaped static is right):
+   :func:`dynamic_row_scaled_sites` finds the activation sites on such MatMuls' inputs in models with a dynamic
+   input (the MatMul then reads a floating-point input).
 
 4. the first pattern with a rank-3 or rank-4 activation MatMul, ReLUs allowed between, and an Add or Subtract
    as well as a Multiply of a constant varying along a non-last axis, then a FakeQuantize: it compiles, and is
@@ -59,7 +60,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 import openvino as ov
 
-from pot_torch.algorithms.quantization.fused_post_ops import Folded, fused_producer, is_constant, post_ops
+from pot_torch.algorithms.quantization.fused_post_ops import (
+    ELEMENTWISE, Folded, fused_producer, is_constant, post_ops)
 from pot_torch.algorithms.quantization.sites import ActivationSite, Placement
 from pot_torch.graph.constants import constant_ops
 from pot_torch.graph.editor import insert_fake_quantize, ops_by_name
@@ -151,21 +153,41 @@ def shifted_after_matmul_sites(model: ov.Model, placement: Placement, constant: 
         by_name[site.producer].output(site.port), quantized, constant, shifted=True) is not None]
 
 
+def _readers(output: ov.Output, quantized: Inputs, constant: Folded,
+             through_constant_ops: bool) -> List[Tuple[ov.Node, ov.Output]]:
+    """The ops reading ``output`` (not through a planned FakeQuantize of ``quantized``), each with the output it reads;
+    ``through_constant_ops``: also those reading a chain of single readers that are elementwise ops of a constant
+    keeping the shape, e.g. a bias Add."""
+    found: List[Tuple[ov.Node, ov.Output]] = []
+    while True:
+        targets = [target.get_node() for target in output.get_target_inputs()
+                   if (target.get_node().get_friendly_name(), target.get_index()) not in quantized]
+        found += [(node, output) for node in targets]
+        if not through_constant_ops or len(targets) != 1 or len(output.get_target_inputs()) != 1:
+            return found
+        node = targets[0]
+        variable = [value for value in node.input_values() if not is_constant(value, constant)]
+        if node.get_type_name() not in ELEMENTWISE or variable != [output] \
+                or node.get_output_partial_shape(0) != output.get_partial_shape():
+            return found
+        output = node.output(0)
+
+
 def _sites_feeding_scaled_matmuls(model: ov.Model, placement: Placement, constant: Folded,
                                   ports_of: Callable[[ov.Node, Folded], List[int]],
-                                  scales: Callable[[ov.Node, ov.Output, Folded], bool]) -> List[str]:
+                                  scales: Callable[[ov.Node, ov.Output, Folded], bool],
+                                  through_constant_ops: bool = False) -> List[str]:
     """Names of the activation sites on the input ports ``ports_of(matmul, constant)`` of the MatMuls whose output a
-    Multiply reads (not through a planned FakeQuantize) that ``scales(multiply, matmul output, constant)``."""
+    Multiply reads (not through a planned FakeQuantize; ``through_constant_ops``: also after elementwise ops of a
+    constant, see :func:`_readers`) that ``scales(multiply, the output it reads, constant)``."""
     ordered = model.get_ordered_ops()
     quantized = placement.quantized_inputs()
     feeding = placement.sites_by_input()
     names: List[str] = []
     for matmul in ordered:
         ports = ports_of(matmul, constant) if matmul.get_type_name() == "MatMul" else []
-        readers = [target.get_node() for target in matmul.output(0).get_target_inputs()
-                   if (target.get_node().get_friendly_name(), target.get_index()) not in quantized] if ports else []
-        if not any(node.get_type_name() == "Multiply" and scales(node, matmul.output(0), constant)
-                   for node in readers):
+        readers = _readers(matmul.output(0), quantized, constant, through_constant_ops) if ports else []
+        if not any(node.get_type_name() == "Multiply" and scales(node, read, constant) for node, read in readers):
             continue
         for port in ports:
             site = feeding.get((matmul.get_friendly_name(), port))
@@ -200,12 +222,13 @@ def _scales_rows(multiply: ov.Node, matmul_output: ov.Output, constant: Folded) 
 
 
 def dynamic_row_scaled_sites(model: ov.Model, placement: Placement, constant: Optional[Folded] = None) -> List[str]:
-    """Names of the activation sites on the input of weight MatMuls in the position of bug 3 (a model with a
-    dynamic input; none otherwise)."""
+    """Names of the activation sites on the input of weight MatMuls in the position of bug 3, the row scale directly
+    on the MatMul's output or after elementwise ops of a constant (a bias); a model with a dynamic input, none
+    otherwise."""
     if not any(port.get_partial_shape().is_dynamic for port in model.inputs):
         return []
     return _sites_feeding_scaled_matmuls(model, placement, _folded(model, constant), _weight_matmul_input,
-                                         _scales_rows)
+                                         _scales_rows, through_constant_ops=True)
 
 
 def post_ops_at_risk(letters: str) -> bool:
@@ -308,8 +331,8 @@ def _probe_compiles(model: ov.Model, placement: Placement) -> bool:
 _MISCOMPUTED = (
     (miscomputed_sites, "a rank-4 activation MatMul with quantized inputs whose output is scaled along the last axis"),
     (dynamic_row_scaled_sites, "an INT8 MatMul whose output is scaled per row (a Multiply by a constant varying along "
-                               "a non-last axis) in a model with dynamic input shapes (reshape it to static shapes "
-                               "to quantize these)"),
+                               "a non-last axis, directly or after a bias) in a model with dynamic input shapes "
+                               "(reshape it to static shapes to quantize these)"),
     (shifted_after_matmul_sites, "a FakeQuantize after an activation MatMul whose output is shifted or scaled per row "
                                  "(an Add or Multiply of a constant varying along a non-last axis, ReLUs between)"),
     (rectified_matmul_sites, "an INT8 MatMul of two activations whose fused post-ops have an activation followed by "
