@@ -99,6 +99,17 @@ def reduce_output(output: ov.Output, kind: str, axes: Sequence[int], name: str) 
     return named(node, name)
 
 
+def abs_max_from_extremes(maximum: ov.Output, minimum: ov.Output, name: str) -> ov.Output:
+    """``max(|x|)`` from ``maximum`` and ``minimum``, the max and min of ``x`` over the same axes:
+    ``|max(maximum, -minimum)|``, the value of ``ReduceMax(Abs(x))`` bit for bit (negation is exact and the max
+    over the union of ``x`` and ``-x`` is the larger of the two maxima; the ``Abs`` of the small result makes the
+    ``-0.0`` of data made of zeros ``+0.0``, as ``Abs`` before the reduction does). An activation measured by a
+    min and an abs_max is then read by two reductions, with no ``Abs`` pass writing ``|x|`` over it.
+    """
+    negated = named(ops.negative(minimum), f"{name}/negated_min")
+    return named(ops.abs(named(ops.maximum(maximum, negated), f"{name}/larger")), name)
+
+
 def quantile_output(output: ov.Output, q: float, channel_axis: Optional[int], absolute: bool,
                     name: str) -> ov.Output:
     """The ``q`` quantile of ``output``, in-graph, per sample (``channel_axis=None``) or sample and channel.
@@ -106,7 +117,12 @@ def quantile_output(output: ov.Output, q: float, channel_axis: Optional[int], ab
     Gives the numbers of ``numpy.quantile(x, q, axis=...)`` (linear method, ``q`` a Python float) at ``f32``
     inference precision: a ``TopK`` takes the two order statistics around the virtual index
     ``(n - 1) * q`` from the cheaper end, and they are interpolated with numpy's two-sided formula. The number
-    of reduced elements ``n`` must be static; the activation's rank must be at least 2 per channel.
+    of reduced elements ``n`` must be static; the activation's rank must be at least 2 per channel. Per channel
+    the values are laid out ``[B, n, C]`` (channels last, a transpose unless the channel axis is the last one)
+    and the ``TopK`` runs along axis 1: the CPU plugin's ``TopK`` is vectorized over the axes after its own, so
+    this is several times faster than along the last axis of ``[B, C, n]`` (450 vs 60 us for two ``k = 2``
+    quantiles of a ``[1, 16, 56, 56]`` activation, one thread), with the same values (order statistics are
+    elements of the data).
 
     :param output: the activation to measure (batch axis 0).
     :param q: the quantile in ``[0, 1]``.
@@ -130,17 +146,18 @@ def quantile_output(output: ov.Output, q: float, channel_axis: Optional[int], ab
         value = named(ops.reshape(value, _const(np.array([0, -1], np.int64), f"{name}/shape_2d"),
                                   special_zero=True), f"{name}/flatten")
     else:
-        if channel_axis != 1:
-            order = [0, channel_axis] + reduced
+        if channel_axis != rank - 1:
+            order = [0] + reduced + [channel_axis]
             value = named(ops.transpose(value, _const(np.array(order, np.int64), f"{name}/order")),
-                          f"{name}/channels_first")
-        value = named(ops.reshape(value, _const(np.array([0, 0, -1], np.int64), f"{name}/shape_3d"),
+                          f"{name}/channels_last")
+        value = named(ops.reshape(value, _const(np.array([0, count, -1], np.int64), f"{name}/shape_3d"),
                                   special_zero=True), f"{name}/flatten")
     return _interpolated_order_statistic(value, count, q, name)
 
 
 def _interpolated_order_statistic(flat: ov.Output, count: int, q: float, name: str) -> ov.Output:
-    """numpy's linear quantile along the last axis (length ``count``) of ``flat``, the last axis dropped."""
+    """numpy's linear quantile along axis 1 (length ``count``) of ``flat`` (``[B, count]`` or ``[B, count, C]``),
+    axis 1 dropped."""
     virtual = (count - 1) * q
     low = min(int(math.floor(virtual)), count - 1)
     high = min(low + 1, count - 1)
@@ -149,7 +166,7 @@ def _interpolated_order_statistic(flat: ov.Output, count: int, q: float, name: s
         keep, mode, low_pos, high_pos = high + 1, "min", low, high
     else:  # fewer from the top: descending TopK, sorted
         keep, mode, low_pos, high_pos = count - low, "max", count - 1 - low, count - 1 - high
-    axis = flat.get_partial_shape().rank.get_length() - 1
+    axis = 1
     topk = ops.topk(flat, _const(np.array(keep, np.int64), f"{name}/k"), axis=axis, mode=mode, sort="value",
                     index_element_type=ov.Type.i32)
     topk.set_friendly_name(f"{name}/topk")

@@ -79,9 +79,11 @@ def _real_token_mask(mask: ov.Output, rank: int) -> ov.Output:
     """``mask != 0`` shaped ``[batch, seq, 1, ...]`` to broadcast over an activation of ``rank`` (built once); a
     sample whose mask is all zero (no real token) counts all its positions, as plain statistics do."""
     name = f"{mask.get_node().get_friendly_name()}/real_tokens"
-    real = _cached(mask, name)
+    nonzero = _cached(mask, f"{name}/nonzero")
+    real = None if nonzero is None else _cached(nonzero, name)
     if real is None:
-        nonzero = ops.not_equal(mask, ops.constant(np.array(0, mask.get_element_type().to_dtype())))
+        nonzero = named(ops.not_equal(mask, ops.constant(np.array(0, mask.get_element_type().to_dtype()))),
+                        f"{name}/nonzero")
         empty = ops.logical_not(ops.reduce_logical_or(nonzero, ops.constant(np.array([1], np.int64)), True))
         real = named(ops.logical_or(nonzero, empty), name)
     shaped = _cached(real, f"{name}_rank{rank}")
@@ -177,6 +179,15 @@ class RealTokenReduction(RealTokenStatistic):
     def merge_rows(self, rows: np.ndarray) -> np.ndarray:
         """``fn``'s, for an activation measured as ``fn`` alone would (``Reducer.merge_rows``)."""
         return self.fn.merge_rows(rows)
+
+    def extreme_partners(self, output: ov.Output) -> Optional[Tuple["RealTokenReduction", "RealTokenReduction"]]:
+        """An abs_max's min and max partners (``AbsMaxReducer.extreme_partners``), on the real tokens too: over the
+        same positions, so ``|max(max, -min)|`` of their values is this statistic (there is always a real
+        position, :func:`real_token_mask`); ``None`` for the other kinds."""
+        partners = getattr(self.fn, "extreme_partners", None)
+        found = partners(output) if callable(partners) else None
+        return None if found is None else (RealTokenReduction(found[0], self.mask_input),
+                                           RealTokenReduction(found[1], self.mask_input))
 
 
 class RealTokenRows(RealTokenStatistic):

@@ -244,6 +244,14 @@ class AbsMaxReducer(Reducer):
     def _merge_rows(self, rows: np.ndarray) -> np.ndarray:
         return np.max(rows, axis=0, keepdims=True)
 
+    def extreme_partners(self, output: ov.Output) -> Optional[Tuple[MinReducer, MaxReducer]]:
+        """The in-graph min and max over the same axes that give this statistic on ``output`` exactly
+        (``graph_reduce.abs_max_from_extremes``); ``None`` when it is not built in-graph there or reduces nothing."""
+        if not self.can_graph_reduce(output) or not self.reduction_axes(output.get_partial_shape().rank.get_length()):
+            return None
+        axes = {"per_channel": self.per_channel, "channel_axis": self.channel_axis, "inplace": True}
+        return MinReducer(**axes), MaxReducer(**axes)
+
 
 class MeanReducer(Reducer):
     """Mean per sample (per tensor) or per sample and channel (summed in float64, returned as float32)."""
@@ -315,14 +323,8 @@ class AbsQuantileReducer(QuantileReducer):
 
 
 #: POT's statistic type names and the reducer class for each.
-REDUCER_TYPES = {
-    "min": MinReducer,
-    "max": MaxReducer,
-    "abs_max": AbsMaxReducer,
-    "mean": MeanReducer,
-    "quantile": QuantileReducer,
-    "abs_quantile": AbsQuantileReducer,
-}
+REDUCER_TYPES = {"min": MinReducer, "max": MaxReducer, "abs_max": AbsMaxReducer, "mean": MeanReducer,
+                 "quantile": QuantileReducer, "abs_quantile": AbsQuantileReducer}
 
 _SIDES = ("min", "max")
 

@@ -1,15 +1,16 @@
 """The statistics-output builder: a clone of a model with the outputs a statistics layout reads added.
 
 A node's raw activation is one output for all its ordinary statistic functions; each in-graph reducer adds its
-``graph_reduce`` result instead (one per distinct reducer, see :func:`reducer_cache_key`). With ``stack=True``
-the in-graph results that can be (``f32``, static shape after axis 0) are flattened and concatenated into one
-output instead, read once per request and split by views (:class:`StatsStack`).
+``graph_reduce`` result instead (one per distinct reducer, see :func:`reducer_cache_key`; an abs_max is derived
+from the min and max over the same axes when that min is measured too, ``AbsMaxReducer.extreme_partners``). With
+``stack=True`` the in-graph results that can be (``f32``, static shape after axis 0) are flattened and concatenated
+into one output instead, read once per request and split by views (:class:`StatsStack`).
 """
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import openvino as ov
@@ -17,6 +18,7 @@ import openvino.opset13 as ops
 
 from pot_torch.graph.editor import ops_by_name
 from pot_torch.graph.node_key import node_key_label, split_node_key
+from pot_torch.statistics.graph_reduce import abs_max_from_extremes, named
 from pot_torch.statistics.online import ONLINE_ATTRIBUTE
 
 
@@ -43,6 +45,58 @@ def in_graph_value(fn: Any, output: ov.Output, model: ov.Model) -> ov.Output:
     padding mask, ``statistics.padding``), else ``fn.graph_reduce(output)``."""
     build = getattr(fn, "graph_reduce_in", None)
     return build(model, output) if callable(build) else fn.graph_reduce(output)
+
+
+class DerivedAbsMax(NamedTuple):
+    """An abs_max to derive from the in-graph ``maximum`` and ``minimum`` over the same axes,
+    ``|max(maximum, -minimum)|`` (``graph_reduce.abs_max_from_extremes``): built on its own (:meth:`build`), or
+    in the stacked output together with all the others, one elementwise op each for all (:func:`_stack_results`)."""
+
+    maximum: ov.Output
+    minimum: ov.Output
+
+    def build(self) -> ov.Output:
+        """The abs_max as its own output."""
+        name = f"{self.maximum.get_node().get_friendly_name()}/abs_max"
+        return abs_max_from_extremes(self.maximum, self.minimum, name)
+
+
+#: The in-graph value of a statistic: an output, or an abs_max still to derive.
+InGraph = Union[ov.Output, DerivedAbsMax]
+
+
+class _InGraphValues:
+    """The in-graph values of the statistics of one op ``output`` of the statistics ``model`` being built, each kind
+    built once. An abs_max whose min over the same axes is measured too (``extreme_partners``: its min and max
+    reducers) is a :class:`DerivedAbsMax` of that min and the max: the same numbers, without a pass writing ``|x|``
+    (or a masked copy of it) over the activation.
+
+    :param fns: ``(fn, stat_kind(fn))`` of the output's statistics.
+    """
+
+    def __init__(self, output: ov.Output, model: ov.Model, fns: List[Tuple[Any, Hashable]]) -> None:
+        self.output, self.model = output, model
+        self._fn_of = {kind: fn for fn, kind in reversed(fns) if kind is not None}  # the first fn of each kind
+        self._built: Dict[Hashable, InGraph] = {}
+
+    def get(self, kind: Hashable, fn: Any = None) -> InGraph:
+        """The in-graph value of the statistics of ``kind`` (those of the output's, else ``fn``'s: a partner)."""
+        if kind not in self._built:
+            fn = self._fn_of.get(kind, fn)
+            partners = _extreme_partners(fn, self.output)
+            if partners is not None and stat_kind(partners[0]) in self._fn_of:
+                minimum, maximum = (self.get(stat_kind(partner), partner) for partner in partners)
+                self._built[kind] = DerivedAbsMax(maximum, minimum)  # type: ignore[arg-type]
+            else:
+                self._built[kind] = in_graph_value(fn, self.output, self.model)
+        return self._built[kind]
+
+
+def _extreme_partners(fn: Any, output: ov.Output) -> Optional[Tuple[Any, Any]]:
+    """The in-graph min and max statistics an abs_max statistic ``fn`` can be derived from on ``output``
+    (its ``extreme_partners``), else ``None``."""
+    partners = getattr(fn, "extreme_partners", None)
+    return partners(output) if callable(partners) else None
 
 
 def stat_kind(fn: Any) -> Hashable:
@@ -124,7 +178,8 @@ def add_stats_outputs(model: ov.Model, stats_layout: Mapping[Hashable, Mapping[s
     """Clone ``model`` and add the outputs ``stats_layout`` needs after its own outputs.
 
     A node's raw activation is added once, for all its ordinary statistic functions; each in-graph reducer
-    (:func:`is_inplace_reducer`) adds its ``graph_reduce`` result instead. ``model`` is not modified.
+    (:func:`is_inplace_reducer`) adds its ``graph_reduce`` result instead (an abs_max next to a min over the same
+    axes: derived from that min and the max, see :class:`_InGraphValues`). ``model`` is not modified.
 
     :param stack: put the in-graph results that are ``f32`` with a static shape after axis 0 into one
         stacked output (:class:`StatsStack`) instead of one output each; the others keep their own.
@@ -136,17 +191,24 @@ def add_stats_outputs(model: ov.Model, stats_layout: Mapping[Hashable, Mapping[s
     plan = StatsOutputs(clone)
     results: List[ov.Node] = []
     stacked: List[ov.Output] = []
+    derived: Dict[Slot, DerivedAbsMax] = {}  # stacked after ``stacked``, all at once
     for node_key, fns in kinds:
         output = _find_output(by_name, node_key, model.get_friendly_name())
         label = str(node_key_label(node_key))
+        in_graph = _InGraphValues(output, clone, fns)
         for fn, kind in fns:
             slot = (node_key, kind)
-            if slot in plan.index or slot in plan.piece_of:
+            if slot in plan.index or slot in plan.piece_of or slot in derived:
                 continue
             inplace = kind is not None
-            value = in_graph_value(fn, output, clone) if inplace else output
+            value = in_graph.get(kind) if inplace else output
             if inplace:
                 plan.reducers.append(fn)
+            if inplace and stack and isinstance(value, DerivedAbsMax) and _stackable(value.maximum):
+                derived[slot] = value
+                continue
+            if isinstance(value, DerivedAbsMax):
+                value = value.build()
             if inplace and stack and _stackable(value):
                 plan.piece_of[slot] = len(stacked)
                 stacked.append(value)
@@ -155,8 +217,9 @@ def add_stats_outputs(model: ov.Model, stats_layout: Mapping[Hashable, Mapping[s
             result.set_friendly_name(f"{label}/stat_result_{len(results)}")
             plan.index[slot] = len(model.outputs) + len(results)
             results.append(result)
-    if stacked:
-        plan.stack, stack_results = _stack_results(stacked, len(model.outputs) + len(results))
+    plan.piece_of.update({slot: len(stacked) + position for position, slot in enumerate(derived)})
+    if stacked or derived:
+        plan.stack, stack_results = _stack_results(stacked, list(derived.values()), len(model.outputs) + len(results))
         results.extend(stack_results)
     if results:
         clone.add_results(results)
@@ -170,9 +233,12 @@ def _stackable(value: ov.Output) -> bool:
             and all(dim.is_static for dim in list(shape)[1:]))
 
 
-def _stack_results(values: List[ov.Output], first_index: int) -> Tuple[StatsStack, List[ov.Node]]:
-    """The stacked output of ``values`` (and the rows output when an axis 0 is dynamic), as Results numbered
-    from ``first_index``."""
+def _stack_results(values: List[ov.Output], derived: List[DerivedAbsMax], first_index: int
+                   ) -> Tuple[StatsStack, List[ov.Node]]:
+    """The stacked output of ``values`` and then ``derived`` (and the rows output when an axis 0 is dynamic), as
+    Results numbered from ``first_index``. The abs_max values of ``derived`` are computed all at once, from their
+    maxima and minima concatenated: one small elementwise op each instead of one per statistic (each of which the
+    CPU plugin would compile as a snippets kernel of its own)."""
     flat_shape = ops.constant(np.array([-1], np.int64))
     flat_shape.set_friendly_name("stat_stack/flat_shape")
     first = ops.constant(np.array([0], np.int64))
@@ -180,11 +246,14 @@ def _stack_results(values: List[ov.Output], first_index: int) -> Tuple[StatsStac
     axis = ops.constant(np.array(0, np.int64))
     axis.set_friendly_name("stat_stack/axis")
     stack = StatsStack(first_index, None)
-    flats, dynamic_rows = [], []
-    for position, value in enumerate(values):
-        flat = ops.reshape(value, flat_shape, special_zero=False)
-        flat.set_friendly_name(f"stat_stack/{position}/flat")
-        flats.append(flat.output(0))
+    flats = [_flat(value, flat_shape, f"stat_stack/{position}") for position, value in enumerate(values)]
+    if derived:
+        maxima, minima = ([_flat(getattr(value, side), flat_shape, f"stat_stack/derived/{position}/{side}")
+                           for position, value in enumerate(derived)] for side in ("maximum", "minimum"))
+        flats.append(abs_max_from_extremes(_joined(maxima, "stat_stack/derived/maximum"),
+                                           _joined(minima, "stat_stack/derived/minimum"), "stat_stack/derived/abs_max"))
+    dynamic_rows = []
+    for position, value in enumerate(values + [value.maximum for value in derived]):
         dims = list(value.get_partial_shape())
         shape = tuple(dim.get_length() for dim in dims[1:])
         if dims[0].is_static:
@@ -199,6 +268,19 @@ def _stack_results(values: List[ov.Output], first_index: int) -> Tuple[StatsStac
         stack.rows_output = first_index + 1
         results.append(_named_result(dynamic_rows, "stat_stack/rows"))
     return stack, results
+
+
+def _flat(value: ov.Output, flat_shape: ov.Node, name: str) -> ov.Output:
+    """``value`` as one axis: itself when it has one (a per-tensor result), else reshaped to ``flat_shape``
+    (``[-1]``) by ``{name}/flat``."""
+    if value.get_partial_shape().rank.get_length() == 1:
+        return value
+    return named(ops.reshape(value, flat_shape, special_zero=False), f"{name}/flat")
+
+
+def _joined(values: List[ov.Output], name: str) -> ov.Output:
+    """``values`` concatenated on axis 0 (``{name}/concat``), or the one value itself."""
+    return values[0] if len(values) == 1 else named(ops.concat(values, 0), f"{name}/concat")
 
 
 def _named_result(values: List[ov.Output], name: str) -> ov.Node:
