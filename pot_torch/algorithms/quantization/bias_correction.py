@@ -350,7 +350,7 @@ def _infer(compiled: ov.CompiledModel, feeds: List[Dict[int, np.ndarray]]) -> Li
     for start in range(0, len(feeds), len(requests)):
         running = list(zip(requests, feeds[start:start + len(requests)]))
         for request, feed in running:
-            request.start_async(feed)
+            request.start_async(feed, share_inputs=True)  # the cached arrays are not changed while it runs
         for request, _ in running:
             request.wait()
             per_feed.append([request.get_tensor(output).data.copy() for output in compiled.outputs])
