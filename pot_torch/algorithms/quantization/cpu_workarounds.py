@@ -1,21 +1,19 @@
 """Leave out of a placement the FakeQuantize sites the OpenVINO CPU plugin cannot compile or computes wrongly.
 
-Both bugs (OpenVINO 2026.4 CPU plugin, reproduced without pot_torch) are about a rank-4 MatMul of two
-activations (attention scores) whose inputs are FakeQuantized, followed by a scale:
+The bugs (OpenVINO 2026.4 CPU plugin, each reproduced without pot_torch; docs/cpu-plugin-bugs.md):
 
-1. a Multiply by a constant that varies along a non-last axis (a batch norm over axis 1 is decomposed into
-   one), then a FakeQuantize: the plugin fuses the scale and the FakeQuantize into the MatMul, whose output
-   channels are its last axis, and ``compile_model`` fails with ``Check 'any_of(scale.size(), OC, 1U)'
-   failed``. :func:`uncompilable_sites` finds activation sites in that position (a graph walk). Not every such
-   site fails (a constant with equal values compiles); ``compile_check=True`` compiles a probe of the model with
-   the planned activation FakeQuantize ops and keeps the sites when it compiles (slower, so opt-in).
-2. a Multiply by a constant that varies along the last axis only (one scale per output column, shape ``[N]``
-   or ``[1, 1, 1, N]``): the model compiles but its outputs are wrong (errors of the size of the outputs, or
-   garbage such as 1e9; a scalar, a ``[1, C, 1, 1]`` or a ``[M, N]`` constant are computed correctly).
-   Whether it shows depends on the ranges (seen with pot_torch's symmetric ranges, low = -high * 128 / 127),
-   so :func:`miscomputed_sites` finds the activation sites on that MatMul's inputs whenever the pattern is there
-   (a graph walk; the MatMul then runs in floating point). The pattern is rare: attention scores are scaled by a
-   scalar.
+1. a rank-4 MatMul of two FakeQuantized activations (attention scores), then a Multiply by a constant that varies
+   along a non-last axis (a batch norm over axis 1 is decomposed into one), then a FakeQuantize: the plugin fuses
+   the scale and the FakeQuantize into the MatMul, whose output channels are its last axis, and ``compile_model``
+   fails with ``Check 'any_of(scale.size(), OC, 1U)' failed``. :func:`uncompilable_sites` finds activation sites in
+   that position (a graph walk). Not every such site fails (a constant with equal values compiles);
+   ``compile_check=True`` compiles a probe of the model with the planned activation FakeQuantize ops and keeps the
+   sites when it compiles (slower, so opt-in).
+2. such a MatMul, then a Multiply by a constant that varies along the last axis only (one scale per output column,
+   ``[N]`` or ``[1, 1, 1, N]``): it compiles and its outputs are wrong (errors of the size of the outputs, or
+   garbage such as 1e9; a scalar, a ``[1, C, 1, 1]`` or a ``[M, N]`` constant are computed correctly), depending on
+   the ranges, so :func:`miscomputed_sites` finds the activation sites on that MatMul's inputs whenever the pattern
+   is there (the MatMul then runs in floating point). Rare: attention scores are scaled by a scalar.
 
 3. with a dynamic input dimension, a MatMul with constant weights and a FakeQuantized input (an INT8 linear layer)
    whose output is multiplied by a constant varying along a non-last axis (one scale per row), directly or after
@@ -46,12 +44,14 @@ activations (attention scores) whose inputs are FakeQuantized, followed by a sca
    :func:`rectified_matmul_sites` finds the site on such a MatMul's first quantized input; the MatMul then runs in
    floating point.
 
+7. an MVN reading an INT8 input without a zero point loses its eps: a range rule (:mod:`.mvn_eps`).
+
 The fusion of bugs 1 and 2 makes a per-channel FakeQuantize directly on such a MatMul's output (a depthwise
 convolution reading the scores, per-channel input on the CPU) fail to compile: :func:`per_tensor_after_matmul`
-makes those sites per tensor. :func:`drop_cpu_plugin_failures` removes the six bugs' sites from a placement
-(before anything is inserted), with a warning naming them. The walks see the graph as it will be once the
-placement is inserted: an input a planned FakeQuantize feeds is not read directly, and an op computed from Constants
-only (``graph.constants.constant_ops``; the plugin folds it) is a constant.
+makes those sites per tensor. :func:`drop_cpu_plugin_failures` removes the sites of bugs 1 to 6 from a placement
+(before anything is inserted), with a warning naming them. The walks see the graph as it will be once the placement
+is inserted: an input a planned FakeQuantize feeds is not read directly, and an op computed from Constants only
+(``graph.constants.constant_ops``; the plugin folds it) is a constant.
 """
 from __future__ import annotations
 

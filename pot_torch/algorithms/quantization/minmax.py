@@ -14,6 +14,7 @@ from pot_torch.algorithms.algorithm import Algorithm
 from pot_torch.algorithms.params import calibration_indices, ignored_for_member, resolve_params
 from pot_torch.algorithms.quantization.quantizer_ranges import (SATURATION_SCALE, activation_fq_range,
                                                              per_channel_shape, saturation_fix_layers, weight_fq_range)
+from pot_torch.algorithms.quantization.mvn_eps import mvn_eps_ranges
 from pot_torch.algorithms.quantization.plan import MemberPlan, PlanCache, plan_member
 from pot_torch.algorithms.quantization.range_estimator import activation_range, activation_specs, weight_statistics
 from pot_torch.algorithms.quantization.sites import ActivationSite, WeightSite
@@ -120,6 +121,9 @@ class MinMaxQuantization(Algorithm):
 
     def _apply(self, ov_model: ov.Model, plan: MemberPlan, collected: Statistics) -> None:
         ranges = self._activation_ranges(plan, collected)
+        if self._cpu_plugin():
+            ranges = mvn_eps_ranges(ov_model, plan.placement, ranges,
+                                    {planned.site.name: planned.levels for planned in plan.activations})
         rescaled = set()
         if (self._hardware.saturation_fix_applies and
                 any(op.get_type_name() == "Convolution" for op in ov_model.get_ordered_ops())):
