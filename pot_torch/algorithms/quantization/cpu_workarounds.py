@@ -35,7 +35,7 @@ The bugs (OpenVINO 2026.4 CPU plugin, each reproduced without pot_torch; docs/cp
    :func:`one_pixel_conv_sites` finds the input sites of such convolutions with a static 1x1 output map in models
    with a dynamic input when :func:`post_ops_at_risk` says their chain is (a superset of the measured wrong chains;
    a bias, a ReLU and a per-tensor FakeQuantize is not); they stay in floating point. Such convolutions with a
-   dynamic output map are named in a warning (:func:`warn_dynamic_map_convolutions`).
+   dynamic output map are named in a warning (:func:`warn_dynamic_map_convolutions`); both in :mod:`.one_pixel_conv`.
 
 6. static or dynamic, a rank-3 or rank-4 MatMul of two FakeQuantized activations whose fused post-ops have an
    activation followed by an Add or Multiply of a constant with several values (``relu -> multiply`` by a last-axis
@@ -45,6 +45,10 @@ The bugs (OpenVINO 2026.4 CPU plugin, each reproduced without pot_torch; docs/cp
    floating point.
 
 7. an MVN reading an INT8 input without a zero point loses its eps: a range rule (:mod:`.mvn_eps`).
+
+8. a Gather of a constant table (an embedding lookup), a Transpose and a GELU, Sigmoid or Tanh (elementwise ops and
+   ReLUs allowed between) before an INT8 MatMul or convolution: ``compile_model`` fails ("constant_fold" of a
+   Convert); :func:`transposed_embedding_sites` leaves that input in floating point.
 
 The fusion of bugs 1 and 2 makes a per-channel FakeQuantize directly on such a MatMul's output (a depthwise
 convolution reading the scores, per-channel input on the CPU) fail to compile: :func:`per_tensor_after_matmul`
@@ -56,12 +60,13 @@ is inserted: an input a planned FakeQuantize feeds is not read directly, and an 
 from __future__ import annotations
 
 import re
-from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Iterable, List, Optional, Set, Tuple
 
 import openvino as ov
 
 from pot_torch.algorithms.quantization.fused_post_ops import (
-    ELEMENTWISE, Folded, fused_producer, is_constant, post_ops)
+    ELEMENTWISE, FUSED_ACTIVATIONS, Folded, folded_constants, fused_producer, is_constant, post_ops)
+from pot_torch.algorithms.quantization.one_pixel_conv import one_pixel_conv_sites, warn_dynamic_map_convolutions
 from pot_torch.algorithms.quantization.sites import ActivationSite, Placement
 from pot_torch.graph.constants import constant_ops
 from pot_torch.graph.editor import insert_fake_quantize, ops_by_name
@@ -72,12 +77,6 @@ logger = get_logger(__name__)
 #: Elementwise ops with a constant operand the CPU plugin fuses into a MatMul as post-ops.
 _SCALE_OPS = ("Multiply", "Add", "Subtract")
 Inputs = Set[Tuple[str, int]]
-
-
-def _folded(model: ov.Model, constant: Optional[Folded]) -> Folded:
-    """``constant`` (the ops of ``model`` computed from Constants only, which the plugin folds), computed when not
-    given: every walk counts them as constants."""
-    return constant_ops(model.get_ordered_ops()) if constant is None else constant
 
 
 def _varies_off_last_axis(constant: ov.Output, rank: int) -> bool:
@@ -127,7 +126,7 @@ def uncompilable_sites(model: ov.Model, placement: Placement, constant: Optional
     """Names of the activation sites of ``placement`` in the position of bug 1 (see the module docstring);
     ``constant``: the model's ops computed from Constants only (computed when not given), as for every finder."""
     by_name = ops_by_name(model)
-    quantized, constant = placement.quantized_inputs(), _folded(model, constant)
+    quantized, constant = placement.quantized_inputs(), folded_constants(model, constant)
     return [site.name for site in placement.activations
             if _activation_matmul_behind(by_name[site.producer].output(site.port), quantized, constant) is not None]
 
@@ -147,7 +146,7 @@ def shifted_after_matmul_sites(model: ov.Model, placement: Placement, constant: 
     """Names of the activation sites of ``placement`` in the position of bug 4 and not of bug 1 (see the module
     docstring)."""
     by_name = ops_by_name(model)
-    quantized, constant = placement.quantized_inputs(), _folded(model, constant)
+    quantized, constant = placement.quantized_inputs(), folded_constants(model, constant)
     uncompilable = set(uncompilable_sites(model, placement, constant))
     return [site.name for site in placement.activations if site.name not in uncompilable and _activation_matmul_behind(
         by_name[site.producer].output(site.port), quantized, constant, shifted=True) is not None]
@@ -203,7 +202,7 @@ def _both_matmul_inputs(matmul: ov.Node, constant: Folded) -> List[int]:
 
 def miscomputed_sites(model: ov.Model, placement: Placement, constant: Optional[Folded] = None) -> List[str]:
     """Names of the activation sites on the inputs of rank-4 activation MatMuls in the position of bug 2."""
-    return _sites_feeding_scaled_matmuls(model, placement, _folded(model, constant), _both_matmul_inputs,
+    return _sites_feeding_scaled_matmuls(model, placement, folded_constants(model, constant), _both_matmul_inputs,
                                          _scales_last_axis_only)
 
 
@@ -227,79 +226,15 @@ def dynamic_row_scaled_sites(model: ov.Model, placement: Placement, constant: Op
     otherwise."""
     if not any(port.get_partial_shape().is_dynamic for port in model.inputs):
         return []
-    return _sites_feeding_scaled_matmuls(model, placement, _folded(model, constant), _weight_matmul_input,
+    return _sites_feeding_scaled_matmuls(model, placement, folded_constants(model, constant), _weight_matmul_input,
                                          _scales_rows, through_constant_ops=True)
-
-
-def post_ops_at_risk(letters: str) -> bool:
-    """Whether the post-ops ``letters`` (see :func:`~pot_torch.algorithms.quantization.fused_post_ops.post_ops`) of an
-    INT8 convolution with a 1x1 output map are computed wrongly under dynamic shapes (bug 5), as measured: with a
-    per-channel FakeQuantize; after a bias (an Add of a constant first), when an activation, FakeQuantize or Add of an
-    activation is followed by a constant of several values; without one, unless only constants, at most one
-    activation and at most one FakeQuantize follow, in that order."""
-    if "P" in letters:
-        return True
-    if letters[:1] in ("a", "A"):
-        return re.search("[NFR].*[AM]", letters) is not None
-    return re.fullmatch("[aAmM]*N?F?", letters) is None
-
-
-def _output_map(node: ov.Node) -> Optional[Tuple[ov.Dimension, ov.Dimension]]:
-    """The spatial dimensions of a 2D convolution's output, ``None`` for any other op."""
-    shape = node.get_output_partial_shape(0)
-    if node.get_type_name() not in ("Convolution", "GroupConvolution") or shape.rank.is_dynamic \
-            or shape.rank.get_length() != 4:
-        return None
-    return shape[2], shape[3]
-
-
-def _int8_conv_at_risk(node: ov.Node, placement: Placement, quantized: Inputs,
-                       planned: Dict[Tuple[str, int], ActivationSite], constant: Folded) -> bool:
-    """Whether the convolution ``node`` has a quantized input and weights and post-ops of bug 5."""
-    weights = (node.get_friendly_name(), 1)
-    return ((node.get_friendly_name(), 0) in quantized
-            and (weights in quantized or weights in placement.compressed_weights
-                 or node.input_value(1).get_node().get_type_name() == "FakeQuantize")
-            and post_ops_at_risk(post_ops(node, planned, constant)))
-
-
-def _bug5_convolutions(model: ov.Model, placement: Placement, constant: Optional[Folded],
-                       output_map: Callable[[Tuple[ov.Dimension, ov.Dimension]], bool]) -> List[ov.Node]:
-    """The convolutions of bug 5's kind whose output map satisfies ``output_map`` (a model with a dynamic input;
-    none otherwise)."""
-    if not any(port.get_partial_shape().is_dynamic for port in model.inputs):
-        return []
-    quantized, planned, constant = placement.quantized_inputs(), placement.sites_by_input(), _folded(model, constant)
-    return [node for node in model.get_ordered_ops() for spatial in [_output_map(node)]
-            if spatial is not None and output_map(spatial)
-            and _int8_conv_at_risk(node, placement, quantized, planned, constant)]
-
-
-def one_pixel_conv_sites(model: ov.Model, placement: Placement, constant: Optional[Folded] = None) -> List[str]:
-    """Names of the activation sites on the input of the convolutions in the position of bug 5: a static 1x1 output
-    map in a model with a dynamic input."""
-    one_pixel = lambda spatial: all(d.is_static and d.get_length() == 1 for d in spatial)  # noqa: E731
-    by_input = placement.sites_by_input()
-    return list(dict.fromkeys(by_input[(node.get_friendly_name(), 0)].name
-                              for node in _bug5_convolutions(model, placement, constant, one_pixel)))
-
-
-def warn_dynamic_map_convolutions(model: ov.Model, placement: Placement, constant: Optional[Folded] = None) -> None:
-    """Warn about the INT8 convolutions of bug 5's kind whose output map is dynamic: computed wrongly on inputs small
-    enough to make it 1x1, which no rule can see before the model runs."""
-    names = [node.get_friendly_name() for node in _bug5_convolutions(
-        model, placement, constant, lambda spatial: any(d.is_dynamic for d in spatial))]
-    if names:
-        logger.warning("The OpenVINO CPU plugin computes an INT8 convolution with a 1x1 output map and the ops it "
-                       "fuses after it wrongly under dynamic shapes; these convolutions have a dynamic output map and "
-                       "would be wrong on inputs small enough to make it 1x1 (docs/cpu-plugin-bugs.md): %s. Reshape "
-                       "the model to static shapes before quantization if such inputs occur", ", ".join(names))
 
 
 def rectified_matmul_sites(model: ov.Model, placement: Placement, constant: Optional[Folded] = None) -> List[str]:
     """Names of the activation sites on the first quantized input of the activation MatMuls in the position of bug 6
     (see the module docstring)."""
-    quantized, planned, constant = placement.quantized_inputs(), placement.sites_by_input(), _folded(model, constant)
+    quantized, planned = placement.quantized_inputs(), placement.sites_by_input()
+    constant = folded_constants(model, constant)
     names: List[str] = []
     for node in model.get_ordered_ops():
         inputs = [(node.get_friendly_name(), port) for port in (0, 1)]
@@ -308,6 +243,24 @@ def rectified_matmul_sites(model: ov.Model, placement: Placement, constant: Opti
             continue
         site = next((planned[key] for key in inputs if key in planned), None)
         if site is not None and site.name not in names:
+            names.append(site.name)
+    return names
+
+
+#: Activations measured to compile after a transposed embedding lookup (bug 8); the others are taken as failing.
+_COMPILING_AFTER_EMBEDDING = ("Relu", "Swish")
+
+
+def transposed_embedding_sites(model: ov.Model, placement: Placement, constant: Optional[Folded] = None) -> List[str]:
+    """Names of the activation sites in the position of bug 8: on an activation other than ReLU or Swish of a chain
+    the plugin fuses (``fused_post_ops.fused_producer``) with a Transpose in it, from a Gather of a constant table."""
+    by_name, constant = ops_by_name(model), folded_constants(model, constant)
+    names = []
+    for site in placement.activations:
+        producer, chain = fused_producer(by_name[site.producer], constant)
+        kinds = {op.get_type_name() for op in chain}
+        if producer.get_type_name() == "Gather" and is_constant(producer.input_value(0), constant) \
+                and "Transpose" in kinds and kinds & set(FUSED_ACTIVATIONS) - set(_COMPILING_AFTER_EMBEDDING):
             names.append(site.name)
     return names
 
@@ -327,24 +280,27 @@ def _probe_compiles(model: ov.Model, placement: Placement) -> bool:
     return True
 
 
-#: The bugs whose sites always stay in floating point (2 to 6): how to find them, what the warning says.
+#: The bugs whose sites always stay in floating point (2 to 6, 8): how to find them, what the warning says.
 _MISCOMPUTED = (
-    (miscomputed_sites, "a rank-4 activation MatMul with quantized inputs whose output is scaled along the last axis"),
-    (dynamic_row_scaled_sites, "an INT8 MatMul whose output is scaled per row (a Multiply by a constant varying along "
-                               "a non-last axis, directly or after a bias) in a model with dynamic input shapes "
-                               "(reshape it to static shapes to quantize these)"),
-    (shifted_after_matmul_sites, "a FakeQuantize after an activation MatMul whose output is shifted or scaled per row "
-                                 "(an Add or Multiply of a constant varying along a non-last axis, ReLUs between)"),
-    (rectified_matmul_sites, "an INT8 MatMul of two activations whose fused post-ops have an activation followed by "
-                             "an Add or Multiply of a constant with several values"),
-    (one_pixel_conv_sites, "an INT8 convolution with a 1x1 output map and the ops it fuses after it (a second "
-                           "activation, a residual Add, a per-channel constant after an activation) in a model with "
-                           "dynamic input shapes (reshape it to static shapes to quantize these)"),
+    (miscomputed_sites, "miscomputes a rank-4 activation MatMul with quantized inputs whose output is scaled along the "
+                        "last axis"),
+    (dynamic_row_scaled_sites, "miscomputes an INT8 MatMul whose output is scaled per row (a Multiply by a constant "
+                               "varying along a non-last axis, directly or after a bias) in a model with dynamic input "
+                               "shapes (reshape it to static shapes to quantize these)"),
+    (shifted_after_matmul_sites, "miscomputes a FakeQuantize after an activation MatMul whose output is shifted or "
+                                 "scaled per row (an Add or Multiply of a constant varying along a non-last axis)"),
+    (rectified_matmul_sites, "miscomputes an INT8 MatMul of two activations whose fused post-ops have an activation "
+                             "followed by an Add or Multiply of a constant with several values"),
+    (one_pixel_conv_sites, "miscomputes an INT8 convolution with a 1x1 output map and the ops it fuses after it (a "
+                           "second activation, a residual Add, a per-channel constant after an activation) in a model "
+                           "with dynamic input shapes (reshape it to static shapes to quantize these)"),
+    (transposed_embedding_sites, "cannot compile an INT8 layer reading a GELU, Sigmoid or Tanh of a transposed "
+                                 "embedding lookup"),
 )
 
 
 def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_check: bool = False) -> Placement:
-    """``placement`` without the activation sites of bugs 1 to 6 (see the module docstring), with a warning
+    """``placement`` without the activation sites of bugs 1 to 6 and 8 (see the module docstring), with a warning
     naming them.
 
     :param compile_check: keep the sites of bug 1 when a probe of the model with them compiles on the CPU.
@@ -353,8 +309,7 @@ def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_chec
     for find, what in _MISCOMPUTED:
         names = find(model, placement, constant)
         if names:
-            logger.warning("The OpenVINO CPU plugin computes %s wrongly; left in floating point: %s", what,
-                           ", ".join(names))
+            logger.warning("The OpenVINO CPU plugin %s; left in floating point: %s", what, ", ".join(names))
             placement = placement.without_activations(set(names))
     warn_dynamic_map_convolutions(model, placement, constant)
     at_risk = uncompilable_sites(model, placement, constant)
@@ -370,9 +325,9 @@ def _fused_off_axis(node: ov.Node, constant: Folded) -> bool:
     or a convolution behind a transpose, through fused post-ops and the inputs of a Concat (computed in place)."""
     if node.get_type_name() == "Concat":
         return any(_fused_off_axis(value.get_node(), constant) for value in node.input_values())
-    producer, transposed = fused_producer(node, constant)
-    return producer.get_type_name() == "MatMul" or (
-        transposed and producer.get_type_name() in ("Convolution", "GroupConvolution"))
+    producer, chain = fused_producer(node, constant)
+    return producer.get_type_name() == "MatMul" or (producer.get_type_name() in ("Convolution", "GroupConvolution")
+                                                    and any(op.get_type_name() == "Transpose" for op in chain))
 
 
 def per_tensor_after_matmul(model: ov.Model, sites: Iterable[ActivationSite]) -> List[str]:

@@ -9,15 +9,22 @@ the plugin's bugs on them.
 from __future__ import annotations
 
 import math
-from typing import AbstractSet, Dict, Optional, Tuple
+from typing import AbstractSet, Dict, List, Optional, Tuple
 
 import openvino as ov
 
 from pot_torch.algorithms.quantization.sites import ActivationSite
+from pot_torch.graph.constants import constant_ops
 
 #: Friendly names of a model's ops computed from Constants only (``graph.constants.constant_ops``), which the plugin
 #: folds into constants.
 Folded = AbstractSet[str]
+
+
+def folded_constants(model: ov.Model, constant: Optional[Folded] = None) -> Folded:
+    """``constant`` (the ops of ``model`` computed from Constants only, which the plugin folds), computed when not
+    given: every walk counts them as constants."""
+    return constant_ops(model.get_ordered_ops()) if constant is None else constant
 
 
 def is_constant(output: ov.Output, constant: Folded) -> bool:
@@ -76,18 +83,19 @@ def post_ops(node: ov.Node, planned: Dict[Tuple[str, int], ActivationSite], cons
         targets = list(targets[0].get_node().output(0).get_target_inputs())
 
 
-def fused_producer(node: ov.Node, constant: Folded) -> Tuple[ov.Node, bool]:
+def fused_producer(node: ov.Node, constant: Folded) -> Tuple[ov.Node, List[ov.Node]]:
     """The op ``node``'s output comes from through a chain of ops the CPU plugin may fuse into it (activations,
-    elementwise ops of a constant that keep the shape, transposes), and whether a transpose is on the way (``node``
-    itself and False without such ops); ``constant``: the model's ops computed from Constants only."""
-    transposed = False
+    elementwise ops of a constant that keep the shape, transposes), and the ops of that chain from ``node`` up
+    (``node`` itself and ``[]`` without such ops); ``constant``: the model's ops computed from Constants only."""
+    chain: List[ov.Node] = []
     while True:
         if node.get_type_name() in FUSED_ACTIVATIONS + ("Transpose",):
-            transposed = transposed or node.get_type_name() == "Transpose"
+            chain.append(node)
             node = node.input_value(0).get_node()
             continue
         activations = [value for value in node.input_values() if not is_constant(value, constant)]
         if node.get_type_name() not in ELEMENTWISE or len(activations) != 1 \
                 or activations[0].get_partial_shape() != node.get_output_partial_shape(0):
-            return node, transposed
+            return node, chain
+        chain.append(node)
         node = activations[0].get_node()
