@@ -52,7 +52,7 @@ The bugs (OpenVINO 2026.4 CPU plugin, each reproduced without pot_torch; docs/cp
 
 The fusion of bugs 1 and 2 makes a per-channel FakeQuantize directly on such a MatMul's output (a depthwise
 convolution reading the scores, per-channel input on the CPU) fail to compile: :func:`per_tensor_after_matmul`
-makes those sites per tensor. :func:`drop_cpu_plugin_failures` removes the sites of bugs 1 to 6 from a placement
+makes those sites per tensor. :func:`drop_cpu_plugin_failures` removes the sites of bugs 1-6 and 8 from a placement
 (before anything is inserted), with a warning naming them. The walks see the graph as it will be once the placement
 is inserted: an input a planned FakeQuantize feeds is not read directly, and an op computed from Constants only
 (``graph.constants.constant_ops``; the plugin folds it) is a constant.
@@ -68,7 +68,6 @@ from pot_torch.algorithms.quantization.fused_post_ops import (
     ELEMENTWISE, FUSED_ACTIVATIONS, Folded, folded_constants, fused_producer, is_constant, post_ops)
 from pot_torch.algorithms.quantization.one_pixel_conv import one_pixel_conv_sites, warn_dynamic_map_convolutions
 from pot_torch.algorithms.quantization.sites import ActivationSite, Placement
-from pot_torch.graph.constants import constant_ops
 from pot_torch.graph.editor import insert_fake_quantize, ops_by_name
 from pot_torch.utils.logger import get_logger
 
@@ -247,8 +246,9 @@ def rectified_matmul_sites(model: ov.Model, placement: Placement, constant: Opti
     return names
 
 
-#: Activations measured to compile after a transposed embedding lookup (bug 8); the others are taken as failing.
-_COMPILING_AFTER_EMBEDDING = ("Relu", "Swish")
+#: Activations taken as failing after a transposed embedding lookup (bug 8): all fused ones but ReLU and Swish, which
+#: were measured to compile.
+_FAILING_AFTER_EMBEDDING = frozenset(FUSED_ACTIVATIONS) - {"Relu", "Swish"}
 
 
 def transposed_embedding_sites(model: ov.Model, placement: Placement, constant: Optional[Folded] = None) -> List[str]:
@@ -260,7 +260,7 @@ def transposed_embedding_sites(model: ov.Model, placement: Placement, constant: 
         producer, chain = fused_producer(by_name[site.producer], constant)
         kinds = {op.get_type_name() for op in chain}
         if producer.get_type_name() == "Gather" and is_constant(producer.input_value(0), constant) \
-                and "Transpose" in kinds and kinds & set(FUSED_ACTIVATIONS) - set(_COMPILING_AFTER_EMBEDDING):
+                and "Transpose" in kinds and kinds & _FAILING_AFTER_EMBEDDING:
             names.append(site.name)
     return names
 
@@ -299,13 +299,15 @@ _MISCOMPUTED = (
 )
 
 
-def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_check: bool = False) -> Placement:
+def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_check: bool = False,
+                             constant: Optional[Folded] = None) -> Placement:
     """``placement`` without the activation sites of bugs 1 to 6 and 8 (see the module docstring), with a warning
     naming them.
 
     :param compile_check: keep the sites of bug 1 when a probe of the model with them compiles on the CPU.
+    :param constant: the model's ops computed from Constants only (computed when not given).
     """
-    constant = constant_ops(model.get_ordered_ops())
+    constant = folded_constants(model, constant)
     for find, what in _MISCOMPUTED:
         names = find(model, placement, constant)
         if names:
@@ -330,7 +332,8 @@ def _fused_off_axis(node: ov.Node, constant: Folded) -> bool:
                                                     and any(op.get_type_name() == "Transpose" for op in chain))
 
 
-def per_tensor_after_matmul(model: ov.Model, sites: Iterable[ActivationSite]) -> List[str]:
+def per_tensor_after_matmul(model: ov.Model, sites: Iterable[ActivationSite], constant: Optional[Folded] = None
+                            ) -> List[str]:
     """Make the per-channel activation ``sites`` on a MatMul's output (or on ops fused into it: activations, e.g. ReLU
     then GELU, elementwise ops of a constant, transposes) per tensor, with a warning naming them; returns their
     names.
@@ -340,9 +343,9 @@ def per_tensor_after_matmul(model: ov.Model, sites: Iterable[ActivationSite]) ->
     post-ops, sometimes compiles and computes wrongly; seen with a depthwise convolution (per-channel input, cpu.json)
     reading rank-4 attention scores, directly or after ReLUs, a GELU, an Add of a scalar, a transpose, a Concat with
     another tensor (nightly runs); also a convolution's output transposed (its channels moved off axis 1) into a
-    depthwise convolution.
+    depthwise convolution. ``constant``: the model's ops computed from Constants only (computed when not given).
     """
-    by_name, constant = ops_by_name(model), constant_ops(model.get_ordered_ops())
+    by_name, constant = ops_by_name(model), folded_constants(model, constant)
     changed = []
     for site in sites:
         if any(o["granularity"] == "perchannel" for o in site.options) \

@@ -336,9 +336,9 @@ def place_quantizers(model: ov.Model, hw: HardwareConfig, ignored: Optional[Mapp
         for name in group:
             by_name[name].options = [{**o, "granularity": "pertensor"} for o in shared]
     if cpu_plugin:
-        per_tensor_after_matmul(model, planner.sites.values())
+        per_tensor_after_matmul(model, planner.sites.values(), planner.constant)
     placement = Placement(tuple(planner.sites.values()), tuple(planner.weights), tuple(unified),
                           tuple(planner.compressed), tuple(planner.float_readers))
     if cpu_plugin:
-        placement = drop_cpu_plugin_failures(model, placement, compile_check)
+        placement = drop_cpu_plugin_failures(model, placement, compile_check, planner.constant)
     return placement
