@@ -50,6 +50,10 @@ The bugs (OpenVINO 2026.4 CPU plugin, each reproduced without pot_torch; docs/cp
    ReLUs allowed between) before an INT8 MatMul or convolution: ``compile_model`` fails ("constant_fold" of a
    Convert); :func:`transposed_embedding_sites` leaves that input in floating point.
 
+9. in a model with any FakeQuantize, an Add of a constant with as many values as channels, varying along another
+   axis, after a per-channel scale is added per channel: a graph rule applied once the FakeQuantize ops are in
+   (:mod:`.channel_sized_shift`).
+
 The fusion of bugs 1 and 2 makes a per-channel FakeQuantize directly on such a MatMul's output (a depthwise
 convolution reading the scores, per-channel input on the CPU) fail to compile: :func:`per_tensor_after_matmul`
 makes those sites per tensor. :func:`drop_cpu_plugin_failures` removes the sites of bugs 1-6 and 8 from a placement
