@@ -1011,3 +1011,21 @@ def test_only_channel_sized_shifts_after_a_per_channel_scale_are_found(shape, sc
     scaled = ops.multiply(ops.relu(x), ops.constant(np.linspace(0.5, 1.5, np.prod(scale)).reshape(scale), np.float32))
     shifted = ops.add(scaled, ops.constant(np.linspace(-0.5, 0.5, np.prod(shift)).reshape(shift), np.float32))
     assert len(channel_sized_shifts(ov.Model([ops.result(shifted)], [x]))) == found
+
+
+@pytest.mark.parametrize("dynamic", [True, False])
+def test_per_channel_input_after_a_transpose_compiles_under_dynamic_shapes(dynamic, caplog):
+    """Nightly run (session 9): input [?, 1, 3, 2] -> concat with its ReLU -> transpose to [?, 3, 2, 2] -> depthwise
+    convolution (a per-channel input FakeQuantize on the CPU) did not compile with a dynamic batch ("doesn't support
+    non per-tensor quantization for axis: 2"); that input is now per tensor there, with a warning. Static shapes
+    compile per channel and keep it."""
+    x = ops.parameter([-1 if dynamic else 1, 1, 3, 2], np.float32, name="input")
+    moved = ops.transpose(ops.concat([x, ops.relu(x)], 1), ops.constant(np.array([0, 2, 3, 1], np.int64)))
+    moved.set_friendly_name("moved")
+    model = ov.Model([ops.result(_depthwise(moved, channels=3))], [x], "transposed_depthwise")
+    inputs = [{"input": np.random.default_rng(seed).standard_normal((1, 1, 3, 2)).astype(np.float32)}
+              for seed in range(4)]
+    with caplog.at_level("WARNING"):
+        quantized = quantize(model, inputs, "performance", "minmax_covering").get_model()
+    assert sqnr_db(infer_all(model, inputs)[0], infer_all(quantized, inputs)[0]) >= 30.0
+    assert ("quantized per tensor instead: moved/fq_output_0" in caplog.text) == dynamic

@@ -336,6 +336,15 @@ def _fused_off_axis(node: ov.Node, constant: Folded) -> bool:
                                                     and any(op.get_type_name() == "Transpose" for op in chain))
 
 
+def _channels_transposed(node: ov.Node, constant: Folded) -> bool:
+    """Whether ``node``'s output comes, through ops the plugin may fuse, from a Transpose that moves another axis to
+    axis 1 (a per-channel FakeQuantize there fails to compile under dynamic shapes: the plugin moves it before the
+    Transpose, onto an axis its dynamic FakeQuantize does not support)."""
+    _, chain = fused_producer(node, constant)
+    return any(op.get_type_name() == "Transpose" and (not is_constant(op.input_value(1), constant) or list(
+        op.input_value(1).get_node().get_data())[1:2] != [1]) for op in chain)
+
+
 def per_tensor_after_matmul(model: ov.Model, sites: Iterable[ActivationSite], constant: Optional[Folded] = None
                             ) -> List[str]:
     """Make the per-channel activation ``sites`` on a MatMul's output (or on ops fused into it: activations, e.g. ReLU
@@ -347,16 +356,22 @@ def per_tensor_after_matmul(model: ov.Model, sites: Iterable[ActivationSite], co
     post-ops, sometimes compiles and computes wrongly; seen with a depthwise convolution (per-channel input, cpu.json)
     reading rank-4 attention scores, directly or after ReLUs, a GELU, an Add of a scalar, a transpose, a Concat with
     another tensor (nightly runs); also a convolution's output transposed (its channels moved off axis 1) into a
-    depthwise convolution. ``constant``: the model's ops computed from Constants only (computed when not given).
+    depthwise convolution. In a model with dynamic inputs, a per-channel FakeQuantize after a Transpose that moves
+    another axis to axis 1 does not compile either (``doesn't support non per-tensor quantization for axis: 2``;
+    nightly run: a concat, a transpose, a depthwise convolution). ``constant``: the model's ops computed from Constants
+    only (computed when not given).
     """
     by_name, constant = ops_by_name(model), folded_constants(model, constant)
+    dynamic = any(port.get_partial_shape().is_dynamic for port in model.inputs)
     changed = []
     for site in sites:
-        if any(o["granularity"] == "perchannel" for o in site.options) \
-                and _fused_off_axis(by_name[site.producer], constant):
+        producer = by_name[site.producer]
+        if any(o["granularity"] == "perchannel" for o in site.options) and (
+                _fused_off_axis(producer, constant) or (dynamic and _channels_transposed(producer, constant))):
             site.options = [{**o, "granularity": "pertensor"} for o in site.options]
             changed.append(site.name)
     if changed:
-        logger.warning("The OpenVINO CPU plugin cannot compile a per-channel FakeQuantize on a MatMul's output or a "
-                       "transposed convolution output; quantized per tensor instead: %s", ", ".join(changed))
+        logger.warning("The OpenVINO CPU plugin cannot compile a per-channel FakeQuantize on a MatMul's output, a "
+                       "transposed convolution output or (dynamic shapes) a transposed tensor; quantized per tensor "
+                       "instead: %s", ", ".join(changed))
     return changed
