@@ -511,9 +511,12 @@ def cancellation_db(model: ov.Model, inputs: List[dict]) -> float:
       ``|a| @ |b|`` over ``|a @ b|``; for ``n`` products of random sign that ratio is about ``sqrt(n)``. The nightly
       run drew one whose dot products nearly cancel (inputs +-3.4 and +-1.8, outputs -0.14..0.17: 23 dB beyond
       ``sqrt(n)``), whose output the quantizers before it leave at 9.3 dB;
-    - a normalization (MVN, layer norm): it subtracts the mean, so the error relative to what is left grows by the
-      input's mean square over its variance along the normalized axes (0 dB for a centred input). The nightly run
-      drew one after a MatMul of ReLU outputs (all positive, rows of similar values): 12.9 dB.
+    - a normalization (MVN, layer norm): it subtracts the mean and divides each row by its spread, so the error
+      relative to what is left grows by the input's mean square times the mean over rows of ``1 / (variance +
+      eps)``, over the mean of ``variance / (variance + eps)`` (for rows of one variance and a small eps: the mean
+      square over the variance, 0 dB for a centred input). The nightly run drew one after a MatMul of ReLU outputs
+      (all positive, rows of similar values): 12.9 dB; and one whose rows were constant but one or two, where the
+      error of a constant row is amplified by up to ``1 / sqrt(eps)`` (47.2 dB in, 4.2 dB out; 50.4 dB excess).
     - a softmax: it turns the logits' *absolute* error into the output's relative error, so large logits whose
       leading values are close (no 1/sqrt(d) scaling, unlike attention) move weight between those entries on an
       error that is small relative to the logits; the excess is the SQNR lost through the softmax by noise
@@ -555,9 +558,13 @@ def cancellation_db(model: ov.Model, inputs: List[dict]) -> float:
     for op, x in zip(norms, normalized):
         rank = op.get_input_partial_shape(0).rank.get_length()
         axes = tuple(int(axis) % rank + 1 for axis in op.input_value(1).get_node().get_data())  # +1: stacked samples
-        spread = float(np.mean(np.var(x.astype(np.float64), axis=axes)))
-        if spread > 0.0:
-            excess.append(10.0 * np.log10(float(np.mean(np.square(x, dtype=np.float64))) / spread))
+        variance, attributes = np.var(x.astype(np.float64), axis=axes), op.get_attributes()
+        eps = float(attributes["eps"])
+        gain = 1.0 / (variance + eps if attributes["eps_mode"].lower() == "inside_sqrt" else
+                      np.square(np.sqrt(variance) + eps))
+        kept = float(np.mean(variance * gain))
+        if kept > 0.0:
+            excess.append(10.0 * np.log10(float(np.mean(np.square(x, dtype=np.float64))) * float(np.mean(gain)) / kept))
     for op, z in zip(softmaxes, logits):
         rank = op.get_input_partial_shape(0).rank.get_length()
         excess.append(_softmax_loss_db(z.astype(np.float64), int(op.get_axis()) % rank + 1))  # +1: stacked samples
@@ -694,9 +701,12 @@ def test_cancellation_db_finds_a_normalization_of_an_uncentred_input():
                      [x], "norm")
     rng = np.random.default_rng(0)
     centred = [{"a": rng.standard_normal((1, 2, 8)).astype(np.float32)} for _ in range(CALIBRATION_SAMPLES)]
-    assert cancellation_db(model, centred) < 2.0  # 8 values: their own mean takes ~1 dB
+    assert cancellation_db(model, centred) < 3.0  # 8 values: their own mean and rows of smaller variance take ~2 dB
     uncentred = [{"a": item["a"] * 0.1 + 3.0} for item in centred]  # mean square / variance ~ 9 / 0.01
     assert cancellation_db(model, uncentred) > 25.0
+    constant_rows = [{"a": np.concatenate([item["a"][:, :1], np.full((1, 1, 8), 0.5, np.float32)], 1)}
+                     for item in centred]  # one row of each sample constant: its error is amplified by 1/sqrt(eps)
+    assert cancellation_db(model, constant_rows) > 40.0
 
 
 def test_cancellation_db_finds_a_softmax_of_spread_logits():
