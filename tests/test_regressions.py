@@ -758,6 +758,27 @@ def test_depthwise_convolution_of_a_transposed_convolution_output_compiles_and_s
     assert sqnr_db(infer_all(model, calibration)[0], infer_all(quantized, calibration)[0]) >= 15.0
 
 
+@pytest.mark.parametrize("activations", [True, False])
+def test_depthwise_convolution_of_reshaped_scores_compiles_and_stays_close(activations, caplog):
+    """Nightly run (session 9): a rank-4 activation MatMul [1, 3, 1, 1] -> reshape [1, 3] -> reshape back -> depthwise
+    convolution (per-channel input on the CPU) did not compile ("Check 'any_of(scale.size(), OC, 1U)'"): the plugin
+    removes the reshapes and fuses the FakeQuantize into the MatMul. That input is per tensor now. A linear layer's
+    output through the same reshapes compiles per channel (measured) and stays per channel."""
+    x = ops.parameter([1, 3, 1, 1], np.float32, name="input")
+    weights = ops.constant(np.float32([[0.8]]) if activations else RNG.standard_normal((1, 1)).astype(np.float32))
+    product = ops.matmul(ops.matmul(x, weights, False, False), x, False, True) if activations \
+        else ops.matmul(x, weights, False, False)
+    flat = ops.reshape(product, ops.constant(np.array([1, 3], np.int64)), False)
+    back = ops.reshape(flat, ops.constant(np.array([1, 3, 1, 1], np.int64)), False)
+    back.set_friendly_name("back")
+    model = ov.Model([ops.result(_depthwise(back, channels=3))], [x], "reshaped_depthwise")
+    calibration = [{"input": RNG.standard_normal((1, 3, 1, 1)).astype(np.float32)} for _ in range(4)]
+    with caplog.at_level("WARNING"):
+        quantized = quantize(model, calibration, "performance", "minmax_covering").get_model()
+    assert sqnr_db(infer_all(model, calibration)[0], infer_all(quantized, calibration)[0]) >= 15.0
+    assert ("quantized per tensor instead: back/fq_output_0" in caplog.text) == activations
+
+
 def _rectified_scores(tail: str) -> ov.Model:
     """x [1, 3, 3] -> query (linear) -> scores = query @ x^T -> ``tail``: ``"relu_column"`` ReLU then a Multiply by a
     last-axis vector, ``"relu_folded_column"`` the same vector computed by an Add of two Constants (folded by the

@@ -326,12 +326,21 @@ def drop_cpu_plugin_failures(model: ov.Model, placement: Placement, compile_chec
     return placement
 
 
+#: Ops that only reshape a tensor, which the plugin may remove between a MatMul and a FakeQuantize.
+_RESHAPES = ("Reshape", "Squeeze", "Unsqueeze")
+
+
 def _fused_off_axis(node: ov.Node, constant: Folded) -> bool:
     """Whether a FakeQuantize on ``node``'s output may be fused into an op whose channels are not on axis 1: a MatMul,
-    or a convolution behind a transpose, through fused post-ops and the inputs of a Concat (computed in place)."""
+    or a convolution behind a transpose, through fused post-ops and the inputs of a Concat (computed in place); an
+    activation MatMul also through reshapes (a linear layer's output through a reshape was measured right)."""
     if node.get_type_name() == "Concat":
         return any(_fused_off_axis(value.get_node(), constant) for value in node.input_values())
     producer, chain = fused_producer(node, constant)
+    if producer.get_type_name() in _RESHAPES:
+        while producer.get_type_name() in _RESHAPES:
+            producer, _ = fused_producer(producer.input_value(0).get_node(), constant)
+        return _activation_matmul(producer, constant, (2, 3, 4, 5))
     return producer.get_type_name() == "MatMul" or (producer.get_type_name() in ("Convolution", "GroupConvolution")
                                                     and any(op.get_type_name() == "Transpose" for op in chain))
 
