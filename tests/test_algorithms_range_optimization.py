@@ -96,3 +96,47 @@ def test_quantization_noise_needs_no_metric_and_finds_the_same_range():
     quantized = create_pipeline([{"name": "RangeOptimization", "params": {
         "error_function": "quantization_noise", "maxiter": 2}}], engine).run(CompressedModel(ov_model))
     assert abs(_fq_range(quantized)[1] - 6.0) < 0.02
+
+
+class SmallRowsLoader(DataLoader):
+    """4 items of rows of std 0.01 (the layer norm's eps 1e-5 is then large next to an INT8 step); the annotation is
+    the layer norm of the item's ReLU, as numpy computes it."""
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, index: int):
+        item = (np.random.default_rng(index).standard_normal((1, 4, 16)) * 0.01).astype(np.float32)
+        rectified = np.maximum(item, 0.0).astype(np.float64)
+        centred = rectified - rectified.mean(-1, keepdims=True)
+        return item, (centred / np.sqrt(np.mean(np.square(centred), -1, keepdims=True) + 1e-5)).astype(np.float32)
+
+
+def _relu_fq_layer_norm(high: float) -> CompressedModel:
+    """x [1, 4, 16] -> ReLU 'relu' -> FakeQuantize 'fq' (256 levels, [0, high]) -> MVN (eps 1e-5, inside the root)."""
+    x = ops.parameter([1, 4, 16], np.float32, name="x")
+    relu = ops.relu(x)
+    relu.set_friendly_name("relu")
+    norm = ops.mvn(relu, ops.constant(np.array([-1], np.int64)), True, 1e-5, "inside_sqrt")
+    model = ov.Model([ops.result(norm)], [x], "relu_fq_layer_norm")
+    insert_fake_quantize(model, relu.output(0), 256, (0.0, high, 0.0, high), name="fq")
+    return CompressedModel(model)
+
+
+@pytest.mark.parametrize("params", [{"activation_ranges_to_set": [{"fq": [0.0, 0.05]}]}, {"maxiter": 1}])
+def test_ranges_before_a_layer_norm_keep_a_zero_point(params, caplog):
+    """Bug 7 (docs/cpu-plugin-bugs.md): the CPU plugin loses the eps of an MVN reading an INT8 input whose zero is level
+    0. MinMaxQuantization moves such a range by one level; RangeOptimization set [0, high] again after a ReLU (only
+    the upper end is searched there) and a given range as given. Both now move it, with a warning, and the INT8
+    layer norm stays close to numpy's."""
+    engine = IEEngine({"device": "CPU"}, SmallRowsLoader(), Closeness())
+    with caplog.at_level("WARNING"):
+        quantized = create_pipeline([{"name": "RangeOptimization", "params": params}], engine).run(
+            _relu_fq_layer_norm(0.05))
+    low, high = _fq_range(quantized)
+    assert low < 0.0 < high and -low * 255 / (high - low) == pytest.approx(1.0, abs=1e-3)  # zero at level 1
+    assert "moved by one level" in caplog.text and "fq" in caplog.text
+    compiled = ov.Core().compile_model(quantized.get_model(), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    loader = SmallRowsLoader()
+    errors = [np.abs(compiled(item)[0] - expected).max() for item, expected in map(loader.__getitem__, range(4))]
+    assert max(errors) < 0.1

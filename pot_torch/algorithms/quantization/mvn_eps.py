@@ -16,7 +16,7 @@ It depends on the ranges, so ``MinMaxQuantization`` calls it once they are known
 from __future__ import annotations
 
 import math
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import openvino as ov
@@ -92,3 +92,26 @@ def mvn_eps_ranges(model: ov.Model, placement: Placement, ranges: Mapping[str, R
                    ", ".join(sorted(moved)))
     return {name: _with_zero_point(*value, levels[name]) if name in moved else value
             for name, value in ranges.items()}
+
+
+def _mvn_readers(output: ov.Output) -> List[ov.Node]:
+    """The MVNs reading ``output`` as their data, directly or through ``_SCALE_MOVERS``."""
+    found: List[ov.Node] = []
+    for target in output.get_target_inputs():
+        node = target.get_node()
+        if node.get_type_name() == "MVN" and target.get_index() == 0:
+            found.append(node)
+        elif node.get_type_name() in _SCALE_MOVERS:
+            found += _mvn_readers(node.output(0))
+    return found
+
+
+def mvn_safe_range(fq: ov.Node, low: float, high: float) -> Range:
+    """The range ``[low, high]`` to give activation FakeQuantize ``fq``: moved by one level (``_with_zero_point``) when
+    an MVN reads ``fq`` (directly or through a Reshape, Transpose, ReLU...) and would lose its eps with that range
+    (bug 7), else as given. For the algorithms that set ranges after ``MinMaxQuantization`` (RangeOptimization)."""
+    levels = int(fq.get_attributes()["levels"])
+    low, high = np.asarray(low, np.float32), np.asarray(high, np.float32)
+    if any(_eps_lost(mvn, low, high, levels) for mvn in _mvn_readers(fq.output(0))):
+        return _with_zero_point(low, high, levels)
+    return low, high

@@ -26,6 +26,7 @@ from pot_torch.algorithms.algorithm import Algorithm
 from pot_torch.algorithms.params import COMMON_PARAMS, Param, declare_params, resolve_params
 from pot_torch.algorithms.quantization.metric_search import (BOX_PARAMS, SEARCH_PARAMS, MetricError, NoiseError,
                                                              hyperbox, search_indices)
+from pot_torch.algorithms.quantization.mvn_eps import mvn_safe_range
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.constants import constant_source
 from pot_torch.graph.editor import fake_quantize_ops, fake_quantize_ranges, find_op, set_fake_quantize_ranges
@@ -191,9 +192,10 @@ class RangeOptimization(Algorithm):
             start_point = np.clip(best["values"], [b[0] for b in bounds], [b[1] for b in bounds])
             self._search(objective, bounds, strategy="best2exp", maxiter=int(maxiter), seed=int(self.config.seed),
                          x0=start_point, polish=False)
-        self._apply(ov_model, variables, best["values"])
+        _warn_moved(self._apply(ov_model, variables, best["values"]))
         self.best_error = float(best["error"])
-        self.best_ranges = {v.name: ranges for v, ranges in zip(variables, self._split(variables, best["values"]))}
+        self.best_ranges = {fq.get_friendly_name(): _range_of(fq) for fq in
+                            (find_op(ov_model, variable.name) for variable in variables)}
         logger.info("RangeOptimization: best %s error %.6g with ranges %s", error.name, self.best_error,
                     self.best_ranges)
         return model
@@ -207,10 +209,15 @@ class RangeOptimization(Algorithm):
             position += width
         return ranges
 
-    def _apply(self, ov_model: ov.Model, variables: Sequence[_Variable], values: Sequence[float]) -> None:
+    def _apply(self, ov_model: ov.Model, variables: Sequence[_Variable], values: Sequence[float]) -> List[str]:
+        """Set the ranges ``values`` of ``variables``; returns the FakeQuantize ops whose range was moved by one level
+        for the MVN reading them (bug 7, ``mvn_eps.mvn_safe_range``)."""
+        moved = []
         for variable, (low, high) in zip(variables, self._split(variables, values)):
             fq = find_op(ov_model, variable.name)
-            set_fake_quantize_ranges(fq, (low, high, low, high))
+            if _set_mvn_safe_range(fq, low, high) != (low, high):
+                moved.append(variable.name)
+        return moved
 
     def _set_given_ranges(self, model: CompressedModel) -> CompressedModel:
         ov_model = model.get_model()
@@ -221,8 +228,9 @@ class RangeOptimization(Algorithm):
             if fq is None:
                 raise ValueError(f"activation_ranges_to_set names '{name}', which is neither a FakeQuantize of the "
                                  f"model nor the op one reads; FakeQuantize ops: {sorted(by_name)}")
-            set_fake_quantize_ranges(fq, (float(low), float(high), float(low), float(high)))
-            self.best_ranges[fq.get_friendly_name()] = (float(low), float(high))
+            if _set_mvn_safe_range(fq, float(low), float(high)) != (float(low), float(high)):
+                _warn_moved([fq.get_friendly_name()])
+            self.best_ranges[fq.get_friendly_name()] = _range_of(fq)
         return model
 
     def _dump(self, model: CompressedModel, iteration: int) -> None:
@@ -230,3 +238,23 @@ class RangeOptimization(Algorithm):
         if self.config.dump_model_prefix:
             path = Path(f"{self.config.dump_model_prefix}{iteration:05}")
             save_model(model, str(path.absolute().parent), path.name)
+
+
+def _set_mvn_safe_range(fq: ov.Node, low: float, high: float) -> Tuple[float, float]:
+    """Give ``fq`` the range ``[low, high]`` (input and output alike), moved by one level where an MVN reading it
+    would lose its eps (``mvn_eps.mvn_safe_range``); returns the range set."""
+    safe = tuple(float(value) for value in mvn_safe_range(fq, low, high))
+    set_fake_quantize_ranges(fq, safe + safe)
+    return safe  # type: ignore[return-value]
+
+
+def _range_of(fq: ov.Node) -> Tuple[float, float]:
+    low, high, _, _ = fake_quantize_ranges(fq)
+    return float(low), float(high)
+
+
+def _warn_moved(names: Sequence[str]) -> None:
+    if names:
+        logger.warning("RangeOptimization: the OpenVINO CPU plugin computes an MVN of an INT8 input without a zero point "
+                       "with its eps in integer units; these ranges were moved by one level to have a zero point: %s",
+                       ", ".join(names))
