@@ -1020,6 +1020,7 @@ def test_add_of_a_channel_sized_constant_after_a_per_channel_scale_quantizes_clo
 
 @pytest.mark.parametrize("shape, scale, shift, found", [
     ((1, 4, 4), (1, 4, 1), (4,), 1),  # the wrong one
+    ((1, 4, 4), "divide", (4,), 1),  # the wrong one with a Divide by a [1, 4, 1] constant
     ((1, 4, 4, 3), (1, 4, 1, 1), (1, 1, 4, 1), 1),  # the wrong one at rank 4
     ((1, 4, 4), (1, 4, 1), (1, 4, 1), 0),  # a per-channel shift: right
     ((1, 4, 6), (1, 4, 1), (6,), 0),  # as many values as the last axis, not as the channels: right
@@ -1029,7 +1030,8 @@ def test_add_of_a_channel_sized_constant_after_a_per_channel_scale_quantizes_clo
 def test_only_channel_sized_shifts_after_a_per_channel_scale_are_found(shape, scale, shift, found):
     """Bug 9's finder takes the shapes measured wrong (docs/cpu-plugin-bugs.md) and leaves those measured right."""
     x = ops.parameter(list(shape), np.float32, name="x")
-    scaled = ops.multiply(ops.relu(x), ops.constant(np.linspace(0.5, 1.5, np.prod(scale)).reshape(scale), np.float32))
+    scale_op, scale = (ops.divide, (1, 4, 1)) if scale == "divide" else (ops.multiply, scale)
+    scaled = scale_op(ops.relu(x), ops.constant(np.linspace(0.5, 1.5, np.prod(scale)).reshape(scale), np.float32))
     shifted = ops.add(scaled, ops.constant(np.linspace(-0.5, 0.5, np.prod(shift)).reshape(shift), np.float32))
     assert len(channel_sized_shifts(ov.Model([ops.result(shifted)], [x]))) == found
 

@@ -49,13 +49,13 @@ def _channel_only(value: ov.Output, rank: int) -> int:
 
 def _channel_scale_before(output: ov.Output, rank: int, constant: Folded) -> int:
     """The channel count C of a per-channel (axis 1) scale ``output`` carries through ops the plugin fuses: a
-    Multiply by a per-channel constant on the way, or an output the plugin dequantizes per channel (a convolution,
+    Multiply or Divide by a per-channel constant on the way, or an output the plugin dequantizes per channel (a convolution,
     a per-channel FakeQuantize) at its start; 0 when there is none (or a Transpose moves the axes between)."""
     producer, chain = fused_producer(output.get_node(), constant)
     for node in chain:
         if node.get_type_name() == "Transpose":
             return 0
-        if node.get_type_name() == "Multiply":
+        if node.get_type_name() in ("Multiply", "Divide"):
             channels = max((_channel_only(value, rank) for value in node.input_values()
                             if is_constant(value, constant)), default=0)
             if channels:
