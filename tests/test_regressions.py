@@ -1052,3 +1052,23 @@ def test_per_channel_input_after_a_transpose_compiles_under_dynamic_shapes(dynam
         quantized = quantize(model, inputs, "performance", "minmax_covering").get_model()
     assert sqnr_db(infer_all(model, inputs)[0], infer_all(quantized, inputs)[0]) >= 30.0
     assert ("quantized per tensor instead: moved/fq_output_0" in caplog.text) == dynamic
+
+
+def test_rows_picked_from_constant_tables_keep_the_compiled_streams():
+    """A static-shape BERT (all-MiniLM-L6-v2) keeps the GatherElements of its position ids and the Gather of its
+    token-type embedding in the CPU runtime graph, fed only by constants; they only pick rows (0 wrong in 190 two-stream
+    compilations, session 9), so they do not count as race-prone constant layers and such a model keeps its streams
+    (each THROUGHPUT compilation of it was done twice before, the second with one stream)."""
+    from pot_torch.engines.ie_engine import constant_compute_layers
+
+    x = ops.parameter([1, 6, 4], np.float32, name="x")
+    table = ops.constant(np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32))
+    rows = ops.gather(table, ops.constant(np.array([[0, 1, 2, 3, 4, 5]], np.int64)), ops.constant(np.array(0)))
+    positions = ops.gather_elements(ops.constant(np.arange(8, dtype=np.int64).reshape(1, 8)),
+                                    ops.constant(np.array([[5, 4, 3, 2, 1, 0]], np.int64)), 1)
+    picked = ops.gather(table, positions, ops.constant(np.array(0)))
+    model = ov.Model([ops.result(ops.add(ops.add(x, rows), picked))], [x], "constant_rows")
+    compiled = CORE.compile_model(model, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": 2})
+    kinds = {op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ordered_ops()}
+    assert kinds & {"Gather", "GatherElements"}  # the plugin keeps them (else the test shows nothing)
+    assert constant_compute_layers(compiled) == []

@@ -17,8 +17,9 @@ from pot_torch.utils.logger import get_logger
 logger = get_logger(__name__)
 
 #: CPU runtime-graph layers that only pass constant data on (views, transposes, layout or precision reorders of
-#: weights): computing them when a stream starts was never seen to go wrong (docs/cpu-plugin-bugs.md).
-_CONSTANT_RELAYS = frozenset({"Const", "Reshape", "Reorder", "Transpose"})
+#: weights, rows picked from a constant table such as the position ids of a static-shape BERT): computing them when
+#: a stream starts was never seen to go wrong (docs/cpu-plugin-bugs.md).
+_CONSTANT_RELAYS = frozenset({"Const", "Reshape", "Reorder", "Transpose", "Gather", "GatherElements"})
 
 
 def compile_avoiding_stream_race(core: ov.Core, model: ov.Model, device: str,
