@@ -28,9 +28,10 @@ the levels' CPU time from ~6.2 s to ~4.7 s, with a byte-identical IR.
 """
 from __future__ import annotations
 
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional, Set
+from typing import Any, Callable, Deque, Dict, Hashable, List, Mapping, Optional, Set, Tuple
 
 import numpy as np
 import openvino as ov
@@ -343,17 +344,25 @@ class SegmentRunner:
 
 def _infer(compiled: ov.CompiledModel, feeds: List[Dict[int, np.ndarray]]) -> List[List[np.ndarray]]:
     """Per output of ``compiled`` (compiled for throughput), its value for each feed, in feed order, run on as many
-    asynchronous requests as the compiled model wants."""
-    requests = [compiled.create_infer_request()
-                for _ in range(max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))))]
-    per_feed: List[List[np.ndarray]] = []
-    for start in range(0, len(feeds), len(requests)):
-        running = list(zip(requests, feeds[start:start + len(requests)]))
-        for request, feed in running:
-            request.start_async(feed, share_inputs=True)  # the cached arrays are not changed while it runs
-        for request, _ in running:
-            request.wait()
-            per_feed.append([request.get_tensor(output).data.copy() for output in compiled.outputs])
+    asynchronous requests as the compiled model wants; a request starts its next feed as soon as its outputs are
+    copied, while the others run."""
+    count = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+    requests = [compiled.create_infer_request() for _ in range(min(count, len(feeds)))]
+    per_feed: List[List[np.ndarray]] = [[] for _ in feeds]
+    running: Deque[Tuple[ov.InferRequest, int]] = deque()
+
+    def finish() -> ov.InferRequest:
+        request, index = running.popleft()
+        request.wait()
+        per_feed[index] = [request.get_tensor(output).data.copy() for output in compiled.outputs]
+        return request
+
+    for index, feed in enumerate(feeds):
+        request = requests[index] if index < len(requests) else finish()
+        request.start_async(feed, share_inputs=True)  # the cached arrays are not changed while it runs
+        running.append((request, index))
+    while running:
+        finish()
     return [[values[output] for values in per_feed] for output in range(len(compiled.outputs))]
 
 
