@@ -75,6 +75,19 @@ def test_activation_ranges_to_set_are_set_as_given():
     np.testing.assert_allclose(out, [[3.0, 4.0, 0.0, 0.0]], atol=1e-6)
 
 
+@pytest.mark.parametrize("params", [{"activation_ranges_to_set": [{"relu": [0.0, 4.1]}]}, {"maxiter": 1}])
+def test_ranges_without_a_layer_norm_are_not_reported_as_moved(params, caplog):
+    """Without an MVN reading the FakeQuantize, the ranges are set as found or given (4.1 is not a float32 value, and
+    neither are the search's candidates): no "moved" warning, and ``best_ranges`` holds them as they were."""
+    engine = IEEngine({"device": "CPU"}, ConstantLoader(3.3), Closeness())
+    algorithm = create_pipeline([{"name": "RangeOptimization", "params": params}], engine)
+    with caplog.at_level("WARNING"):
+        algorithm.run(_relu_fq(5, 6.1))
+    assert "moved by one level" not in caplog.text
+    if "activation_ranges_to_set" in params:
+        assert algorithm.algorithms[0].best_ranges == {"fq": (0.0, 4.1)}
+
+
 def test_other_backends_and_missing_scipy_are_refused(monkeypatch):
     with pytest.raises(ValueError, match="opt_backend 'nevergrad'.*'scipy'"):
         _optimize(_relu_fq(3, 6.1), 3.0, opt_backend="nevergrad")

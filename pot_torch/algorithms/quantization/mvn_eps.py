@@ -106,12 +106,13 @@ def _mvn_readers(output: ov.Output) -> List[ov.Node]:
     return found
 
 
-def mvn_safe_range(fq: ov.Node, low: float, high: float) -> Range:
-    """The range ``[low, high]`` to give activation FakeQuantize ``fq``: moved by one level (``_with_zero_point``) when
-    an MVN reads ``fq`` (directly or through a Reshape, Transpose, ReLU...) and would lose its eps with that range
-    (bug 7), else as given. For the algorithms that set ranges after ``MinMaxQuantization`` (RangeOptimization)."""
+def mvn_safe_range(fq: ov.Node, low: float, high: float) -> Optional[Range]:
+    """The range ``[low, high]`` of activation FakeQuantize ``fq`` moved by one level (``_with_zero_point``) when an
+    MVN reads ``fq`` (directly or through a Reshape, Transpose, ReLU...) and would lose its eps with that range (bug
+    7); ``None`` when the range can stay as given. For the algorithms that set ranges after ``MinMaxQuantization``
+    (RangeOptimization)."""
     levels = int(fq.get_attributes()["levels"])
-    low, high = np.asarray(low, np.float32), np.asarray(high, np.float32)
-    if any(_eps_lost(mvn, low, high, levels) for mvn in _mvn_readers(fq.output(0))):
-        return _with_zero_point(low, high, levels)
-    return low, high
+    low_value, high_value = np.asarray(low, np.float32), np.asarray(high, np.float32)
+    if any(_eps_lost(mvn, low_value, high_value, levels) for mvn in _mvn_readers(fq.output(0))):
+        return _with_zero_point(low_value, high_value, levels)
+    return None

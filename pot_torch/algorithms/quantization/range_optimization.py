@@ -192,10 +192,10 @@ class RangeOptimization(Algorithm):
             start_point = np.clip(best["values"], [b[0] for b in bounds], [b[1] for b in bounds])
             self._search(objective, bounds, strategy="best2exp", maxiter=int(maxiter), seed=int(self.config.seed),
                          x0=start_point, polish=False)
-        _warn_moved(self._apply(ov_model, variables, best["values"]))
+        applied = self._apply(ov_model, variables, best["values"])
+        _warn_moved([name for name, (_, moved) in applied.items() if moved])
         self.best_error = float(best["error"])
-        self.best_ranges = {fq.get_friendly_name(): _range_of(fq) for fq in
-                            (find_op(ov_model, variable.name) for variable in variables)}
+        self.best_ranges = {name: ranges for name, (ranges, _) in applied.items()}
         logger.info("RangeOptimization: best %s error %.6g with ranges %s", error.name, self.best_error,
                     self.best_ranges)
         return model
@@ -209,15 +209,12 @@ class RangeOptimization(Algorithm):
             position += width
         return ranges
 
-    def _apply(self, ov_model: ov.Model, variables: Sequence[_Variable], values: Sequence[float]) -> List[str]:
-        """Set the ranges ``values`` of ``variables``; returns the FakeQuantize ops whose range was moved by one level
-        for the MVN reading them (bug 7, ``mvn_eps.mvn_safe_range``)."""
-        moved = []
-        for variable, (low, high) in zip(variables, self._split(variables, values)):
-            fq = find_op(ov_model, variable.name)
-            if _set_mvn_safe_range(fq, low, high) != (low, high):
-                moved.append(variable.name)
-        return moved
+    def _apply(self, ov_model: ov.Model, variables: Sequence[_Variable], values: Sequence[float]
+               ) -> Dict[str, Tuple[Tuple[float, float], bool]]:
+        """Set the ranges ``values`` of ``variables`` (see :func:`_set_range`); returns, per FakeQuantize, the range set
+        and whether it was moved for an MVN reading it."""
+        return {variable.name: _set_range(find_op(ov_model, variable.name), low, high)
+                for variable, (low, high) in zip(variables, self._split(variables, values))}
 
     def _set_given_ranges(self, model: CompressedModel) -> CompressedModel:
         ov_model = model.get_model()
@@ -228,9 +225,10 @@ class RangeOptimization(Algorithm):
             if fq is None:
                 raise ValueError(f"activation_ranges_to_set names '{name}', which is neither a FakeQuantize of the "
                                  f"model nor the op one reads; FakeQuantize ops: {sorted(by_name)}")
-            if _set_mvn_safe_range(fq, float(low), float(high)) != (float(low), float(high)):
+            ranges, moved = _set_range(fq, float(low), float(high))
+            if moved:
                 _warn_moved([fq.get_friendly_name()])
-            self.best_ranges[fq.get_friendly_name()] = _range_of(fq)
+            self.best_ranges[fq.get_friendly_name()] = ranges
         return model
 
     def _dump(self, model: CompressedModel, iteration: int) -> None:
@@ -240,21 +238,18 @@ class RangeOptimization(Algorithm):
             save_model(model, str(path.absolute().parent), path.name)
 
 
-def _set_mvn_safe_range(fq: ov.Node, low: float, high: float) -> Tuple[float, float]:
+def _set_range(fq: ov.Node, low: float, high: float) -> Tuple[Tuple[float, float], bool]:
     """Give ``fq`` the range ``[low, high]`` (input and output alike), moved by one level where an MVN reading it
-    would lose its eps (``mvn_eps.mvn_safe_range``); returns the range set."""
-    safe = tuple(float(value) for value in mvn_safe_range(fq, low, high))
-    set_fake_quantize_ranges(fq, safe + safe)
-    return safe  # type: ignore[return-value]
-
-
-def _range_of(fq: ov.Node) -> Tuple[float, float]:
-    low, high, _, _ = fake_quantize_ranges(fq)
-    return float(low), float(high)
+    would lose its eps (``mvn_eps.mvn_safe_range``); returns the range set and whether it was moved."""
+    moved = mvn_safe_range(fq, low, high)
+    if moved is not None:
+        low, high = float(moved[0]), float(moved[1])
+    set_fake_quantize_ranges(fq, (low, high, low, high))
+    return (low, high), moved is not None
 
 
 def _warn_moved(names: Sequence[str]) -> None:
     if names:
-        logger.warning("RangeOptimization: the OpenVINO CPU plugin computes an MVN of an INT8 input without a zero point "
-                       "with its eps in integer units; these ranges were moved by one level to have a zero point: %s",
-                       ", ".join(names))
+        logger.warning("RangeOptimization: the OpenVINO CPU plugin computes an MVN of an INT8 input without a zero "
+                       "point with its eps in integer units; these ranges were moved by one level to have a zero "
+                       "point: %s", ", ".join(names))
