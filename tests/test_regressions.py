@@ -1036,14 +1036,18 @@ def test_only_channel_sized_shifts_after_a_per_channel_scale_are_found(shape, sc
     assert len(channel_sized_shifts(ov.Model([ops.result(shifted)], [x]))) == found
 
 
-@pytest.mark.parametrize("dynamic", [True, False])
-def test_per_channel_input_after_a_transpose_compiles_under_dynamic_shapes(dynamic, caplog):
+@pytest.mark.parametrize("dynamic, computed_perm", [(True, False), (False, False), (True, True)])
+def test_per_channel_input_after_a_transpose_compiles_under_dynamic_shapes(dynamic, computed_perm, caplog):
     """Nightly run (session 9): input [?, 1, 3, 2] -> concat with its ReLU -> transpose to [?, 3, 2, 2] -> depthwise
     convolution (a per-channel input FakeQuantize on the CPU) did not compile with a dynamic batch ("doesn't support
     non per-tensor quantization for axis: 2"); that input is now per tensor there, with a warning. Static shapes
-    compile per channel and keep it."""
+    compile per channel and keep it. A permutation computed from Constants (an Add of two) is taken as moving the
+    axes (the rule raised an AttributeError reading it as a Constant)."""
     x = ops.parameter([-1 if dynamic else 1, 1, 3, 2], np.float32, name="input")
-    moved = ops.transpose(ops.concat([x, ops.relu(x)], 1), ops.constant(np.array([0, 2, 3, 1], np.int64)))
+    perm = ops.constant(np.array([0, 2, 3, 1], np.int64))
+    if computed_perm:
+        perm = ops.add(perm, ops.constant(np.zeros(4, np.int64)))
+    moved = ops.transpose(ops.concat([x, ops.relu(x)], 1), perm)
     moved.set_friendly_name("moved")
     model = ov.Model([ops.result(_depthwise(moved, channels=3))], [x], "transposed_depthwise")
     inputs = [{"input": np.random.default_rng(seed).standard_normal((1, 1, 3, 2)).astype(np.float32)}

@@ -72,6 +72,7 @@ from pot_torch.algorithms.quantization.fused_post_ops import (
     ELEMENTWISE, FUSED_ACTIVATIONS, Folded, folded_constants, fused_producer, is_constant, post_ops)
 from pot_torch.algorithms.quantization.one_pixel_conv import one_pixel_conv_sites, warn_dynamic_map_convolutions
 from pot_torch.algorithms.quantization.sites import ActivationSite, Placement
+from pot_torch.graph.constants import constant_source
 from pot_torch.graph.editor import insert_fake_quantize, ops_by_name
 from pot_torch.utils.logger import get_logger
 
@@ -348,10 +349,11 @@ def _fused_off_axis(node: ov.Node, constant: Folded) -> bool:
 def _channels_transposed(node: ov.Node, constant: Folded) -> bool:
     """Whether ``node``'s output comes, through ops the plugin may fuse, from a Transpose that moves another axis to
     axis 1 (a per-channel FakeQuantize there fails to compile under dynamic shapes: the plugin moves it before the
-    Transpose, onto an axis its dynamic FakeQuantize does not support)."""
+    Transpose, onto an axis its dynamic FakeQuantize does not support); a permutation computed in the graph counts as
+    one."""
     _, chain = fused_producer(node, constant)
-    return any(op.get_type_name() == "Transpose" and (not is_constant(op.input_value(1), constant) or list(
-        op.input_value(1).get_node().get_data())[1:2] != [1]) for op in chain)
+    perms = [constant_source(op.input_value(1)) for op in chain if op.get_type_name() == "Transpose"]
+    return any(perm is None or list(perm.get_data())[1:2] != [1] for perm in perms)  # None: computed, taken as moving
 
 
 def per_tensor_after_matmul(model: ov.Model, sites: Iterable[ActivationSite], constant: Optional[Folded] = None
