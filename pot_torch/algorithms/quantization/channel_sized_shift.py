@@ -2,7 +2,7 @@
 
 Bug 9 (OpenVINO 2026.4 CPU plugin, docs/cpu-plugin-bugs.md): in a model with at least one FakeQuantize (anywhere:
 the plugin's low-precision pass runs on the whole model), a tensor of rank 3 or more scaled per channel (axis 1: a
-Multiply by a ``[1, C, 1, ...]`` constant, the dequantization of an INT8 convolution or of a per-channel
+Multiply or Divide by a ``[1, C, 1, ...]`` constant, the dequantization of an INT8 convolution or of a per-channel
 FakeQuantize), then through ops the plugin fuses (activations, elementwise ops of a constant), an Add or Subtract
 of a constant with C values varying along another axis (``[C]`` on a ``[N, C, C]`` tensor) is computed as if that
 constant were per channel: off by the constant's range. The same model without a FakeQuantize is right, and so is
@@ -49,8 +49,9 @@ def _channel_only(value: ov.Output, rank: int) -> int:
 
 def _channel_scale_before(output: ov.Output, rank: int, constant: Folded) -> int:
     """The channel count C of a per-channel (axis 1) scale ``output`` carries through ops the plugin fuses: a
-    Multiply or Divide by a per-channel constant on the way, or an output the plugin dequantizes per channel (a convolution,
-    a per-channel FakeQuantize) at its start; 0 when there is none (or a Transpose moves the axes between)."""
+    Multiply or Divide by a per-channel constant on the way, or an output the plugin dequantizes per channel (a
+    convolution, a per-channel FakeQuantize) at its start; 0 when there is none (or a Transpose moves the axes
+    between)."""
     producer, chain = fused_producer(output.get_node(), constant)
     for node in chain:
         if node.get_type_name() == "Transpose":
