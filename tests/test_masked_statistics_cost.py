@@ -1,6 +1,7 @@
 """Padding-aware statistics cost no more than they need: an abs_max next to a masked min (and max) over the same
 axes is derived from them, ``|max(max, -min)|``, with no masked ``|x|`` copy of the activation; the token mask is
-built once per statistics model. The values are those over the real tokens, bit for bit."""
+built once per statistics model; for one sample the real rows of an activation are gathered once for all its
+statistics instead of one masked full-size copy each. The values are those over the real tokens, bit for bit."""
 from __future__ import annotations
 
 from typing import Any, Dict, List
@@ -32,17 +33,23 @@ def _static_encoder(batch: int = 1) -> ov.Model:
     return model
 
 
-def _full_size(op: ov.Node) -> bool:
-    return list(op.get_output_partial_shape(0))[1:] == [PADDED, HIDDEN]
+def _full_size(op: ov.Node, batch: int) -> bool:
+    return list(op.get_output_partial_shape(0)) == [batch, PADDED, HIDDEN]
 
 
-def test_no_masked_abs_copy_for_an_abs_max_next_to_a_min() -> None:
-    model = add_stats_outputs(_static_encoder(), _layout(), stack=True).model
-    stats_ops = [op for op in model.get_ops() if "/real_tokens" in op.get_friendly_name()]
-    assert [op.get_type_name() for op in stats_ops if _full_size(op)].count("Select") == 4  # min, max: tensor, channel
-    assert not [op for op in stats_ops if op.get_type_name() == "Abs" and _full_size(op)]
-    alone = add_stats_outputs(_static_encoder(), _layout(("abs_max",)), stack=True).model
-    assert [op.get_type_name() for op in alone.get_ops() if _full_size(op)].count("Abs") == 2  # the general path
+@pytest.mark.parametrize("batch", [1, 2])
+def test_no_masked_abs_copy_for_an_abs_max_next_to_a_min(batch: int) -> None:
+    model = add_stats_outputs(_static_encoder(batch), _layout(), stack=True).model
+    full_size = [op.get_type_name() for op in model.get_ops() if "/real_token" in op.get_friendly_name()
+                 and _full_size(op, batch)]
+    if batch == 1:  # the real rows, once: [1, count, HIDDEN]
+        assert not full_size
+        assert [op.get_type_name() for op in model.get_ops()].count("Gather") == 1
+    else:
+        assert full_size.count("Select") == 4  # min, max: tensor, channel
+    assert "Abs" not in full_size
+    alone = add_stats_outputs(_static_encoder(batch), _layout(("abs_max",)), stack=True).model
+    assert [op.get_type_name() for op in alone.get_ops()].count("Abs") == 2  # the general path
 
 
 def _items(batch: int) -> List[Dict[str, np.ndarray]]:
@@ -81,8 +88,13 @@ def test_masked_min_max_abs_max_equal_those_over_real_tokens(batch: int) -> None
             assert value.tobytes() == _expected(items, kind, granularity == "channel").tobytes(), name
 
 
-def test_the_token_mask_is_built_once_per_statistics_model() -> None:
+@pytest.mark.parametrize("batch", [1, 2])
+def test_the_token_mask_is_built_once_per_statistics_model(batch: int) -> None:
     layout = {**_layout(), "fc1/bias": dict(_layout()["ln"])}
-    types = [op.get_type_name() for op in add_stats_outputs(_static_encoder(), layout, stack=True).model.get_ops()]
+    model = add_stats_outputs(_static_encoder(batch), layout, stack=True).model
+    types = [op.get_type_name() for op in model.get_ops()]
     assert types.count("NotEqual") == 1 and types.count("ReduceLogicalOr") == 1
-    assert types.count("Unsqueeze") == 2  # the model's own and the mask's for rank 3
+    if batch == 1:  # the real positions, once; each activation's rows gathered once
+        assert types.count("NonZero") == 1 and types.count("Gather") == 2 and types.count("Unsqueeze") == 1
+    else:
+        assert types.count("Unsqueeze") == 2  # the model's own and the mask's for rank 3

@@ -6,9 +6,12 @@ embedding ignores the padded positions, but every activation statistic (ranges, 
 bias-correction means) would still see them. With ``padding_aware_statistics`` (the ``transformer`` model type's
 default) the statistics of an activation shaped ``[batch, seq, ...]`` are taken over the positions where the
 model's mask input (``attention_mask``) is non-zero (all of a sample's positions when none is): min, max,
-abs_max and mean reduce in-graph with the padded positions masked out (:func:`masked_reduce_output`; per sample,
-static shapes), other statistics (quantiles, numpy reducers, activation rows) get the activation with NaN at the
-padded positions and run in numpy on the real-token rows (:func:`real_rows`).
+abs_max and mean reduce in-graph over the real tokens only (:func:`masked_reduce_output`; per sample, static
+shapes), other statistics (quantiles, numpy reducers, activation rows) run in numpy on the real-token rows
+(:func:`real_rows`). For a static batch of one sample (a ``[1, seq]`` mask) the real rows of an activation are
+gathered once (``Gather`` at the mask's non-zero positions) and all its statistics read that compact copy; for a
+batch the padded positions of each statistic's copy of the activation are set to a neutral value (NaN for
+numpy).
 
 ``collect_statistics`` wraps every statistic function of a request with ``real_tokens`` set
 (:func:`real_tokens`) and says once per model which input is the mask, or warns that there is none (plain
@@ -19,14 +22,14 @@ as fed.
 from __future__ import annotations
 
 import functools
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 
 from pot_torch.graph.node_key import node_key_label
-from pot_torch.statistics.graph_reduce import as_f32, named, reduce_output
+from pot_torch.statistics.graph_reduce import as_f32, named, output_label, reduce_output
 from pot_torch.statistics.online import ONLINE_ATTRIBUTE
 from pot_torch.statistics.reducers import per_batch_value
 from pot_torch.statistics.stats_outputs import is_inplace_reducer
@@ -34,7 +37,8 @@ from pot_torch.utils.logger import get_logger
 
 logger = get_logger(__name__)
 
-__all__ = ["MASK_INPUT", "MASKED_KINDS", "find_mask_input", "real_token_mask", "masked_reduce_output",
+__all__ = ["MASK_INPUT", "MASKED_KINDS", "find_mask_input", "RealTokens", "real_token_mask", "real_token_rows",
+           "masked_reduce_output",
            "RealTokenStatistic", "RealTokenReduction", "RealTokenRows", "real_tokens",
            "real_rows", "report_mask_input", "other_mask_inputs", "every_token_real"]
 
@@ -75,9 +79,9 @@ def _cached(source: ov.Output, name: str) -> Optional[ov.Output]:
                  if target.get_node().get_friendly_name() == name), None)
 
 
-def _real_token_mask(mask: ov.Output, rank: int) -> ov.Output:
-    """``mask != 0`` shaped ``[batch, seq, 1, ...]`` to broadcast over an activation of ``rank`` (built once); a
-    sample whose mask is all zero (no real token) counts all its positions, as plain statistics do."""
+def _real(mask: ov.Output) -> ov.Output:
+    """``mask != 0`` (``[batch, seq]``, built once); a sample whose mask is all zero (no real token) counts all its
+    positions, as plain statistics do."""
     name = f"{mask.get_node().get_friendly_name()}/real_tokens"
     nonzero = _cached(mask, f"{name}/nonzero")
     real = None if nonzero is None else _cached(nonzero, name)
@@ -86,43 +90,91 @@ def _real_token_mask(mask: ov.Output, rank: int) -> ov.Output:
                         f"{name}/nonzero")
         empty = ops.logical_not(ops.reduce_logical_or(nonzero, ops.constant(np.array([1], np.int64)), True))
         real = named(ops.logical_or(nonzero, empty), name)
-    shaped = _cached(real, f"{name}_rank{rank}")
+    return real
+
+
+def _broadcast_mask(real: ov.Output, rank: int) -> ov.Output:
+    """``real`` (``[batch, seq]``) shaped ``[batch, seq, 1, ...]`` to broadcast over an activation of ``rank``
+    (built once per rank)."""
+    name = f"{real.get_node().get_friendly_name()}_rank{rank}"
+    shaped = _cached(real, name)
     if shaped is None:
-        axes = ops.constant(np.arange(2, rank, dtype=np.int64))
-        shaped = named(ops.unsqueeze(real, axes), f"{name}_rank{rank}")
+        shaped = named(ops.unsqueeze(real, ops.constant(np.arange(2, rank, dtype=np.int64))), name)
     return shaped
 
 
-def real_token_mask(output: ov.Output, mask: ov.Output) -> Optional[ov.Output]:
-    """``mask != 0`` (``mask``: ``[batch, seq]``) shaped to broadcast over ``output`` (``[batch, seq, ...]``);
+def _positions(real: ov.Output) -> ov.Output:
+    """The sequence indices of the real tokens of a one-sample ``real`` (``[1, seq]``), ``[count]`` (built once)."""
+    name = f"{real.get_node().get_friendly_name()}/positions"
+    flat = _cached(real, f"{name}/flat")
+    if flat is not None:
+        return _cached(_cached(flat, f"{name}/found"), name)  # type: ignore[arg-type]
+    one_axis = named(ops.constant(np.array([-1], np.int64)), f"{name}/one_axis")
+    flat = named(ops.reshape(real, one_axis, special_zero=False), f"{name}/flat")
+    found = named(ops.non_zero(flat, "i64"), f"{name}/found")  # [1, count]
+    return named(ops.reshape(found, one_axis, special_zero=False), name)
+
+
+class RealTokens(NamedTuple):
+    """Where the real tokens of a ``[batch, seq, ...]`` activation are, in the statistics model being built: one of
+    the two is set.
+
+    :param mask: for a batch, ``mask != 0`` shaped ``[batch, seq, 1, ...]`` to broadcast over the activation (each
+        statistic masks the whole activation).
+    :param positions: for a static batch of one sample, the sequence indices of its real tokens (``[count]``): its
+        real rows are gathered once (:func:`real_token_rows`) and every statistic reads that compact copy.
+    """
+
+    mask: Optional[ov.Output]
+    positions: Optional[ov.Output]
+
+
+def real_token_mask(output: ov.Output, mask: ov.Output) -> Optional[RealTokens]:
+    """Where the real tokens (``mask != 0``, ``mask``: ``[batch, seq]``) of ``output`` (``[batch, seq, ...]``) are;
     ``None`` when ``output`` is not shaped so (rank below 3, axis 0 or 1 not the mask's) or is a model input."""
     shape, mask_shape = output.get_partial_shape(), mask.get_partial_shape()
     if (output.get_node().get_type_name() == "Parameter" or shape.rank.is_dynamic or shape.rank.get_length() < 3
             or not all(_same_dimension(shape[axis], mask_shape[axis]) for axis in (0, 1))):
         return None
-    return _real_token_mask(mask, shape.rank.get_length())
+    real = _real(mask)
+    if shape[0].is_static and shape[0].get_length() == 1:
+        return RealTokens(None, _positions(real))
+    return RealTokens(_broadcast_mask(real, shape.rank.get_length()), None)
+
+
+def real_token_rows(output: ov.Output, positions: ov.Output) -> ov.Output:
+    """The rows of a one-sample ``output`` (``[1, seq, ...]``) at the real-token ``positions``, ``[1, count, ...]`` in
+    ``f32``: gathered once per output, for all its statistics."""
+    name = f"{output_label(output)}/real_token_rows"
+    rows = _cached(output, name)
+    if rows is None:
+        sequence_axis = named(ops.constant(np.array(1, np.int64)), f"{name}/sequence_axis")
+        rows = named(ops.gather(output, positions, sequence_axis), name)
+    return as_f32(rows, name)
 
 
 def _where(real: ov.Output, value: ov.Output, fill: float, name: str) -> ov.Output:
     return named(ops.select(real, value, ops.constant(np.array(fill, np.float32))), name)
 
 
-def masked_reduce_output(output: ov.Output, real: ov.Output, kind: str, axes: Sequence[int],
+def masked_reduce_output(output: ov.Output, real: RealTokens, kind: str, axes: Sequence[int],
                          name: str) -> ov.Output:
     """``graph_reduce.reduce_output`` of ``output`` over its real tokens only (``real``: :func:`real_token_mask`):
-    padded positions are set to the reduction's neutral value (``+inf`` for min, ``-inf`` for max, 0 for
-    abs_max) or, for the mean, left out of the sum and of the count. ``axes`` must include axis 1 (the
-    sequence)."""
+    the reduction of its real rows for one sample (:func:`real_token_rows`); for a batch, padded positions are set
+    to the reduction's neutral value (``+inf`` for min, ``-inf`` for max, 0 for abs_max) or, for the mean, left
+    out of the sum and of the count. ``axes`` must include axis 1 (the sequence)."""
+    if real.positions is not None:
+        return reduce_output(real_token_rows(output, real.positions), kind, axes, name)
     value = as_f32(output, name)
     if kind == "mean":
         # mean(masked x) / mean(mask), both over ``axes``: the mask's size-1 axes leave its mean the real share of
         # the sequence, so the ratio is the sum over real positions divided by their element count
-        total = reduce_output(_where(real, value, 0.0, f"{name}/real"), "mean", axes, f"{name}/sum")
-        share = reduce_output(named(ops.convert(real, ov.Type.f32), f"{name}/mask_f32"), "mean", axes,
+        total = reduce_output(_where(real.mask, value, 0.0, f"{name}/real"), "mean", axes, f"{name}/sum")
+        share = reduce_output(named(ops.convert(real.mask, ov.Type.f32), f"{name}/mask_f32"), "mean", axes,
                               f"{name}/real_share")
         return named(ops.divide(total, share), name)
     fill = {"min": np.inf, "max": -np.inf, "abs_max": 0.0}[kind]
-    return reduce_output(_where(real, value, fill, f"{name}/real"), kind, axes, name)
+    return reduce_output(_where(real.mask, value, fill, f"{name}/real"), kind, axes, name)
 
 
 class RealTokenStatistic:
@@ -163,7 +215,7 @@ class RealTokenStatistic:
             return self.fn.graph_reduce(output) if is_inplace_reducer(self.fn) else output
         return self._real_value(output, real, label)
 
-    def _real_value(self, output: ov.Output, real: ov.Output, label: str) -> ov.Output:
+    def _real_value(self, output: ov.Output, real: RealTokens, label: str) -> ov.Output:
         raise NotImplementedError
 
 
@@ -171,7 +223,7 @@ class RealTokenReduction(RealTokenStatistic):
     """An in-graph min, max, abs_max or mean reducer over the real tokens (:func:`masked_reduce_output`): per
     sample for any batch size; its in-graph value is the statistic, as a plain in-graph reducer's."""
 
-    def _real_value(self, output: ov.Output, real: ov.Output, label: str) -> ov.Output:
+    def _real_value(self, output: ov.Output, real: RealTokens, label: str) -> ov.Output:
         axes = self.fn.reduction_axes(output.get_partial_shape().rank.get_length())
         return masked_reduce_output(output, real, self.fn.stat_type, axes,
                                     f"{label}/real_tokens_{self.fn.stat_type}_{'_'.join(map(str, axes))}")
@@ -191,11 +243,14 @@ class RealTokenReduction(RealTokenStatistic):
 
 
 class RealTokenRows(RealTokenStatistic):
-    """Any other statistic (quantiles, numpy reducers, activation rows): the in-graph value is the activation
-    with NaN at the padded positions, and :meth:`after_graph` applies ``fn`` to its real-token rows in numpy."""
+    """Any other statistic (quantiles, numpy reducers, activation rows): the in-graph value is the activation's
+    real-token rows for one sample (:func:`real_token_rows`), for a batch the activation with NaN at the padded
+    positions; :meth:`after_graph` applies ``fn`` to its real-token rows in numpy."""
 
-    def _real_value(self, output: ov.Output, real: ov.Output, label: str) -> ov.Output:
-        return _where(real, as_f32(output, f"{label}/real_tokens"), np.nan, f"{label}/real_tokens_nan")
+    def _real_value(self, output: ov.Output, real: RealTokens, label: str) -> ov.Output:
+        if real.positions is not None:
+            return real_token_rows(output, real.positions)
+        return _where(real.mask, as_f32(output, f"{label}/real_tokens"), np.nan, f"{label}/real_tokens_nan")
 
     def after_graph(self, value: np.ndarray, samples: int, what: str) -> Any:
         """One batch's statistic from the in-graph ``value`` (``fn``'s own in-graph result when the activation
