@@ -32,7 +32,7 @@ from pot_torch.graph.node_key import node_key_label
 from pot_torch.statistics.graph_reduce import as_f32, named, output_label, reduce_output
 from pot_torch.statistics.online import ONLINE_ATTRIBUTE
 from pot_torch.statistics.reducers import per_batch_value
-from pot_torch.statistics.stats_outputs import is_inplace_reducer
+from pot_torch.statistics.stats_outputs import extreme_partners_of, is_inplace_reducer
 from pot_torch.utils.logger import get_logger
 
 logger = get_logger(__name__)
@@ -236,8 +236,7 @@ class RealTokenReduction(RealTokenStatistic):
         """An abs_max's min and max partners (``AbsMaxReducer.extreme_partners``), on the real tokens too: over the
         same positions, so ``|max(max, -min)|`` of their values is this statistic (there is always a real
         position, :func:`real_token_mask`); ``None`` for the other kinds."""
-        partners = getattr(self.fn, "extreme_partners", None)
-        found = partners(output) if callable(partners) else None
+        found = extreme_partners_of(self.fn, output)
         return None if found is None else (RealTokenReduction(found[0], self.mask_input),
                                            RealTokenReduction(found[1], self.mask_input))
 

@@ -83,7 +83,7 @@ class _InGraphValues:
         """The in-graph value of the statistics of ``kind`` (those of the output's, else ``fn``'s: a partner)."""
         if kind not in self._built:
             fn = self._fn_of.get(kind, fn)
-            partners = _extreme_partners(fn, self.output)
+            partners = extreme_partners_of(fn, self.output)
             if partners is not None and stat_kind(partners[0]) in self._fn_of:
                 minimum, maximum = (self.get(stat_kind(partner), partner) for partner in partners)
                 self._built[kind] = DerivedAbsMax(maximum, minimum)  # type: ignore[arg-type]
@@ -92,7 +92,7 @@ class _InGraphValues:
         return self._built[kind]
 
 
-def _extreme_partners(fn: Any, output: ov.Output) -> Optional[Tuple[Any, Any]]:
+def extreme_partners_of(fn: Any, output: ov.Output) -> Optional[Tuple[Any, Any]]:
     """The in-graph min and max statistics an abs_max statistic ``fn`` can be derived from on ``output``
     (its ``extreme_partners``), else ``None``."""
     partners = getattr(fn, "extreme_partners", None)
