@@ -13,7 +13,7 @@ import openvino.opset13 as ops
 import pytest
 
 from pot_torch import CompressedModel, IEEngine, Metric
-from pot_torch.algorithms.quantization.channel_sized_shift import channel_sized_shifts
+from pot_torch.graph.channel_sized_shift import channel_sized_shifts
 from pot_torch.algorithms.quantization.cpu_workarounds import (drop_cpu_plugin_failures, miscomputed_sites,
                                                                rectified_matmul_sites, transposed_embedding_sites,
                                                                uncompilable_sites)
@@ -984,6 +984,34 @@ def test_cpu_plugin_adds_a_channel_sized_constant_per_channel_after_a_per_channe
     np.testing.assert_allclose(run(True, True), expected, atol=1e-5)
     if np.abs(run(False, True) - expected).max() < 0.5:  # off by the shift's range (1.0) while the bug lasts
         pytest.skip("the Add of a channel-sized constant after a per-channel scale was right: the plugin may be fixed")
+
+
+def test_engine_runs_a_model_quantized_elsewhere_with_bug_9_right(caplog):
+    """Bug 9 in a model quantized by another tool (a FakeQuantize on another output, as in the test above): IEEngine
+    evaluates a copy with the constant broadcast over the channels, so its outputs are the floating-point ones, and
+    says the model itself is computed wrongly on the CPU; the user's model is left as it was."""
+    from tests.test_property_models import DictLoader
+
+    class Labelled(DictLoader):
+        def __getitem__(self, index: int):
+            return self._items[index], 0
+
+    x = ops.parameter([1, 4, 4], np.float32, name="x")
+    shifted = _row_scaled_shifted(ops.relu(x))
+    shifted.set_friendly_name("shifted")
+    unrelated = ops.fake_quantize(x, *(ops.constant(np.float32(v)) for v in (-3, 3, -3, 3)), 256)
+    model = ov.Model([ops.result(shifted), ops.result(unrelated)], [x], "quantized_elsewhere")
+    items = [{"x": np.random.default_rng(seed).uniform(-2.5, 2.5, (1, 4, 4)).astype(np.float32)} for seed in range(3)]
+    expected = [CORE.compile_model(ov.Model([ops.result(_row_scaled_shifted(ops.relu(x)))], [x]), "CPU",
+                                   {"INFERENCE_PRECISION_HINT": "f32"})(item)[0] for item in items]
+    metric = KeptOutputs()
+    engine = IEEngine({"device": "CPU", "inference_precision": "f32"}, Labelled(items), metric)
+    with caplog.at_level("WARNING"):
+        engine.set_model(CompressedModel(model))
+        engine.predict(print_progress=False)
+    np.testing.assert_allclose(np.stack(metric.outputs), np.stack(expected), atol=1e-5)
+    assert "computes wrongly in such a model" in caplog.text and "shifted" in caplog.text
+    assert not [op for op in model.get_ops() if op.get_type_name() == "Broadcast"]  # the user's model is untouched
 
 
 def _conv_relu_shift(value):

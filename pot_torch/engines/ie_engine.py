@@ -25,6 +25,7 @@ from pot_torch.engines.utils import append_stats, output_names, process_accumula
 from pot_torch.engines.utils import (add_tensor_names, align_stat_names_with_results,  # noqa: F401  (POT's
                                      cast_friendly_names, collect_model_outputs, convert_output_key,  # names
                                      get_clean_name, process_raw_output, restore_original_node_names)  # here)
+from pot_torch.graph.channel_sized_shift import cpu_safe_copy
 from pot_torch.graph.model_io import save_model  # noqa: F401  (POT's ie_engine imported it)
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.graph.structure import graph_structure
@@ -76,7 +77,9 @@ class IEEngine(Engine):
     def set_model(self, model: CompressedModel) -> None:
         """Use ``model`` (a single-model ``CompressedModel``) for the next ``predict`` calls.
 
-        The model is compiled lazily by ``predict`` and never modified: statistics outputs go on a clone.
+        The model is compiled lazily by ``predict`` and never modified: statistics outputs go on a clone, and on the
+        CPU a model with ops the plugin computes wrongly once quantized runs as a fixed copy, with a warning
+        (``graph.channel_sized_shift.cpu_safe_copy``).
 
         :raises ValueError: ``model`` is a cascade; run cascades with an ``IEEngine`` subclass that overrides
             ``set_model`` and ``predict`` to run each stage.
@@ -90,6 +93,8 @@ class IEEngine(Engine):
                 "supported by IEEngine; subclass IEEngine and override set_model and predict to run the stages")
         self._nx_model = model
         self._model = self._set_model(model)[0]["model"]
+        if "CPU" in self._device.upper():  # a quantized model from elsewhere may hit a CPU plugin bug: run a copy
+            self._model = cpu_safe_copy(self._model)
         self._output_layers = output_names(self._model.outputs)
         self._compiled.clear()
 
@@ -390,4 +395,3 @@ class IEEngine(Engine):
         for request_id in sorted(running, key=lambda r: running[r][0]):
             collect(request_id)
         drain()
-

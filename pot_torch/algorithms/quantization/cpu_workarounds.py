@@ -52,7 +52,7 @@ The bugs (OpenVINO 2026.4 CPU plugin, each reproduced without pot_torch; docs/cp
 
 9. in a model with any FakeQuantize, an Add of a constant with as many values as channels, varying along another
    axis, after a per-channel scale is added per channel: a graph rule applied once the FakeQuantize ops are in
-   (:mod:`.channel_sized_shift`).
+   (:mod:`pot_torch.graph.channel_sized_shift`).
 
 The fusion of bugs 1 and 2 makes a per-channel FakeQuantize directly on such a MatMul's output (a depthwise
 convolution reading the scores, per-channel input on the CPU) fail to compile: :func:`per_tensor_after_matmul`
@@ -68,11 +68,12 @@ from typing import Callable, Iterable, List, Optional, Set, Tuple
 
 import openvino as ov
 
-from pot_torch.algorithms.quantization.fused_post_ops import (
-    ELEMENTWISE, FUSED_ACTIVATIONS, Folded, folded_constants, fused_producer, is_constant, post_ops)
+from pot_torch.algorithms.quantization.fused_post_ops import post_ops
 from pot_torch.algorithms.quantization.one_pixel_conv import one_pixel_conv_sites, warn_dynamic_map_convolutions
 from pot_torch.algorithms.quantization.sites import ActivationSite, Placement
 from pot_torch.graph.constants import constant_source
+from pot_torch.graph.cpu_fusion import (ELEMENTWISE, FUSED_ACTIVATIONS, Folded, folded_constants, fused_producer,
+                                        is_constant)
 from pot_torch.graph.editor import insert_fake_quantize, ops_by_name
 from pot_torch.utils.logger import get_logger
 

@@ -12,7 +12,7 @@ import openvino as ov
 
 from pot_torch.algorithms.algorithm import Algorithm
 from pot_torch.algorithms.params import calibration_indices, ignored_for_member, resolve_params
-from pot_torch.algorithms.quantization.channel_sized_shift import broadcast_channel_sized_shifts
+from pot_torch.graph.channel_sized_shift import broadcast_channel_sized_shifts
 from pot_torch.algorithms.quantization.quantizer_ranges import (SATURATION_SCALE, activation_fq_range,
                                                              per_channel_shape, saturation_fix_layers, weight_fq_range)
 from pot_torch.algorithms.quantization.mvn_eps import mvn_eps_ranges
@@ -86,7 +86,7 @@ class MinMaxQuantization(Algorithm):
         The plan is the one ``statistics_requests`` used for this model; on the CPU it leaves out the FakeQuantize
         ops the CPU plugin cannot compile or computes wrongly (see
         :mod:`~pot_torch.algorithms.quantization.cpu_workarounds`) and broadcasts the constants it would add along
-        the wrong axis (:mod:`~pot_torch.algorithms.quantization.channel_sized_shift`).
+        the wrong axis (:mod:`~pot_torch.graph.channel_sized_shift`).
         """
         if statistics is None:
             statistics = self.collect_own_statistics(model)

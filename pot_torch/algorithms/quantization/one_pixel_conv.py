@@ -9,8 +9,9 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 
 import openvino as ov
 
-from pot_torch.algorithms.quantization.fused_post_ops import Folded, folded_constants, post_ops
+from pot_torch.algorithms.quantization.fused_post_ops import post_ops
 from pot_torch.algorithms.quantization.sites import ActivationSite, Placement
+from pot_torch.graph.cpu_fusion import Folded, folded_constants
 from pot_torch.utils.logger import get_logger
 
 logger = get_logger(__name__)
