@@ -8,6 +8,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 import openvino as ov
+import openvino.opset13 as ops
 import pytest
 
 from pot_torch import BatchSampler, CompressedModel
@@ -98,3 +99,15 @@ def test_the_token_mask_is_built_once_per_statistics_model(batch: int) -> None:
         assert types.count("NonZero") == 1 and types.count("Gather") == 2 and types.count("Unsqueeze") == 1
     else:
         assert types.count("Unsqueeze") == 2  # the model's own and the mask's for rank 3
+
+
+def test_the_real_rows_of_an_f16_activation_are_converted_once() -> None:
+    x = ops.parameter([1, PADDED, HIDDEN], np.float16, name="hidden")
+    mask = ops.parameter([1, PADDED], np.int64, name="attention_mask")
+    relu = ops.relu(x)
+    relu.set_friendly_name("relu")
+    model = ov.Model([ops.result(relu)], [x, mask], "f16")
+    layout = {"relu": {kind: real_tokens(make_reducer(kind, True, -1, inplace=True), "attention_mask")
+                       for kind in ("min", "max", "mean")}}
+    types = [op.get_type_name() for op in add_stats_outputs(model, layout, stack=True).model.get_ops()]
+    assert types.count("Gather") == 1 and types.count("Convert") == 1

@@ -150,7 +150,8 @@ def real_token_rows(output: ov.Output, positions: ov.Output) -> ov.Output:
     if rows is None:
         sequence_axis = named(ops.constant(np.array(1, np.int64)), f"{name}/sequence_axis")
         rows = named(ops.gather(output, positions, sequence_axis), name)
-    return as_f32(rows, name)
+    converted = _cached(rows, f"{name}/to_f32")  # an f16 activation's: converted once too
+    return converted if converted is not None else as_f32(rows, name)
 
 
 def _where(real: ov.Output, value: ov.Output, fill: float, name: str) -> ov.Output:
