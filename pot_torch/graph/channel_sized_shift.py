@@ -16,6 +16,7 @@ quantized elsewhere.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import List, Optional, Tuple
 
@@ -109,19 +110,24 @@ def cpu_safe_copy(model: ov.Model) -> ov.Model:
     """``model`` itself, or a copy whose Adds and Subtracts in the position of bug 9 read their constant broadcast over
     the channels (:func:`broadcast_channel_sized_shifts`), for an engine to run on the CPU: a quantized model from
     elsewhere (another tool, or this one for another target device) would otherwise give wrong results. A warning
-    names those ops and says the model itself is still computed wrongly by the CPU plugin."""
+    (once per model and ops) names those ops and says the model itself is still computed wrongly by the CPU plugin."""
     if not fake_quantize_ops(model) or not channel_sized_shifts(model):
         return model
     copy = model.clone()
-    names = _broadcast(copy, None)
+    _warn_engine_copy(model.get_friendly_name(), tuple(_broadcast(copy, None)))
+    return copy
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_engine_copy(model_name: str, names: Tuple[str, ...]) -> None:
+    """Say once per model (and ops) what :func:`cpu_safe_copy` did: an engine may set the same model many times."""
     logger.warning("Model '%s' has FakeQuantize ops and ops the OpenVINO CPU plugin computes wrongly in such a model "
                    "(an Add or Subtract of a constant of as many values as channels after a per-channel scale: "
                    "docs/cpu-plugin-bugs.md, bug 9): %s. The engine runs a copy with those constants broadcast over "
                    "the channels (the same values), so its results are right; the model itself still gives wrong "
                    "results when compiled for the CPU elsewhere. Fix it before saving with "
                    "pot_torch.graph.channel_sized_shift.broadcast_channel_sized_shifts(model)",
-                   model.get_friendly_name(), ", ".join(names))
-    return copy
+                   model_name, ", ".join(names))
 
 
 def _broadcast(model: ov.Model, constant: Optional[Folded]) -> List[str]:
