@@ -25,7 +25,7 @@ from pot_torch.engines.utils import append_stats, output_names, process_accumula
 from pot_torch.engines.utils import (add_tensor_names, align_stat_names_with_results,  # noqa: F401  (POT's
                                      cast_friendly_names, collect_model_outputs, convert_output_key,  # names
                                      get_clean_name, process_raw_output, restore_original_node_names)  # here)
-from pot_torch.graph.channel_sized_shift import cpu_safe_copy
+from pot_torch.graph.cpu_rewrites import cpu_safe_copy
 from pot_torch.graph.model_io import save_model  # noqa: F401  (POT's ie_engine imported it)
 from pot_torch.graph.nx_model import CompressedModel
 from pot_torch.graph.structure import graph_structure
@@ -79,7 +79,7 @@ class IEEngine(Engine):
 
         The model is compiled lazily by ``predict`` and never modified: statistics outputs go on a clone, and on the
         CPU a model with ops the plugin computes wrongly once quantized runs as a fixed copy, with a warning
-        (``graph.channel_sized_shift.cpu_safe_copy``).
+        (``graph.cpu_rewrites.cpu_safe_copy``).
 
         :raises ValueError: ``model`` is a cascade; run cascades with an ``IEEngine`` subclass that overrides
             ``set_model`` and ``predict`` to run each stage.

@@ -9,14 +9,12 @@ constant were per channel: off by the constant's range. The same model without a
 the same Add with the constant broadcast over the channel axis too (``[1, C, C]``, the same values).
 
 :func:`broadcast_channel_sized_shifts` makes that broadcast explicit (a ``Broadcast`` of the constant to the channel
-axis, folded by the plugin) on every such Add or Subtract of a model that has FakeQuantize ops, with a warning
-naming them (MinMaxQuantization calls it once its FakeQuantize ops are in). The model computes the same values; the
-constant the plugin holds grows C times. :func:`cpu_safe_copy` does it on a copy, for ``IEEngine`` running a model
-quantized elsewhere.
+axis, folded by the plugin) on every such Add or Subtract of a model that has FakeQuantize ops
+(:mod:`pot_torch.graph.cpu_rewrites` applies it with the other CPU rewrites and says so). The model computes the
+same values; the constant the plugin holds grows C times.
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import List, Optional, Tuple
 
@@ -26,10 +24,6 @@ import openvino.opset13 as ops
 
 from pot_torch.graph.cpu_fusion import Folded, folded_constants, fused_producer, is_constant
 from pot_torch.graph.editor import fake_quantize_ops
-from pot_torch.utils.logger import get_logger
-
-logger = get_logger(__name__)
-
 #: Layers whose INT8 output the plugin dequantizes per output channel (axis 1).
 _PER_CHANNEL_DEQUANTIZED = ("Convolution", "GroupConvolution", "ConvolutionBackpropData",
                             "GroupConvolutionBackpropData")
@@ -97,42 +91,7 @@ def channel_sized_shifts(model: ov.Model, constant: Optional[Folded] = None) -> 
 
 def broadcast_channel_sized_shifts(model: ov.Model, constant: Optional[Folded] = None) -> List[str]:
     """Broadcast the constant of every Add or Subtract in the position of bug 9 over the channel axis too (same
-    values), when ``model`` has FakeQuantize ops; a warning names them. Returns their names."""
-    names = _broadcast(model, constant)
-    if names:
-        logger.warning("The OpenVINO CPU plugin adds a constant of as many values as channels after a per-channel "
-                       "scale along the channel axis in a model with FakeQuantize ops; its constant is broadcast "
-                       "over the channels (the same values) for: %s", ", ".join(names))
-    return names
-
-
-def cpu_safe_copy(model: ov.Model) -> ov.Model:
-    """``model`` itself, or a copy whose Adds and Subtracts in the position of bug 9 read their constant broadcast over
-    the channels (:func:`broadcast_channel_sized_shifts`), for an engine to run on the CPU: a quantized model from
-    elsewhere (another tool, or this one for another target device) would otherwise give wrong results. A warning
-    (once per model and ops) names those ops and says the model itself is still computed wrongly by the CPU plugin."""
-    if not fake_quantize_ops(model) or not channel_sized_shifts(model):
-        return model
-    copy = model.clone()
-    _warn_engine_copy(model.get_friendly_name(), tuple(_broadcast(copy, None)))
-    return copy
-
-
-@functools.lru_cache(maxsize=None)
-def _warn_engine_copy(model_name: str, names: Tuple[str, ...]) -> None:
-    """Say once per model (and ops) what :func:`cpu_safe_copy` did: an engine may set the same model many times."""
-    logger.warning("Model '%s' has FakeQuantize ops and ops the OpenVINO CPU plugin computes wrongly in such a model "
-                   "(an Add or Subtract of a constant of as many values as channels after a per-channel scale: "
-                   "docs/cpu-plugin-bugs.md, bug 9): %s. The engine runs a copy with those constants broadcast over "
-                   "the channels (the same values), so its results are right; the model itself still gives wrong "
-                   "results when compiled for the CPU elsewhere. Fix it before saving with "
-                   "pot_torch.graph.channel_sized_shift.broadcast_channel_sized_shifts(model)",
-                   model_name, ", ".join(names))
-
-
-def _broadcast(model: ov.Model, constant: Optional[Folded]) -> List[str]:
-    """Broadcast the constants of the bug-9 Adds and Subtracts of ``model`` (with FakeQuantize ops) over the channel
-    axis; their names."""
+    values), when ``model`` has FakeQuantize ops; returns their names."""
     if not fake_quantize_ops(model):
         return []
     names = []

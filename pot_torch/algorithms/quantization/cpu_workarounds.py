@@ -44,7 +44,9 @@ The bugs (OpenVINO 2026.4 CPU plugin, each reproduced without pot_torch; docs/cp
    :func:`rectified_matmul_sites` finds the site on such a MatMul's first quantized input; the MatMul then runs in
    floating point.
 
-7. an MVN reading an INT8 input without a zero point loses its eps: a range rule (:mod:`.mvn_eps`).
+7. an MVN reading an INT8 value (a FakeQuantize output, or an INT8 convolution or MatMul without a bias), through
+   reshapes, transposes or ReLUs only, runs on the integers and loses its eps: a graph rule applied once the
+   FakeQuantize ops are in (:mod:`pot_torch.graph.mvn_input_guard`).
 
 8. a Gather of a constant table (an embedding lookup), a Transpose and a GELU, Sigmoid or Tanh (elementwise ops and
    ReLUs allowed between) before an INT8 MatMul or convolution: ``compile_model`` fails ("constant_fold" of a
@@ -52,7 +54,7 @@ The bugs (OpenVINO 2026.4 CPU plugin, each reproduced without pot_torch; docs/cp
 
 9. in a model with any FakeQuantize, an Add of a constant with as many values as channels, varying along another
    axis, after a per-channel scale is added per channel: a graph rule applied once the FakeQuantize ops are in
-   (:mod:`pot_torch.graph.channel_sized_shift`).
+   (:mod:`pot_torch.graph.channel_sized_shift`; :mod:`pot_torch.graph.cpu_rewrites` applies it with bug 7's).
 
 The fusion of bugs 1 and 2 makes a per-channel FakeQuantize directly on such a MatMul's output (a depthwise
 convolution reading the scores, per-channel input on the CPU) fail to compile: :func:`per_tensor_after_matmul`

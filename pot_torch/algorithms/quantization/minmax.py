@@ -12,15 +12,14 @@ import openvino as ov
 
 from pot_torch.algorithms.algorithm import Algorithm
 from pot_torch.algorithms.params import calibration_indices, ignored_for_member, resolve_params
-from pot_torch.graph.channel_sized_shift import broadcast_channel_sized_shifts
 from pot_torch.algorithms.quantization.quantizer_ranges import (SATURATION_SCALE, activation_fq_range,
                                                              per_channel_shape, saturation_fix_layers, weight_fq_range)
-from pot_torch.algorithms.quantization.mvn_eps import mvn_eps_ranges
 from pot_torch.algorithms.quantization.plan import MemberPlan, PlanCache, plan_member
 from pot_torch.algorithms.quantization.range_estimator import activation_range, activation_specs, weight_statistics
 from pot_torch.algorithms.quantization.sites import ActivationSite, WeightSite
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.constants import constant_source
+from pot_torch.graph.cpu_rewrites import rewrite_for_cpu
 from pot_torch.graph.editor import (constant_value, insert_fake_quantize, ops_by_name, replace_constant,
                                     weight_source_output)
 from pot_torch.graph.hardware.config import HardwareConfig, load_hardware_config
@@ -85,8 +84,8 @@ class MinMaxQuantization(Algorithm):
 
         The plan is the one ``statistics_requests`` used for this model; on the CPU it leaves out the FakeQuantize
         ops the CPU plugin cannot compile or computes wrongly (see
-        :mod:`~pot_torch.algorithms.quantization.cpu_workarounds`) and broadcasts the constants it would add along
-        the wrong axis (:mod:`~pot_torch.graph.channel_sized_shift`).
+        :mod:`~pot_torch.algorithms.quantization.cpu_workarounds`) and rewrites what it would compute wrongly once
+        the FakeQuantize ops are in (:mod:`~pot_torch.graph.cpu_rewrites`).
         """
         if statistics is None:
             statistics = self.collect_own_statistics(model)
@@ -123,9 +122,6 @@ class MinMaxQuantization(Algorithm):
 
     def _apply(self, ov_model: ov.Model, plan: MemberPlan, collected: Statistics) -> None:
         ranges = self._activation_ranges(plan, collected)
-        if self._cpu_plugin():
-            ranges = mvn_eps_ranges(ov_model, plan.placement, ranges,
-                                    {planned.site.name: planned.levels for planned in plan.activations})
         rescaled = set()
         if (self._hardware.saturation_fix_applies and
                 any(op.get_type_name() == "Convolution" for op in ov_model.get_ordered_ops())):
@@ -155,7 +151,7 @@ class MinMaxQuantization(Algorithm):
             insert_fake_quantize(ov_model, weight_source_output(consumer, site.port), levels, limits,
                                  [consumer.input(site.port)], name=site.name)
         if self._cpu_plugin():
-            broadcast_channel_sized_shifts(ov_model)
+            rewrite_for_cpu(ov_model)
 
 
 def _report_compressed_weights(plan: MemberPlan) -> None:

@@ -26,7 +26,6 @@ from pot_torch.algorithms.algorithm import Algorithm
 from pot_torch.algorithms.params import COMMON_PARAMS, Param, declare_params, resolve_params
 from pot_torch.algorithms.quantization.metric_search import (BOX_PARAMS, SEARCH_PARAMS, MetricError, NoiseError,
                                                              hyperbox, search_indices)
-from pot_torch.algorithms.quantization.mvn_eps import mvn_safe_range
 from pot_torch.algorithms.registry import COMPRESSION_ALGORITHMS
 from pot_torch.graph.constants import constant_source
 from pot_torch.graph.editor import fake_quantize_ops, fake_quantize_ranges, find_op, set_fake_quantize_ranges
@@ -192,10 +191,8 @@ class RangeOptimization(Algorithm):
             start_point = np.clip(best["values"], [b[0] for b in bounds], [b[1] for b in bounds])
             self._search(objective, bounds, strategy="best2exp", maxiter=int(maxiter), seed=int(self.config.seed),
                          x0=start_point, polish=False)
-        applied = self._apply(ov_model, variables, best["values"])
-        _warn_moved([name for name, (_, moved) in applied.items() if moved])
         self.best_error = float(best["error"])
-        self.best_ranges = {name: ranges for name, (ranges, _) in applied.items()}
+        self.best_ranges = self._apply(ov_model, variables, best["values"])
         logger.info("RangeOptimization: best %s error %.6g with ranges %s", error.name, self.best_error,
                     self.best_ranges)
         return model
@@ -210,11 +207,12 @@ class RangeOptimization(Algorithm):
         return ranges
 
     def _apply(self, ov_model: ov.Model, variables: Sequence[_Variable], values: Sequence[float]
-               ) -> Dict[str, Tuple[Tuple[float, float], bool]]:
-        """Set the ranges ``values`` of ``variables`` (see :func:`_set_range`); returns, per FakeQuantize, the range set
-        and whether it was moved for an MVN reading it."""
-        return {variable.name: _set_range(find_op(ov_model, variable.name), low, high)
-                for variable, (low, high) in zip(variables, self._split(variables, values))}
+               ) -> Dict[str, Tuple[float, float]]:
+        """Set the ranges ``values`` of ``variables`` (input and output alike); returns them per FakeQuantize."""
+        ranges = dict(zip((variable.name for variable in variables), self._split(variables, values)))
+        for name, (low, high) in ranges.items():
+            set_fake_quantize_ranges(find_op(ov_model, name), (low, high, low, high))
+        return ranges
 
     def _set_given_ranges(self, model: CompressedModel) -> CompressedModel:
         ov_model = model.get_model()
@@ -225,10 +223,8 @@ class RangeOptimization(Algorithm):
             if fq is None:
                 raise ValueError(f"activation_ranges_to_set names '{name}', which is neither a FakeQuantize of the "
                                  f"model nor the op one reads; FakeQuantize ops: {sorted(by_name)}")
-            ranges, moved = _set_range(fq, float(low), float(high))
-            if moved:
-                _warn_moved([fq.get_friendly_name()])
-            self.best_ranges[fq.get_friendly_name()] = ranges
+            set_fake_quantize_ranges(fq, (float(low), float(high), float(low), float(high)))
+            self.best_ranges[fq.get_friendly_name()] = (float(low), float(high))
         return model
 
     def _dump(self, model: CompressedModel, iteration: int) -> None:
@@ -236,20 +232,3 @@ class RangeOptimization(Algorithm):
         if self.config.dump_model_prefix:
             path = Path(f"{self.config.dump_model_prefix}{iteration:05}")
             save_model(model, str(path.absolute().parent), path.name)
-
-
-def _set_range(fq: ov.Node, low: float, high: float) -> Tuple[Tuple[float, float], bool]:
-    """Give ``fq`` the range ``[low, high]`` (input and output alike), moved by one level where an MVN reading it
-    would lose its eps (``mvn_eps.mvn_safe_range``); returns the range set and whether it was moved."""
-    moved = mvn_safe_range(fq, low, high)
-    if moved is not None:
-        low, high = float(moved[0]), float(moved[1])
-    set_fake_quantize_ranges(fq, (low, high, low, high))
-    return (low, high), moved is not None
-
-
-def _warn_moved(names: Sequence[str]) -> None:
-    if names:
-        logger.warning("RangeOptimization: the OpenVINO CPU plugin computes an MVN of an INT8 input without a zero "
-                       "point with its eps in integer units; these ranges were moved by one level to have a zero "
-                       "point: %s", ", ".join(names))
