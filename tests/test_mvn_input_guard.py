@@ -3,10 +3,11 @@ integers, so the MVN's eps counts in integer units; ``graph.mvn_input_guard`` ma
 1e-30, which keeps it in floating point."""
 from __future__ import annotations
 
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import openvino as ov
+import openvino.opset12 as opset12
 import openvino.opset13 as ops
 import pytest
 
@@ -53,12 +54,26 @@ def _layer_norm_in_ops(value):
     return ops.divide(centred, ops.sqrt(ops.add(variance, ops.constant(np.float32(1e-5)))))
 
 
-#: name: (input shape, the value normalized, how it is normalized, the axes reduced).
+def _group_norm(value):
+    """GroupNormalization of the 8 channels of ``value`` in 2 groups (eps 1e-5, unit scale, zero bias)."""
+    return opset12.group_normalization(value, ops.constant(np.ones(8, np.float32)),
+                                       ops.constant(np.zeros(8, np.float32)), 2, 1e-5)
+
+
+def _per_tensor_conv(x):
+    """x [1, 4, 6, 6] -> INT8 1x1 convolution to 8 channels with per-tensor weights, no bias."""
+    return ops.convolution(_fake_quantize(x, -3 * 128 / 127, 3.0), _int8_weights((8, 4, 1, 1), False),
+                           [1, 1], [0, 0], [0, 0], [1, 1])
+
+
+#: name: (input shape, the value normalized, how it is normalized, the axes reduced: numpy's groups for a group
+#: norm are the axes of ``value.reshape(1, 2, -1)``).
 FORMS = {
     "fake_quantize": ([1, 4, 16], lambda x: _fake_quantize(x, -0.03 * 128 / 127, 0.03), _mvn, (-1,)),
     "instance_norm_of_a_conv": ([1, 4, 6, 6], _int8_conv, lambda v: _mvn(v, (2, 3)), (2, 3)),
     "layer_norm_of_a_linear_layer": ([1, 4, 8], _int8_linear, _mvn, (-1,)),
     "layer_norm_in_ops": ([1, 4, 8], _int8_linear, _layer_norm_in_ops, (-1,)),
+    "group_norm_of_a_per_tensor_conv": ([1, 4, 6, 6], _per_tensor_conv, _group_norm, None),
 }
 
 
@@ -72,17 +87,21 @@ def _normalized(form: str) -> Tuple[ov.Model, np.ndarray]:
     return ov.Model([ops.result(normalize(value)), ops.result(value)], [x], form), data
 
 
-def _plugin_vs_numpy_db(model: ov.Model, data: np.ndarray, axes: Tuple[int, ...]) -> float:
-    """SQNR of the plugin's normalized output against numpy's normalization of the plugin's own value (f32)."""
+def _plugin_vs_numpy_db(model: ov.Model, data: np.ndarray, axes: Optional[Tuple[int, ...]]) -> float:
+    """SQNR of the plugin's normalized output against numpy's normalization of the plugin's own value (f32), over
+    ``axes`` (``None``: two groups of channels)."""
     normalized, value = CORE.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})({"x": data}).values()
-    centred = value.astype(np.float64) - value.mean(axes, keepdims=True)
-    return sqnr_db(centred / np.sqrt(np.mean(np.square(centred), axes, keepdims=True) + 1e-5), normalized)
+    grouped = value.astype(np.float64) if axes else value.astype(np.float64).reshape(1, 2, -1)
+    axes = axes or (-1,)
+    centred = grouped - grouped.mean(axes, keepdims=True)
+    expected = centred / np.sqrt(np.mean(np.square(centred), axes, keepdims=True) + 1e-5)
+    return sqnr_db(expected.reshape(normalized.shape), normalized)
 
 
 @pytest.mark.parametrize("form", list(FORMS))
 def test_cpu_plugin_runs_an_mvn_of_an_int8_value_on_its_integers(form):
-    """Bug 7, OpenVINO only: each form's MVN is 10-36 dB from numpy on the plugin's own value (session 11), and
-    141-149 dB once its input is guarded, which this asserts. Skips when the unguarded model is right too."""
+    """Bug 7, OpenVINO only: each form's normalization is 10-36 dB from numpy on the plugin's own value (session 11),
+    and 141-149 dB once its input is guarded, which this asserts. Skips when the unguarded model is right too."""
     model, data = _normalized(form)
     axes = FORMS[form][3]
     unguarded_db = _plugin_vs_numpy_db(model, data, axes)

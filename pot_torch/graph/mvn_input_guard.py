@@ -1,7 +1,7 @@
 """Keep the OpenVINO CPU plugin from running an MVN on the integers of an INT8 value (bug 7, docs/cpu-plugin-bugs.md).
 
 Bug 7 (OpenVINO 2026.4 CPU plugin, f32 and bf16): an MVN that normalizes the variance (or a layer norm written out
-in ops, which the plugin fuses into one) and reads a dequantized INT8 value with nothing but a Reshape, Transpose,
+in ops, which the plugin fuses into one; or a GroupNormalization) and reads a dequantized INT8 value with nothing but a Reshape, Transpose,
 Squeeze, Unsqueeze or ReLU between runs on the integers: the plugin moves the dequantization scale through the MVN,
 so the MVN's eps counts in integer units (eps times the squared scale in real ones) and rows whose variance is not
 far above the eps come out wrong. The value is a FakeQuantize output whose zero is level 0 or its middle level, or
@@ -49,9 +49,11 @@ def _same(a: ov.Output, b: ov.Output) -> bool:
 
 
 def _normalizing_readers(node: ov.Node) -> List[ov.Input]:
-    """The inputs through which ``node`` normalizes a value: an MVN that normalizes the variance (its data input), or
-    the ``x - ReduceMean(x)`` of a layer norm written out in ops, which the plugin fuses into an MVN (both inputs
-    reading ``x``); ``[]`` for any other op."""
+    """The inputs through which ``node`` normalizes a value: an MVN that normalizes the variance or a
+    GroupNormalization (their data input), or the ``x - ReduceMean(x)`` of a layer norm written out in ops, which the
+    plugin fuses into an MVN (both inputs reading ``x``); ``[]`` for any other op."""
+    if node.get_type_name() == "GroupNormalization":
+        return [node.input(0)]
     if node.get_type_name() == "MVN":
         return [node.input(0)] if node.get_attributes()["normalize_variance"] else []
     if node.get_type_name() != "Subtract":
