@@ -12,7 +12,7 @@ from model_builders import reference_infer
 from output_metrics import Closeness
 from pot_torch import CompressedModel, DataLoader, IEEngine, create_pipeline
 from pot_torch.graph.editor import fake_quantize_ops, fake_quantize_ranges, insert_fake_quantize
-from pot_torch.graph.mvn_input_guard import guard_mvn_inputs
+from pot_torch.graph.norm_input_guard import guard_normalization_inputs
 
 
 class ConstantLoader(DataLoader):
@@ -128,14 +128,14 @@ class SmallRowsLoader(DataLoader):
 
 def _relu_fq_layer_norm(high: float) -> CompressedModel:
     """x [1, 4, 16] -> ReLU 'relu' -> FakeQuantize 'fq' (256 levels, [0, high]) -> MVN (eps 1e-5, inside the root),
-    the MVN's input guarded as MinMaxQuantization leaves it on the CPU (bug 7, ``graph.mvn_input_guard``)."""
+    the MVN's input guarded as MinMaxQuantization leaves it on the CPU (bug 7, ``graph.norm_input_guard``)."""
     x = ops.parameter([1, 4, 16], np.float32, name="x")
     relu = ops.relu(x)
     relu.set_friendly_name("relu")
     norm = ops.mvn(relu, ops.constant(np.array([-1], np.int64)), True, 1e-5, "inside_sqrt")
     model = ov.Model([ops.result(norm)], [x], "relu_fq_layer_norm")
     insert_fake_quantize(model, relu.output(0), 256, (0.0, high, 0.0, high), name="fq")
-    assert guard_mvn_inputs(model) == [norm.get_friendly_name()]
+    assert guard_normalization_inputs(model) == [norm.get_friendly_name()]
     return CompressedModel(model)
 
 

@@ -3,8 +3,9 @@
 
 - bug 9: an Add or Subtract of a constant with as many values as channels after a per-channel scale gets its constant
   broadcast over the channels (:mod:`pot_torch.graph.channel_sized_shift`);
-- bug 7: an MVN reading a dequantized INT8 value reads it plus 1e-30, which keeps it in floating point
-  (:mod:`pot_torch.graph.mvn_input_guard`).
+- bug 7: a normalization (MVN, GroupNormalization, NormalizeL2) reading a dequantized INT8 value reads it plus 1e-30,
+  which keeps it in floating point
+  (:mod:`pot_torch.graph.norm_input_guard`).
 
 :func:`rewrite_for_cpu` applies them to a model in place, with a warning naming the ops (MinMaxQuantization and
 RangeOptimization call it on the CPU); :func:`cpu_safe_copy` applies them to a copy, for ``IEEngine`` running a model
@@ -21,7 +22,7 @@ import openvino as ov
 
 from pot_torch.graph.channel_sized_shift import broadcast_channel_sized_shifts, channel_sized_shifts
 from pot_torch.graph.editor import fake_quantize_ops
-from pot_torch.graph.mvn_input_guard import guard_mvn_inputs, unguarded_mvns
+from pot_torch.graph.norm_input_guard import guard_normalization_inputs, unguarded_normalizations
 from pot_torch.utils.logger import get_logger
 
 logger = get_logger(__name__)
@@ -42,9 +43,10 @@ CPU_REWRITES = (
     CpuRewrite(channel_sized_shifts, broadcast_channel_sized_shifts,
                "an Add or Subtract of a constant of as many values as channels after a per-channel scale is added "
                "along the channel axis (bug 9)", "its constant is broadcast over the channels (the same values)"),
-    CpuRewrite(unguarded_mvns, guard_mvn_inputs,
-               "an MVN reading an INT8 value runs on its integers, so its eps counts in integer units (bug 7)",
-               "it reads its input plus 1e-30, which its mean removes (the same values)"),
+    CpuRewrite(unguarded_normalizations, guard_normalization_inputs,
+               "a normalization (MVN, GroupNormalization, NormalizeL2) reading an INT8 value runs on its integers, "
+               "so its eps counts in integer units (bug 7)",
+               "it reads its input plus 1e-30 (the same values: float32 absorbs it above ~1e-23, a mean removes it)"),
 )
 
 

@@ -44,9 +44,9 @@ The bugs (OpenVINO 2026.4 CPU plugin, each reproduced without pot_torch; docs/cp
    :func:`rectified_matmul_sites` finds the site on such a MatMul's first quantized input; the MatMul then runs in
    floating point.
 
-7. an MVN reading an INT8 value (a FakeQuantize output, or an INT8 convolution or MatMul without a bias), through
-   reshapes, transposes or ReLUs only, runs on the integers and loses its eps: a graph rule applied once the
-   FakeQuantize ops are in (:mod:`pot_torch.graph.mvn_input_guard`).
+7. a normalization (MVN, GroupNormalization, NormalizeL2) reading an INT8 value (a FakeQuantize output, or an INT8
+   convolution or MatMul without a bias), through reshapes, transposes or ReLUs only, runs on the integers and loses
+   its eps: a graph rule applied once the FakeQuantize ops are in (:mod:`pot_torch.graph.norm_input_guard`).
 
 8. a Gather of a constant table (an embedding lookup), a Transpose and a GELU, Sigmoid or Tanh (elementwise ops and
    ReLUs allowed between) before an INT8 MatMul or convolution: ``compile_model`` fails ("constant_fold" of a
