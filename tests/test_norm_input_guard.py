@@ -71,6 +71,19 @@ def _l2_norm(value):
     return ops.normalize_l2(value, ops.constant(np.array([1], np.int64)), 1e-5, "add")
 
 
+def _l2_norm_in_ops(value):
+    """NormalizeL2 over the channels written out in ops; the plugin fuses it into a NormalizeL2."""
+    squares = ops.reduce_sum(ops.power(value, ops.constant(np.float32(2))), ops.constant(np.array([1], np.int64)), True)
+    return ops.divide(value, ops.sqrt(ops.add(squares, ops.constant(np.float32(1e-5)))))
+
+
+def _squeeze_excitation(value):
+    """``value * sigmoid(conv(mean over space of value))``: not a normalization."""
+    pooled = ops.reduce_mean(value, ops.constant(np.array([2, 3], np.int64)), True)
+    gate = ops.convolution(pooled, ops.constant(np.ones((8, 8, 1, 1), np.float32)), [1, 1], [0, 0], [0, 0], [1, 1])
+    return ops.multiply(value, ops.sigmoid(gate))
+
+
 def _standardized(value: np.ndarray, axes: Tuple[int, ...]) -> np.ndarray:
     centred = value - value.mean(axes, keepdims=True)
     return centred / np.sqrt(np.mean(np.square(centred), axes, keepdims=True) + 1e-5)
@@ -88,6 +101,8 @@ FORMS = {
                                         lambda v: _standardized(v.reshape(1, 2, -1), (-1,)).reshape(v.shape)),
     "l2_norm_of_a_per_tensor_conv": ([1, 4, 6, 6], _per_tensor_conv, _l2_norm,
                                      lambda v: v / np.sqrt(np.sum(np.square(v), 1, keepdims=True) + 1e-5)),
+    "l2_norm_in_ops": ([1, 4, 6, 6], _per_tensor_conv, _l2_norm_in_ops,
+                       lambda v: v / np.sqrt(np.sum(np.square(v), 1, keepdims=True) + 1e-5)),
 }
 
 
@@ -110,7 +125,8 @@ def _plugin_vs_numpy_db(model: ov.Model, data: np.ndarray, form: str) -> float:
 @pytest.mark.parametrize("form", list(FORMS))
 def test_cpu_plugin_normalizes_the_integers_of_an_int8_value(form):
     """Bug 7, OpenVINO only: each form's normalization is 7.9-21.3 dB from numpy on the plugin's own value (session
-    11), and 141.9-144.7 dB once its input is guarded, which this asserts. Skips when the unguarded model is right too."""
+    11), and 141.9-144.7 dB once its input is guarded, which this asserts. Skips when the unguarded model is right
+    too."""
     model, data = _normalized(form)
     unguarded_db = _plugin_vs_numpy_db(model, data, form)
     assert guard_normalization_inputs(model)
@@ -134,14 +150,17 @@ CASES = {
                                                            False), _mvn, 0),
     "layer_norm_in_ops": ([1, 4, 8], _int8_linear, _layer_norm_in_ops, 1),
     "group_and_l2_norms": ([1, 4, 6, 6], _per_tensor_conv, lambda v: ops.add(_group_norm(v), _l2_norm(v)), 2),
+    "l2_norm_in_ops": ([1, 4, 6, 6], _per_tensor_conv, _l2_norm_in_ops, 1),
+    "squeeze_excitation": ([1, 4, 6, 6], _per_tensor_conv, _squeeze_excitation, 0),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_only_normalizations_reading_an_int8_value_are_guarded_once(case):
-    """The rule finds an MVN (a GroupNormalization, a NormalizeL2, a layer norm in ops) reading a FakeQuantize or an
-    INT8 layer through ReLUs and reshapes, not one behind a bias (right, measured), an MVN that does not normalize
-    the variance, or one reading a float layer; a guarded model has nothing left to guard."""
+    """The rule finds an MVN (a GroupNormalization, a NormalizeL2, a layer norm or L2 norm in ops) reading a
+    FakeQuantize or an INT8 layer through ReLUs and reshapes, not one behind a bias (right, measured), an MVN that
+    does not normalize the variance, one reading a float layer, or a squeeze-excitation (a mean, but through a
+    convolution); a guarded model has nothing left to guard."""
     shape, value_of, normalize, found = CASES[case]
     x = ops.parameter(shape, np.float32, name="x")
     model = ov.Model([ops.result(normalize(value_of(x)))], [x], case)

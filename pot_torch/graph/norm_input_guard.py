@@ -1,15 +1,15 @@
 """Keep the OpenVINO CPU plugin from normalizing the integers of an INT8 value (bug 7, docs/cpu-plugin-bugs.md).
 
 Bug 7 (OpenVINO 2026.4 CPU plugin, f32 and bf16): a normalization whose result does not depend on the scale of its
-input but for its eps (an MVN that normalizes the variance, a layer norm written out in ops, which the plugin fuses
-into an MVN, a GroupNormalization, a NormalizeL2) reading a dequantized INT8 value with nothing but a Reshape,
-Transpose, Squeeze, Unsqueeze or ReLU between runs on the integers: the plugin moves the dequantization scale
-through it, so its eps counts in integer units (eps times the squared scale in real ones) and rows whose variance
-(or sum of squares) is not far above the eps come out wrong. The value is a FakeQuantize output whose zero is level
-0 or its middle level, or the output of an INT8 convolution or MatMul with no bias: per-tensor weights, a MatMul of
-two activations, or per-channel weights under an MVN that does not reduce over the channels (an instance norm;
-static shapes only, right under a dynamic batch: the other cases are wrong with both). Rows of variance ~2e-5 with
-eps 1e-5: 5-36 dB from the IR's own result, against 141-151 dB once guarded; a bias Add between keeps it right.
+input but for its eps (an MVN that normalizes the variance, a GroupNormalization, a NormalizeL2, or a layer norm or
+L2 norm written out in ops, which the plugin fuses into one) reading a dequantized INT8 value with nothing but a
+Reshape, Transpose, Squeeze, Unsqueeze or ReLU between runs on the integers: the plugin moves the dequantization
+scale through it, so its eps counts in integer units (eps times the squared scale in real ones) and rows whose
+variance (or sum of squares) is not far above the eps come out wrong. The value is a FakeQuantize output whose zero
+is level 0 or its middle level, or the output of an INT8 convolution or MatMul with no bias: per-tensor weights, a
+MatMul of two activations, or per-channel weights under an MVN that does not reduce over the channels (an instance
+norm; static shapes only, right under a dynamic batch: the other cases are wrong with both). Rows of variance ~2e-5
+with eps 1e-5: 5-36 dB from the IR's own result, against 141-151 dB once guarded; a bias Add between keeps it right.
 
 An Add between keeps the scale before the normalization, so :func:`guard_normalization_inputs` makes every such op
 read its input plus :data:`GUARD_SHIFT` (1e-30): float32 addition absorbs 1e-30 into any value above ~1e-23 in
@@ -50,26 +50,57 @@ def _same(a: ov.Output, b: ov.Output) -> bool:
     return a.get_node().get_friendly_name() == b.get_node().get_friendly_name() and a.get_index() == b.get_index()
 
 
+#: Ops a normalization written out in ops computes its statistic with (the plugin fuses such chains into an MVN or a
+#: NormalizeL2); a walk from a Subtract, Divide or Multiply through these only finds the reduction of its operand.
+_STATISTIC_OPS = ("ReduceMean", "ReduceSum", "ReduceL2", "Power", "Multiply", "Divide", "Add", "Subtract", "Sqrt",
+                  "Maximum", "Convert")
+_REDUCTIONS = ("ReduceMean", "ReduceSum", "ReduceL2")
+_MAX_HOPS = 6
+
+
+def _statistic_readers(statistic: ov.Output, value: ov.Output) -> List[ov.Input]:
+    """The inputs reading ``value`` of the ops ``statistic`` is computed from (through :data:`_STATISTIC_OPS`, at most
+    :data:`_MAX_HOPS` deep), when one of those ops is a reduction; else ``[]``."""
+    readers: List[ov.Input] = []
+    reduces, seen = False, set()
+    stack = [(statistic.get_node(), 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node.get_friendly_name() in seen or node.get_type_name() not in _STATISTIC_OPS or depth > _MAX_HOPS:
+            continue
+        seen.add(node.get_friendly_name())
+        reduces |= node.get_type_name() in _REDUCTIONS
+        for node_input in node.inputs():
+            source = node_input.get_source_output()
+            if _same(source, value):
+                readers.append(node_input)
+            elif source.get_node().get_type_name() != "Constant":
+                stack.append((source.get_node(), depth + 1))
+    return readers if reduces else []
+
+
 def _normalizing_readers(node: ov.Node) -> List[ov.Input]:
     """The inputs through which ``node`` normalizes a value: an MVN that normalizes the variance, a GroupNormalization
-    or a NormalizeL2 (their data input), or the ``x - ReduceMean(x)`` of a layer norm written out in ops, which the
-    plugin fuses into an MVN (both inputs reading ``x``); ``[]`` for any other op."""
+    or a NormalizeL2 (their data input), or a normalization written out in ops, which the plugin fuses into an MVN or
+    a NormalizeL2: ``x - mean(x)``, ``x / f(sum(x * x))``, ``x * f(...)`` (every input of it reading ``x``); ``[]``
+    for any other op."""
     if node.get_type_name() in ("GroupNormalization", "NormalizeL2"):
         return [node.input(0)]
     if node.get_type_name() == "MVN":
         return [node.input(0)] if node.get_attributes()["normalize_variance"] else []
-    if node.get_type_name() != "Subtract":
+    if node.get_type_name() not in ("Subtract", "Divide", "Multiply"):
         return []
-    mean = node.input_value(1).get_node()
-    if mean.get_type_name() == "ReduceMean" and _same(mean.input_value(0), node.input_value(0)):
-        return [node.input(0), mean.input(0)]
+    for port in ((0, 1) if node.get_type_name() == "Multiply" else (0,)):
+        readers = _statistic_readers(node.input_value(1 - port), node.input_value(port))
+        if readers:
+            return [node.input(port)] + readers
     return []
 
 
 def unguarded_normalizations(model: ov.Model) -> List[Tuple[ov.Node, List[ov.Input]]]:
-    """The normalizations of ``model`` (MVNs, GroupNormalizations, NormalizeL2s, layer norms written out in ops named by
-    their ``x - mean`` Subtract) that read a float32 dequantized INT8 value through :data:`SCALE_MOVERS` only (bug 7,
-    see the module docstring), each with the inputs that read that value."""
+    """The normalizations of ``model`` (MVNs, GroupNormalizations, NormalizeL2s, and those written out in ops, named by
+    the op that subtracts, divides or multiplies their operand) that read a float32 dequantized INT8 value through
+    :data:`SCALE_MOVERS` only (bug 7, see the module docstring), each with the inputs that read that value."""
     found = []
     for node in model.get_ordered_ops():
         readers = _normalizing_readers(node)
