@@ -84,6 +84,15 @@ def _squeeze_excitation(value):
     return ops.multiply(value, ops.sigmoid(gate))
 
 
+def _reshaped_linear_of_stored_int8_weights(x):
+    """x [1, 8, 4] -> FakeQuantize -> Reshape to [1, 4, 8] -> linear layer whose weights are stored as integers (a
+    saved INT8 IR: ``Constant i8 -> Convert -> Multiply``), no bias."""
+    reshaped = ops.reshape(_fake_quantize(x, -3 * 128 / 127, 3.0), ops.constant(np.array([1, 4, 8], np.int64)), False)
+    stored = np.random.default_rng(0).integers(-127, 128, (16, 8)).astype(np.int8)
+    weights = ops.multiply(ops.convert(ops.constant(stored), np.float32), ops.constant(np.float32(0.003 / 127)))
+    return ops.matmul(reshaped, weights, False, True)
+
+
 def _standardized(value: np.ndarray, axes: Tuple[int, ...]) -> np.ndarray:
     centred = value - value.mean(axes, keepdims=True)
     return centred / np.sqrt(np.mean(np.square(centred), axes, keepdims=True) + 1e-5)
@@ -152,13 +161,15 @@ CASES = {
     "group_and_l2_norms": ([1, 4, 6, 6], _per_tensor_conv, lambda v: ops.add(_group_norm(v), _l2_norm(v)), 2),
     "l2_norm_in_ops": ([1, 4, 6, 6], _per_tensor_conv, _l2_norm_in_ops, 1),
     "squeeze_excitation": ([1, 4, 6, 6], _per_tensor_conv, _squeeze_excitation, 0),
+    "stored_int8_weights_behind_a_reshape": ([1, 8, 4], _reshaped_linear_of_stored_int8_weights, _mvn, 1),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_only_normalizations_reading_an_int8_value_are_guarded_once(case):
     """The rule finds an MVN (a GroupNormalization, a NormalizeL2, a layer norm or L2 norm in ops) reading a
-    FakeQuantize or an INT8 layer through ReLUs and reshapes, not one behind a bias (right, measured), an MVN that
+    FakeQuantize or an INT8 layer through ReLUs and reshapes (the layer's own FakeQuantize may sit behind a Reshape,
+    its weights stored as integers: 6.5 dB unguarded), not one behind a bias (right, measured), an MVN that
     does not normalize the variance, one reading a float layer, or a squeeze-excitation (a mean, but through a
     convolution); a guarded model has nothing left to guard."""
     shape, value_of, normalize, found = CASES[case]

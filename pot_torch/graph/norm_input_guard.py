@@ -32,18 +32,30 @@ SCALE_MOVERS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Relu")
 #: Layers the plugin computes in INT8 when they read a FakeQuantize output, and dequantizes after.
 _INT8_LAYERS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData",
                 "MatMul")
+#: Ops that only move data, which the plugin's INT8 layers read a FakeQuantize through (measured: Reshape,
+#: Transpose, MaxPool; the rest as ``quantize_agnostic`` in the CPU hardware description).
+_DATA_MOVERS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "MaxPool", "StridedSlice", "Pad", "Gather",
+                "DepthToSpace", "SpaceToDepth", "ShuffleChannels", "Broadcast", "Tile", "Concat")
 #: What a guarded normalization reads added to its input: absorbed by float32 above ~1e-23, a mean removes the rest.
 GUARD_SHIFT = np.float32(1e-30)
 
 
-def _dequantized(value: ov.Output) -> bool:
-    """Whether the plugin computes ``value`` as integers times a scale: a FakeQuantize output, or the output of a
-    layer that reads one (an INT8 convolution or MatMul)."""
+def _behind_data_movers(value: ov.Output) -> bool:
+    """Whether ``value`` is a FakeQuantize output, directly or through :data:`_DATA_MOVERS`."""
     node = value.get_node()
     if node.get_type_name() == "FakeQuantize":
         return True
-    return node.get_type_name() in _INT8_LAYERS and any(
-        source.get_node().get_type_name() == "FakeQuantize" for source in node.input_values())
+    return node.get_type_name() in _DATA_MOVERS and any(_behind_data_movers(source) for source in node.input_values())
+
+
+def _dequantized(value: ov.Output) -> bool:
+    """Whether the plugin computes ``value`` as integers times a scale: a FakeQuantize output, or the output of a
+    layer that reads one, directly or through data movers (an INT8 convolution or MatMul; its weights may be a
+    FakeQuantize or stored as integers)."""
+    node = value.get_node()
+    if node.get_type_name() == "FakeQuantize":
+        return True
+    return node.get_type_name() in _INT8_LAYERS and any(_behind_data_movers(source) for source in node.input_values())
 
 
 def _same(a: ov.Output, b: ov.Output) -> bool:
