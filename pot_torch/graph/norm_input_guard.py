@@ -2,14 +2,15 @@
 
 Bug 7 (OpenVINO 2026.4 CPU plugin, f32 and bf16): a normalization whose result does not depend on the scale of its
 input but for its eps (an MVN that normalizes the variance, a GroupNormalization, a NormalizeL2, or a layer norm or
-L2 norm written out in ops, which the plugin fuses into one) reading a dequantized INT8 value with nothing but a
-Reshape, Transpose, Squeeze, Unsqueeze or ReLU between runs on the integers: the plugin moves the dequantization
-scale through it, so its eps counts in integer units (eps times the squared scale in real ones) and rows whose
-variance (or sum of squares) is not far above the eps come out wrong. The value is a FakeQuantize output whose zero
-is level 0 or its middle level, or the output of an INT8 convolution or MatMul with no bias: per-tensor weights, a
-MatMul of two activations, or per-channel weights under an MVN that does not reduce over the channels (an instance
-norm; static shapes only, right under a dynamic batch: the other cases are wrong with both). Rows of variance ~2e-5
-with eps 1e-5: 5-36 dB from the IR's own result, against 141-151 dB once guarded; a bias Add between keeps it right.
+L2 norm written out in ops, which the plugin fuses into one) reading a dequantized INT8 value with nothing but ops
+that move data (a Reshape, Transpose, Squeeze, Unsqueeze, MaxPool, StridedSlice or Pad), ReLUs or a Multiply by a
+constant between runs on the integers: the plugin moves the dequantization scale through it, so its eps counts in
+integer units (eps times the squared scale in real ones) and rows whose variance (or sum of squares) is not far
+above the eps come out wrong. The value is a FakeQuantize output whose zero is level 0 or its middle level, or the
+output of an INT8 convolution or MatMul with no bias: per-tensor weights, a MatMul of two activations, or per-
+channel weights under an MVN that does not reduce over the channels (an instance norm; static shapes only, right
+under a dynamic batch: the other cases are wrong with both). Rows of variance ~2e-5 with eps 1e-5: 5-36 dB from the
+IR's own result, against 141-151 dB once guarded; a bias Add between keeps it right.
 
 An Add between keeps the scale before the normalization, so :func:`guard_normalization_inputs` makes every such op
 read its input plus :data:`GUARD_SHIFT` (1e-30): float32 addition absorbs 1e-30 into any value above ~1e-23 in
@@ -21,14 +22,15 @@ ranges later (RangeOptimization) keep it.
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 
-#: Ops the plugin moves a dequantization scale through, into a normalization (measured: Reshape, Transpose, ReLU).
-SCALE_MOVERS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Relu")
+#: Ops the plugin moves a dequantization scale through, into a normalization (measured: Reshape, Transpose, ReLU,
+#: MaxPool, StridedSlice, Pad; a Concat keeps it out), and so does a Multiply or Divide by a constant.
+SCALE_MOVERS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Relu", "MaxPool", "StridedSlice", "Pad")
 #: Layers the plugin computes in INT8 when they read a FakeQuantize output, and dequantizes after.
 _INT8_LAYERS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData",
                 "MatMul")
@@ -109,18 +111,32 @@ def _normalizing_readers(node: ov.Node) -> List[ov.Input]:
     return []
 
 
+def _scale_source(node: ov.Node) -> Optional[ov.Output]:
+    """The input whose dequantization scale the plugin moves through ``node`` (one of :data:`SCALE_MOVERS`, or a
+    Multiply or Divide by a constant); ``None`` for any other op."""
+    if node.get_type_name() in SCALE_MOVERS:
+        return node.input_value(0)
+    if node.get_type_name() not in ("Multiply", "Divide"):
+        return None
+    constant = [value.get_node().get_type_name() == "Constant" for value in node.input_values()]
+    if constant == [False, True] or (node.get_type_name() == "Multiply" and constant == [True, False]):
+        return node.input_value(constant.index(False))
+    return None
+
+
 def unguarded_normalizations(model: ov.Model) -> List[Tuple[ov.Node, List[ov.Input]]]:
     """The normalizations of ``model`` (MVNs, GroupNormalizations, NormalizeL2s, and those written out in ops, named by
     the op that subtracts, divides or multiplies their operand) that read a float32 dequantized INT8 value through
-    :data:`SCALE_MOVERS` only (bug 7, see the module docstring), each with the inputs that read that value."""
+    :data:`SCALE_MOVERS` and constant scales only (bug 7, see the module docstring), each with the inputs that read
+    that value."""
     found = []
     for node in model.get_ordered_ops():
         readers = _normalizing_readers(node)
         if not readers or readers[0].get_element_type() != ov.Type.f32:
             continue
-        value = readers[0].get_source_output()
-        while value.get_node().get_type_name() in SCALE_MOVERS:
-            value = value.get_node().input_value(0)
+        value: Optional[ov.Output] = readers[0].get_source_output()
+        while _scale_source(value.get_node()) is not None:
+            value = _scale_source(value.get_node())
         if _dequantized(value):
             found.append((node, readers))
     return found

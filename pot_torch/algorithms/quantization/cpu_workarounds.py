@@ -45,8 +45,8 @@ The bugs (OpenVINO 2026.4 CPU plugin, each reproduced without pot_torch; docs/cp
    floating point.
 
 7. a normalization (MVN, GroupNormalization, NormalizeL2) reading an INT8 value (a FakeQuantize output, or an INT8
-   convolution or MatMul without a bias), through reshapes, transposes or ReLUs only, runs on the integers and loses
-   its eps: a graph rule applied once the FakeQuantize ops are in (:mod:`pot_torch.graph.norm_input_guard`).
+   convolution or MatMul without a bias), through data movers, ReLUs or constant scales only, runs on the integers
+   and loses its eps: a graph rule applied once the FakeQuantize ops are in (:mod:`pot_torch.graph.norm_input_guard`).
 
 8. a Gather of a constant table (an embedding lookup), a Transpose and a GELU, Sigmoid or Tanh (elementwise ops and
    ReLUs allowed between) before an INT8 MatMul or convolution: ``compile_model`` fails ("constant_fold" of a
