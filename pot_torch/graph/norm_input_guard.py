@@ -134,9 +134,10 @@ def unguarded_normalizations(model: ov.Model) -> List[Tuple[ov.Node, List[ov.Inp
         readers = _normalizing_readers(node)
         if not readers or readers[0].get_element_type() != ov.Type.f32:
             continue
-        value: Optional[ov.Output] = readers[0].get_source_output()
-        while _scale_source(value.get_node()) is not None:
-            value = _scale_source(value.get_node())
+        value = readers[0].get_source_output()
+        source = _scale_source(value.get_node())
+        while source is not None:
+            value, source = source, _scale_source(source.get_node())
         if _dequantized(value):
             found.append((node, readers))
     return found
