@@ -24,6 +24,7 @@ import openvino.opset13 as ops
 
 from pot_torch.graph.cpu_fusion import Folded, folded_constants, fused_producer, is_constant
 from pot_torch.graph.editor import fake_quantize_ops
+
 #: Layers whose INT8 output the plugin dequantizes per output channel (axis 1).
 _PER_CHANNEL_DEQUANTIZED = ("Convolution", "GroupConvolution", "ConvolutionBackpropData",
                             "GroupConvolutionBackpropData")

@@ -4,12 +4,11 @@
 - bug 9: an Add or Subtract of a constant with as many values as channels after a per-channel scale gets its constant
   broadcast over the channels (:mod:`pot_torch.graph.channel_sized_shift`);
 - bug 7: a normalization (MVN, GroupNormalization, NormalizeL2) reading a dequantized INT8 value reads it plus 1e-30,
-  which keeps it in floating point
-  (:mod:`pot_torch.graph.norm_input_guard`).
+  which keeps it in floating point (:mod:`pot_torch.graph.norm_input_guard`).
 
-:func:`rewrite_for_cpu` applies them to a model in place, with a warning naming the ops (MinMaxQuantization and
-RangeOptimization call it on the CPU); :func:`cpu_safe_copy` applies them to a copy, for ``IEEngine`` running a model
-quantized elsewhere (another tool, or pot_torch for another target device), which would otherwise give wrong
+:func:`rewrite_for_cpu` applies them to a model in place, with a warning naming the ops (MinMaxQuantization calls it
+on the CPU once its FakeQuantize ops are in); :func:`cpu_safe_copy` applies them to a copy, for ``IEEngine`` running a
+model quantized elsewhere (another tool, or pot_torch for another target device), which would otherwise give wrong
 results without a word.
 """
 from __future__ import annotations

@@ -28,16 +28,17 @@ import numpy as np
 import openvino as ov
 import openvino.opset13 as ops
 
+from pot_torch.graph.hardware.config import load_hardware_config
+
 #: Ops the plugin moves a dequantization scale through, into a normalization (measured: Reshape, Transpose, ReLU,
 #: MaxPool, StridedSlice, Pad; a Concat keeps it out), and so does a Multiply or Divide by a constant.
 SCALE_MOVERS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "Relu", "MaxPool", "StridedSlice", "Pad")
 #: Layers the plugin computes in INT8 when they read a FakeQuantize output, and dequantizes after.
 _INT8_LAYERS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData",
                 "MatMul")
-#: Ops that only move data, which the plugin's INT8 layers read a FakeQuantize through (measured: Reshape,
-#: Transpose, MaxPool; the rest as ``quantize_agnostic`` in the CPU hardware description).
-_DATA_MOVERS = ("Reshape", "Transpose", "Squeeze", "Unsqueeze", "MaxPool", "StridedSlice", "Pad", "Gather",
-                "DepthToSpace", "SpaceToDepth", "ShuffleChannels", "Broadcast", "Tile", "Concat")
+#: Ops that only move data, which the plugin's INT8 layers read a FakeQuantize through: the CPU hardware
+#: description's ``quantize_agnostic`` ops (measured: Reshape, Transpose, MaxPool).
+_DATA_MOVERS = load_hardware_config("CPU").quantize_agnostic
 #: What a guarded normalization reads added to its input: absorbed by float32 above ~1e-23, a mean removes the rest.
 GUARD_SHIFT = np.float32(1e-30)
 
